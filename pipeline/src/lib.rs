@@ -1,0 +1,19 @@
+//! Observatory's data path: batches of encoded OTLP with a span index, the
+//! stage interface, and processors.
+
+#![forbid(unsafe_code)]
+
+pub mod batch;
+pub mod component;
+pub mod consumer;
+pub mod duration;
+pub mod generate;
+pub mod processors;
+pub mod scan;
+pub mod split;
+pub mod telemetry;
+pub mod testing;
+pub mod wire;
+
+pub use batch::{Batch, Request, Signal};
+pub use consumer::{BoxConsumer, ConsumeError, Consumer, Fanout};

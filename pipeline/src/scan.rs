@@ -1,0 +1,453 @@
+//! One pass over an encoded `ExportTraceServiceRequest`: validates the wire
+//! structure (tags, lengths, nesting, UTF-8, id sizes) as strictly as a prost
+//! decode would, and records where every resource, scope and span lies.
+//!
+//! Nothing is allocated per field; the only allocations are the index vectors,
+//! which callers may reuse.
+
+use crate::wire::{Field, Reader, WireError, FIXED32, FIXED64, LEN, VARINT};
+
+/// Byte range `[start, end)` inside a request.
+pub type Span32 = (u32, u32);
+
+/// A `ResourceSpans` in the request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceEntry {
+    /// The whole `resource` field (tag included), or empty.
+    pub resource: Span32,
+    /// The whole `schema_url` field (tag included), or empty.
+    pub schema_url: Span32,
+}
+
+/// A `ScopeSpans` in the request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScopeEntry {
+    /// Index into [`SpanIndex::resources`].
+    pub resource: u32,
+    /// The whole `scope` field (tag included), or empty.
+    pub scope: Span32,
+    /// The whole `schema_url` field (tag included), or empty.
+    pub schema_url: Span32,
+}
+
+/// A `Span` in the request: the fields stages decide on, and where it lies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpanEntry {
+    /// Index into [`SpanIndex::scopes`].
+    pub scope: u32,
+    /// Trace id (zero if absent).
+    pub trace_id: [u8; 16],
+    /// Span id (zero if absent).
+    pub span_id: [u8; 8],
+    /// Parent span id (zero for a root span).
+    pub parent_span_id: [u8; 8],
+    /// Start time, Unix nanoseconds.
+    pub start_time_unix_nano: u64,
+    /// End time, Unix nanoseconds.
+    pub end_time_unix_nano: u64,
+    /// `Status.code`: 0 unset, 1 ok, 2 error.
+    pub status_code: u8,
+    /// The whole span field inside its `ScopeSpans` (tag included).
+    pub range: Span32,
+}
+
+/// Where everything in one traces request lies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpanIndex {
+    /// One entry per `ResourceSpans`.
+    pub resources: Vec<ResourceEntry>,
+    /// One entry per `ScopeSpans`, in request order.
+    pub scopes: Vec<ScopeEntry>,
+    /// One entry per span, in request order.
+    pub spans: Vec<SpanEntry>,
+}
+
+impl SpanIndex {
+    /// Empties the index, keeping its capacity.
+    pub fn clear(&mut self) {
+        self.resources.clear();
+        self.scopes.clear();
+        self.spans.clear();
+    }
+}
+
+/// Nesting limit for `AnyValue`s, as prost's recursion limit.
+const MAX_DEPTH: u32 = 100;
+
+#[inline]
+fn r32(range: (usize, usize)) -> Span32 {
+    (range.0 as u32, range.1 as u32)
+}
+
+/// Validates and indexes an encoded `ExportTraceServiceRequest`.
+pub fn scan_traces(buf: &[u8], index: &mut SpanIndex) -> Result<(), WireError> {
+    index.clear();
+    if buf.len() > u32::MAX as usize {
+        return Err(WireError {
+            offset: 0,
+            what: "request larger than 4 GiB",
+            message: "ExportTraceServiceRequest",
+        });
+    }
+    let mut r = Reader::new(buf, 0, buf.len(), "ExportTraceServiceRequest");
+    while let Some(f) = r.next_field()? {
+        if f.number == 1 {
+            r.expect(&f, LEN)?;
+            resource_spans(buf, f, index)?;
+        }
+    }
+    Ok(())
+}
+
+fn resource_spans(buf: &[u8], f: Field, index: &mut SpanIndex) -> Result<(), WireError> {
+    let ri = index.resources.len() as u32;
+    index.resources.push(ResourceEntry::default());
+    let mut r = Reader::new(buf, f.body.0, f.body.1, "ResourceSpans");
+    while let Some(f) = r.next_field()? {
+        match f.number {
+            1 => {
+                r.expect(&f, LEN)?;
+                resource(buf, &f)?;
+                index.resources[ri as usize].resource = r32(f.whole());
+            }
+            2 => {
+                r.expect(&f, LEN)?;
+                scope_spans(buf, f, ri, index)?;
+            }
+            3 => {
+                r.expect_str(&f)?;
+                index.resources[ri as usize].schema_url = r32(f.whole());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn resource(buf: &[u8], f: &Field) -> Result<(), WireError> {
+    let mut r = Reader::new(buf, f.body.0, f.body.1, "Resource");
+    while let Some(f) = r.next_field()? {
+        match f.number {
+            1 => key_value(buf, &r, &f, 0)?,
+            2 => r.expect(&f, VARINT)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn scope_spans(buf: &[u8], f: Field, ri: u32, index: &mut SpanIndex) -> Result<(), WireError> {
+    let si = index.scopes.len() as u32;
+    index.scopes.push(ScopeEntry {
+        resource: ri,
+        ..ScopeEntry::default()
+    });
+    let mut r = Reader::new(buf, f.body.0, f.body.1, "ScopeSpans");
+    while let Some(f) = r.next_field()? {
+        match f.number {
+            1 => {
+                r.expect(&f, LEN)?;
+                scope(buf, &f)?;
+                index.scopes[si as usize].scope = r32(f.whole());
+            }
+            2 => {
+                r.expect(&f, LEN)?;
+                let mut entry = span(buf, &f)?;
+                entry.scope = si;
+                index.spans.push(entry);
+            }
+            3 => {
+                r.expect_str(&f)?;
+                index.scopes[si as usize].schema_url = r32(f.whole());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn scope(buf: &[u8], f: &Field) -> Result<(), WireError> {
+    let mut r = Reader::new(buf, f.body.0, f.body.1, "InstrumentationScope");
+    while let Some(f) = r.next_field()? {
+        match f.number {
+            1 | 2 => r.expect_str(&f)?,
+            3 => key_value(buf, &r, &f, 0)?,
+            4 => r.expect(&f, VARINT)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn copy_id<const N: usize>(buf: &[u8], f: &Field, out: &mut [u8; N]) {
+    if f.body.1 - f.body.0 == N {
+        out.copy_from_slice(&buf[f.body.0..f.body.1]);
+    } else {
+        *out = [0; N];
+    }
+}
+
+fn span(buf: &[u8], f: &Field) -> Result<SpanEntry, WireError> {
+    let mut e = SpanEntry {
+        range: r32(f.whole()),
+        ..SpanEntry::default()
+    };
+    let mut r = Reader::new(buf, f.body.0, f.body.1, "Span");
+    while let Some(f) = r.next_field()? {
+        match f.number {
+            1 => {
+                r.expect_id(&f, 16)?;
+                copy_id(buf, &f, &mut e.trace_id);
+            }
+            2 => {
+                r.expect_id(&f, 8)?;
+                copy_id(buf, &f, &mut e.span_id);
+            }
+            3 | 5 => r.expect_str(&f)?,
+            4 => {
+                r.expect_id(&f, 8)?;
+                copy_id(buf, &f, &mut e.parent_span_id);
+            }
+            6 | 10 | 12 | 14 => r.expect(&f, VARINT)?,
+            7 => {
+                r.expect(&f, FIXED64)?;
+                e.start_time_unix_nano = f.value;
+            }
+            8 => {
+                r.expect(&f, FIXED64)?;
+                e.end_time_unix_nano = f.value;
+            }
+            9 => key_value(buf, &r, &f, 0)?,
+            11 => event(buf, &r, &f)?,
+            13 => link(buf, &r, &f)?,
+            15 => {
+                r.expect(&f, LEN)?;
+                e.status_code = status(buf, &f)?;
+            }
+            16 => r.expect(&f, FIXED32)?,
+            _ => {}
+        }
+    }
+    Ok(e)
+}
+
+fn event(buf: &[u8], parent: &Reader, f: &Field) -> Result<(), WireError> {
+    parent.expect(f, LEN)?;
+    let mut r = Reader::new(buf, f.body.0, f.body.1, "Span.Event");
+    while let Some(f) = r.next_field()? {
+        match f.number {
+            1 => r.expect(&f, FIXED64)?,
+            2 => r.expect_str(&f)?,
+            3 => key_value(buf, &r, &f, 0)?,
+            4 => r.expect(&f, VARINT)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn link(buf: &[u8], parent: &Reader, f: &Field) -> Result<(), WireError> {
+    parent.expect(f, LEN)?;
+    let mut r = Reader::new(buf, f.body.0, f.body.1, "Span.Link");
+    while let Some(f) = r.next_field()? {
+        match f.number {
+            1 => r.expect_id(&f, 16)?,
+            2 => r.expect_id(&f, 8)?,
+            3 => r.expect_str(&f)?,
+            4 => key_value(buf, &r, &f, 0)?,
+            5 => r.expect(&f, VARINT)?,
+            6 => r.expect(&f, FIXED32)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn status(buf: &[u8], f: &Field) -> Result<u8, WireError> {
+    let mut code = 0u8;
+    let mut r = Reader::new(buf, f.body.0, f.body.1, "Status");
+    while let Some(f) = r.next_field()? {
+        match f.number {
+            2 => r.expect_str(&f)?,
+            // Field 1 is the deprecated code; prost still checks its type.
+            1 => r.expect(&f, VARINT)?,
+            3 => {
+                r.expect(&f, VARINT)?;
+                code = f.value.min(u64::from(u8::MAX)) as u8;
+            }
+            _ => {}
+        }
+    }
+    Ok(code)
+}
+
+/// Validates a `KeyValue` field.
+fn key_value(buf: &[u8], parent: &Reader, f: &Field, depth: u32) -> Result<(), WireError> {
+    parent.expect(f, LEN)?;
+    let mut r = Reader::new(buf, f.body.0, f.body.1, "KeyValue");
+    while let Some(f) = r.next_field()? {
+        match f.number {
+            1 => r.expect_str(&f)?,
+            2 => any_value(buf, &r, &f, depth + 1)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn any_value(buf: &[u8], parent: &Reader, f: &Field, depth: u32) -> Result<(), WireError> {
+    parent.expect(f, LEN)?;
+    let mut r = Reader::new(buf, f.body.0, f.body.1, "AnyValue");
+    if depth > MAX_DEPTH {
+        return Err(WireError {
+            offset: f.start,
+            what: "attribute values nested too deeply",
+            message: "AnyValue",
+        });
+    }
+    while let Some(f) = r.next_field()? {
+        match f.number {
+            1 => r.expect_str(&f)?,
+            2 | 3 => r.expect(&f, VARINT)?,
+            4 => r.expect(&f, FIXED64)?,
+            5 => {
+                r.expect(&f, LEN)?;
+                let mut a = Reader::new(buf, f.body.0, f.body.1, "ArrayValue");
+                while let Some(v) = a.next_field()? {
+                    if v.number == 1 {
+                        any_value(buf, &a, &v, depth + 1)?;
+                    }
+                }
+            }
+            6 => {
+                r.expect(&f, LEN)?;
+                let mut a = Reader::new(buf, f.body.0, f.body.1, "KeyValueList");
+                while let Some(v) = a.next_field()? {
+                    if v.number == 1 {
+                        key_value(buf, &a, &v, depth + 1)?;
+                    }
+                }
+            }
+            7 => r.expect(&f, LEN)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::{Generator, GeneratorOptions};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+
+    fn sample() -> ExportTraceServiceRequest {
+        Generator::new(GeneratorOptions {
+            error_rate: 0.2,
+            ..GeneratorOptions::default()
+        })
+        .traces(40)
+    }
+
+    #[test]
+    fn index_matches_prost_decode() {
+        let req = sample();
+        let bytes = req.encode_to_vec();
+        let mut idx = SpanIndex::default();
+        scan_traces(&bytes, &mut idx).unwrap();
+        let spans: Vec<_> = req
+            .resource_spans
+            .iter()
+            .flat_map(|rs| rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()))
+            .collect();
+        assert_eq!(idx.spans.len(), spans.len());
+        assert_eq!(idx.resources.len(), req.resource_spans.len());
+        for (e, s) in idx.spans.iter().zip(spans) {
+            assert_eq!(e.trace_id.as_slice(), s.trace_id.as_slice());
+            assert_eq!(e.span_id.as_slice(), s.span_id.as_slice());
+            assert_eq!(e.start_time_unix_nano, s.start_time_unix_nano);
+            assert_eq!(e.end_time_unix_nano, s.end_time_unix_nano);
+            let code = s.status.as_ref().map_or(0, |st| st.code) as u8;
+            assert_eq!(e.status_code, code);
+            if s.parent_span_id.is_empty() {
+                assert_eq!(e.parent_span_id, [0; 8]);
+            } else {
+                assert_eq!(e.parent_span_id.as_slice(), s.parent_span_id.as_slice());
+            }
+            // The recorded range is exactly the span's field: decoding it
+            // as a one-span ScopeSpans gives the span back.
+            let field = &bytes[e.range.0 as usize..e.range.1 as usize];
+            let ss = opentelemetry_proto::tonic::trace::v1::ScopeSpans::decode(field).unwrap();
+            assert_eq!(&ss.spans[0], s);
+        }
+        assert!(idx.spans.iter().any(|s| s.status_code == 2));
+    }
+
+    #[test]
+    fn empty_request_is_valid_and_empty() {
+        let mut idx = SpanIndex::default();
+        scan_traces(&[], &mut idx).unwrap();
+        assert!(idx.spans.is_empty());
+    }
+
+    #[test]
+    fn every_truncation_is_refused_like_prost() {
+        let bytes = sample().encode_to_vec();
+        let mut idx = SpanIndex::default();
+        // Every prefix that prost refuses, the scanner refuses too, and the
+        // other way round: the two validators agree on where input breaks.
+        for cut in (0..bytes.len()).step_by(7) {
+            let prefix = &bytes[..cut];
+            let ours = scan_traces(prefix, &mut idx).is_ok();
+            let theirs = ExportTraceServiceRequest::decode(prefix).is_ok();
+            assert_eq!(ours, theirs, "disagree at cut {cut}");
+        }
+    }
+
+    #[test]
+    fn bad_utf8_bad_ids_and_wrong_wire_types_are_refused() {
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        let mk = |span: Span| {
+            ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    scope_spans: vec![ScopeSpans {
+                        spans: vec![span],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            }
+            .encode_to_vec()
+        };
+        let mut idx = SpanIndex::default();
+        let short_id = mk(Span {
+            trace_id: vec![1; 5],
+            ..Default::default()
+        });
+        let err = scan_traces(&short_id, &mut idx).unwrap_err();
+        assert_eq!(err.what, "trace id must be 16 bytes");
+
+        let mut bad_name = mk(Span {
+            name: "abc".into(),
+            ..Default::default()
+        });
+        let pos = bad_name.windows(3).position(|w| w == b"abc").unwrap();
+        bad_name[pos] = 0xff;
+        let err = scan_traces(&bad_name, &mut idx).unwrap_err();
+        assert_eq!(err.what, "string is not valid UTF-8");
+        assert!(ExportTraceServiceRequest::decode(bad_name.as_slice()).is_err());
+
+        // start_time_unix_nano (field 7) sent as a varint.
+        let mut wrong = mk(Span::default());
+        let tail = [0x38, 0x01];
+        // Grow each enclosing length by the two appended bytes.
+        wrong.extend_from_slice(&tail);
+        for i in [1usize, 3, 5] {
+            wrong[i] += 2;
+        }
+        let err = scan_traces(&wrong, &mut idx).unwrap_err();
+        assert_eq!(err.what, "wrong wire type for known field");
+        assert!(ExportTraceServiceRequest::decode(wrong.as_slice()).is_err());
+    }
+}

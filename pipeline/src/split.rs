@@ -1,0 +1,269 @@
+//! Splitting a request into a head of `n` items and the rest, for batch size
+//! caps. Traces are re-framed from the span index (span bytes are copied, never
+//! decoded); logs and metrics go through prost for now.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::Metric;
+use prost::Message;
+
+use crate::batch::{metric_points, Request, Signal};
+use crate::scan::{scan_traces, Span32, SpanIndex};
+use crate::wire::{len_header_size, put_len_header};
+
+fn slice(buf: &[u8], r: Span32) -> &[u8] {
+    &buf[r.0 as usize..r.1 as usize]
+}
+
+fn width(r: Span32) -> usize {
+    (r.1 - r.0) as usize
+}
+
+/// Encodes the spans `spans` of an indexed traces request as a new request,
+/// keeping each span's resource and scope.
+pub fn encode_span_range(buf: &[u8], index: &SpanIndex, spans: std::ops::Range<usize>) -> Vec<u8> {
+    // Group the selected spans into runs of one scope, then of one resource.
+    let picked = &index.spans[spans];
+    let mut out = Vec::with_capacity(picked.iter().map(|s| width(s.range)).sum::<usize>() + 256);
+    let mut i = 0;
+    while i < picked.len() {
+        let resource = index.scopes[picked[i].scope as usize].resource;
+        let mut j = i;
+        while j < picked.len() && index.scopes[picked[j].scope as usize].resource == resource {
+            j += 1;
+        }
+        let run = &picked[i..j];
+        // Sizes of each scope group inside this resource run.
+        let mut scope_sizes: Vec<(u32, usize, usize, usize)> = Vec::new(); // scope, from, to, body
+        let mut k = 0;
+        while k < run.len() {
+            let sc = run[k].scope;
+            let mut l = k;
+            let mut body = 0;
+            while l < run.len() && run[l].scope == sc {
+                body += width(run[l].range);
+                l += 1;
+            }
+            let entry = &index.scopes[sc as usize];
+            body += width(entry.scope) + width(entry.schema_url);
+            scope_sizes.push((sc, k, l, body));
+            k = l;
+        }
+        let res = &index.resources[resource as usize];
+        let rs_body: usize = width(res.resource)
+            + width(res.schema_url)
+            + scope_sizes
+                .iter()
+                .map(|s| len_header_size(2, s.3) + s.3)
+                .sum::<usize>();
+        put_len_header(&mut out, 1, rs_body);
+        out.extend_from_slice(slice(buf, res.resource));
+        for (sc, from, to, body) in scope_sizes {
+            let entry = &index.scopes[sc as usize];
+            put_len_header(&mut out, 2, body);
+            out.extend_from_slice(slice(buf, entry.scope));
+            for span in &run[from..to] {
+                out.extend_from_slice(slice(buf, span.range));
+            }
+            out.extend_from_slice(slice(buf, entry.schema_url));
+        }
+        out.extend_from_slice(slice(buf, res.schema_url));
+        i = j;
+    }
+    out
+}
+
+fn traces_request(bytes: Vec<u8>) -> Request {
+    let mut index = SpanIndex::default();
+    // The bytes were framed from a validated request; a failure here is a bug.
+    scan_traces(&bytes, &mut index).expect("re-framed spans scan cleanly");
+    Request {
+        items: index.spans.len(),
+        bytes: Bytes::from(bytes),
+        index: Some(Arc::new(index)),
+    }
+}
+
+/// Splits off the first `n` items: returns (head, rest). `n` must be less
+/// than `req.items`.
+pub fn split_request(signal: Signal, req: &Request, n: usize) -> (Request, Request) {
+    debug_assert!(n < req.items);
+    match signal {
+        Signal::Traces => {
+            let index = req.index.as_ref().expect("traces requests carry an index");
+            let head = encode_span_range(&req.bytes, index, 0..n);
+            let rest = encode_span_range(&req.bytes, index, n..index.spans.len());
+            (traces_request(head), traces_request(rest))
+        }
+        Signal::Logs => split_logs(req, n),
+        Signal::Metrics => split_metrics(req, n),
+    }
+}
+
+fn split_logs(req: &Request, n: usize) -> (Request, Request) {
+    let mut rest = ExportLogsServiceRequest::decode(req.bytes.clone()).expect("validated");
+    let mut head = ExportLogsServiceRequest::default();
+    let mut left = n;
+    while left > 0 {
+        let rl = &mut rest.resource_logs[0];
+        let mut head_rl = rl.clone();
+        head_rl.scope_logs.clear();
+        while left > 0 && !rl.scope_logs.is_empty() {
+            let sl = &mut rl.scope_logs[0];
+            let take = left.min(sl.log_records.len());
+            let mut head_sl = sl.clone();
+            head_sl.log_records = sl.log_records.drain(..take).collect();
+            left -= take;
+            head_rl.scope_logs.push(head_sl);
+            if sl.log_records.is_empty() {
+                rl.scope_logs.remove(0);
+            }
+        }
+        head.resource_logs.push(head_rl);
+        if rl.scope_logs.is_empty() {
+            rest.resource_logs.remove(0);
+        }
+    }
+    let items = req.items;
+    (
+        Request {
+            bytes: head.encode_to_vec().into(),
+            items: n,
+            index: None,
+        },
+        Request {
+            bytes: rest.encode_to_vec().into(),
+            items: items - n,
+            index: None,
+        },
+    )
+}
+
+fn take_points(m: &mut Metric, n: usize) -> Metric {
+    let mut head = m.clone();
+    macro_rules! take {
+        ($src:expr, $dst:expr) => {{
+            let k = n.min($src.data_points.len());
+            $dst.data_points = $src.data_points.drain(..k).collect();
+        }};
+    }
+    match (&mut m.data, &mut head.data) {
+        (Some(Data::Gauge(s)), Some(Data::Gauge(d))) => take!(s, d),
+        (Some(Data::Sum(s)), Some(Data::Sum(d))) => take!(s, d),
+        (Some(Data::Histogram(s)), Some(Data::Histogram(d))) => take!(s, d),
+        (Some(Data::ExponentialHistogram(s)), Some(Data::ExponentialHistogram(d))) => take!(s, d),
+        (Some(Data::Summary(s)), Some(Data::Summary(d))) => take!(s, d),
+        _ => {}
+    }
+    head
+}
+
+fn split_metrics(req: &Request, n: usize) -> (Request, Request) {
+    let mut rest = ExportMetricsServiceRequest::decode(req.bytes.clone()).expect("validated");
+    let mut head = ExportMetricsServiceRequest::default();
+    let mut left = n;
+    while left > 0 {
+        let rm = &mut rest.resource_metrics[0];
+        let mut head_rm = rm.clone();
+        head_rm.scope_metrics.clear();
+        while left > 0 && !rm.scope_metrics.is_empty() {
+            let sm = &mut rm.scope_metrics[0];
+            let mut head_sm = sm.clone();
+            head_sm.metrics.clear();
+            while left > 0 && !sm.metrics.is_empty() {
+                let m = &mut sm.metrics[0];
+                let taken = take_points(m, left);
+                left -= metric_points(&taken);
+                head_sm.metrics.push(taken);
+                if metric_points(&sm.metrics[0]) == 0 {
+                    sm.metrics.remove(0);
+                }
+            }
+            head_rm.scope_metrics.push(head_sm);
+            if sm.metrics.is_empty() {
+                rm.scope_metrics.remove(0);
+            }
+        }
+        head.resource_metrics.push(head_rm);
+        if rm.scope_metrics.is_empty() {
+            rest.resource_metrics.remove(0);
+        }
+    }
+    (
+        Request {
+            bytes: head.encode_to_vec().into(),
+            items: n,
+            index: None,
+        },
+        Request {
+            bytes: rest.encode_to_vec().into(),
+            items: req.items - n,
+            index: None,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{log_count, point_count, span_count, Batch};
+    use crate::generate::{Generator, GeneratorOptions};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+    fn gen() -> Generator {
+        Generator::new(GeneratorOptions::default())
+    }
+
+    #[test]
+    fn traces_split_keeps_every_span_with_its_resource_and_scope() {
+        let req = gen().spans(103);
+        let parsed = Request::parse(Signal::Traces, req.encode_to_vec().into()).unwrap();
+        for n in [1, 2, 40, 102] {
+            let (head, rest) = split_request(Signal::Traces, &parsed, n);
+            assert_eq!((head.items, rest.items), (n, 103 - n));
+            // Head and rest concatenated decode to the original spans, each
+            // under the same resource and scope as before.
+            let both = Batch {
+                signal: Signal::Traces,
+                requests: vec![head, rest],
+            };
+            let back = both.decode_traces().unwrap();
+            assert_eq!(span_count(&back), 103);
+            let flat = |r: &ExportTraceServiceRequest| {
+                let mut v: Vec<_> = r
+                    .resource_spans
+                    .iter()
+                    .flat_map(|rs| {
+                        rs.scope_spans.iter().flat_map(move |ss| {
+                            ss.spans.iter().map(move |s| (rs.resource.clone(), rs.schema_url.clone(), ss.scope.clone(), s.clone()))
+                        })
+                    })
+                    .collect();
+                v.sort_by(|a, b| a.3.span_id.cmp(&b.3.span_id));
+                v
+            };
+            assert_eq!(flat(&back), flat(&req));
+        }
+    }
+
+    #[test]
+    fn logs_and_metrics_split_by_item() {
+        let logs = gen().logs(10);
+        let parsed = Request::parse(Signal::Logs, logs.encode_to_vec().into()).unwrap();
+        let (h, r) = split_request(Signal::Logs, &parsed, 3);
+        assert_eq!(log_count(&ExportLogsServiceRequest::decode(h.bytes).unwrap()), 3);
+        assert_eq!(log_count(&ExportLogsServiceRequest::decode(r.bytes).unwrap()), 7);
+
+        let metrics = gen().metrics(10);
+        let parsed = Request::parse(Signal::Metrics, metrics.encode_to_vec().into()).unwrap();
+        for n in 1..10 {
+            let (h, r) = split_request(Signal::Metrics, &parsed, n);
+            assert_eq!(point_count(&ExportMetricsServiceRequest::decode(h.bytes).unwrap()), n);
+            assert_eq!(point_count(&ExportMetricsServiceRequest::decode(r.bytes).unwrap()), 10 - n);
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Protobuf wire-format primitives: reading fields in place and writing framing.
+//!
+//! The scanner and the splitter work on encoded OTLP bytes directly; these are
+//! the few operations they need, with errors that say where the input broke.
+
+use std::fmt;
+
+/// Protobuf wire types.
+pub const VARINT: u8 = 0;
+/// 64-bit fixed wire type.
+pub const FIXED64: u8 = 1;
+/// Length-delimited wire type.
+pub const LEN: u8 = 2;
+/// 32-bit fixed wire type.
+pub const FIXED32: u8 = 5;
+
+/// Why a message could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    /// Byte offset in the request where reading failed.
+    pub offset: usize,
+    /// What was wrong there.
+    pub what: &'static str,
+    /// The message being read (e.g. `Span`).
+    pub message: &'static str,
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid protobuf: {} in {} at byte {}",
+            self.what, self.message, self.offset
+        )
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// A cursor over one message's bytes; offsets are absolute in the request.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    end: usize,
+    /// Message name used in errors.
+    pub message: &'static str,
+}
+
+/// One field header plus its payload location.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    /// Field number.
+    pub number: u32,
+    /// Wire type.
+    pub wire: u8,
+    /// Offset of the tag (start of the whole field).
+    pub start: usize,
+    /// For LEN fields, the payload range; for others, the value's range.
+    pub body: (usize, usize),
+    /// Varint value (VARINT), or the raw fixed value (FIXED32/FIXED64).
+    pub value: u64,
+}
+
+impl Field {
+    /// Range of the whole field, tag included.
+    pub fn whole(&self) -> (usize, usize) {
+        (self.start, self.body.1)
+    }
+}
+
+impl<'a> Reader<'a> {
+    /// Reads `buf[start..end]` as the message named `message`.
+    pub fn new(buf: &'a [u8], start: usize, end: usize, message: &'static str) -> Self {
+        Reader {
+            buf,
+            pos: start,
+            end,
+            message,
+        }
+    }
+
+    fn err(&self, offset: usize, what: &'static str) -> WireError {
+        WireError {
+            offset,
+            what,
+            message: self.message,
+        }
+    }
+
+    fn varint(&mut self) -> Result<u64, WireError> {
+        let mut value: u64 = 0;
+        let mut shift = 0u32;
+        let start = self.pos;
+        loop {
+            if self.pos >= self.end {
+                return Err(self.err(start, "truncated varint"));
+            }
+            let b = self.buf[self.pos];
+            self.pos += 1;
+            if shift == 63 && b > 1 {
+                return Err(self.err(start, "varint overflows 64 bits"));
+            }
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+            shift += 7;
+            if shift > 63 {
+                return Err(self.err(start, "varint longer than 10 bytes"));
+            }
+        }
+    }
+
+    /// Reads the next field, or `None` at the end of the message.
+    #[inline]
+    pub fn next_field(&mut self) -> Result<Option<Field>, WireError> {
+        if self.pos >= self.end {
+            return Ok(None);
+        }
+        let start = self.pos;
+        let key = self.varint()?;
+        let number = (key >> 3) as u32;
+        let wire = (key & 7) as u8;
+        if number == 0 || key >> 3 > u64::from(u32::MAX >> 3) {
+            return Err(self.err(start, "invalid field number"));
+        }
+        let vstart = self.pos;
+        let (body, value) = match wire {
+            VARINT => {
+                let v = self.varint()?;
+                ((vstart, self.pos), v)
+            }
+            FIXED64 => {
+                if self.end - self.pos < 8 {
+                    return Err(self.err(start, "truncated fixed64"));
+                }
+                let v = u64::from_le_bytes(self.buf[self.pos..self.pos + 8].try_into().unwrap());
+                self.pos += 8;
+                ((vstart, self.pos), v)
+            }
+            FIXED32 => {
+                if self.end - self.pos < 4 {
+                    return Err(self.err(start, "truncated fixed32"));
+                }
+                let v = u32::from_le_bytes(self.buf[self.pos..self.pos + 4].try_into().unwrap());
+                self.pos += 4;
+                ((vstart, self.pos), u64::from(v))
+            }
+            LEN => {
+                let len = self.varint()?;
+                if len > (self.end - self.pos) as u64 {
+                    return Err(self.err(start, "length exceeds message"));
+                }
+                let b = (self.pos, self.pos + len as usize);
+                self.pos = b.1;
+                (b, len)
+            }
+            _ => return Err(self.err(start, "unsupported wire type")),
+        };
+        Ok(Some(Field {
+            number,
+            wire,
+            start,
+            body,
+            value,
+        }))
+    }
+
+    /// Fails unless `field` has wire type `wire`.
+    #[inline]
+    pub fn expect(&self, field: &Field, wire: u8) -> Result<(), WireError> {
+        if field.wire == wire {
+            Ok(())
+        } else {
+            Err(self.err(field.start, "wrong wire type for known field"))
+        }
+    }
+
+    /// Fails unless the LEN field's payload is valid UTF-8.
+    #[inline]
+    pub fn expect_str(&self, field: &Field) -> Result<(), WireError> {
+        self.expect(field, LEN)?;
+        if std::str::from_utf8(&self.buf[field.body.0..field.body.1]).is_err() {
+            return Err(self.err(field.body.0, "string is not valid UTF-8"));
+        }
+        Ok(())
+    }
+
+    /// Fails unless the LEN field holds an id of `n` bytes (or is empty, as
+    /// the reference implementations accept).
+    #[inline]
+    pub fn expect_id(&self, field: &Field, n: usize) -> Result<(), WireError> {
+        self.expect(field, LEN)?;
+        let len = field.body.1 - field.body.0;
+        if len != 0 && len != n {
+            return Err(self.err(
+                field.start,
+                if n == 16 {
+                    "trace id must be 16 bytes"
+                } else {
+                    "span id must be 8 bytes"
+                },
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Appends a varint.
+#[inline]
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Bytes a varint of `v` takes.
+#[inline]
+pub fn varint_len(v: u64) -> usize {
+    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+}
+
+/// Appends the header of a LEN field with `len` payload bytes.
+#[inline]
+pub fn put_len_header(out: &mut Vec<u8>, number: u32, len: usize) {
+    put_varint(out, (u64::from(number) << 3) | u64::from(LEN));
+    put_varint(out, len as u64);
+}
+
+/// Size of a LEN field header.
+#[inline]
+pub fn len_header_size(number: u32, len: usize) -> usize {
+    varint_len((u64::from(number) << 3) | u64::from(LEN)) + varint_len(len as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_round_trip_and_length() {
+        for v in [0u64, 1, 127, 128, 300, 16_383, 16_384, u32::MAX as u64, u64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            assert_eq!(out.len(), varint_len(v), "len of {v}");
+            // Frame it as field 1 so the reader can parse it back.
+            let mut msg = vec![0x08];
+            msg.extend_from_slice(&out);
+            let mut r = Reader::new(&msg, 0, msg.len(), "T");
+            let f = r.next_field().unwrap().unwrap();
+            assert_eq!((f.number, f.wire, f.value), (1, VARINT, v));
+        }
+    }
+
+    #[test]
+    fn truncated_and_overlong_inputs_are_errors() {
+        let cases: [(&[u8], &str); 4] = [
+            (&[0x0a, 0x05, 1, 2], "length exceeds message"),
+            (&[0x08, 0x80], "truncated varint"),
+            (&[0x09, 1, 2, 3], "truncated fixed64"),
+            (&[0x0b], "unsupported wire type"),
+        ];
+        for (bytes, what) in cases {
+            let mut r = Reader::new(bytes, 0, bytes.len(), "T");
+            assert_eq!(r.next_field().unwrap_err().what, what);
+        }
+    }
+}
