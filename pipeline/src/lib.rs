@@ -9,6 +9,7 @@ pub mod consumer;
 pub mod duration;
 pub mod generate;
 pub mod processors;
+pub mod rpc_status;
 pub mod scan;
 pub mod split;
 pub mod telemetry;

@@ -1,0 +1,233 @@
+//! The one exporter engine: sending queue, retry with backoff, per-attempt
+//! timeout and self-metrics live here once; an exporter supplies only
+//! `export` and the class of each failure.
+
+pub mod config;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use async_trait::async_trait;
+use pipeline::component::Context;
+use pipeline::telemetry::{Counter, Registry};
+use pipeline::{Batch, BoxConsumer, ConsumeError, Consumer, Signal};
+use rand::Rng;
+
+pub use config::{EngineSettings, QueueConfig, RetryConfig};
+
+/// How an export attempt failed; decides retry or drop.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ExportError {
+    /// Try again with backoff (network error, 502/503/504, UNAVAILABLE).
+    #[error("{0}")]
+    Retryable(String),
+    /// Try again, not before `after` (429/503 with Retry-After, RetryInfo).
+    #[error("{message} (retry after {after:?})")]
+    Throttled {
+        /// The server's requested delay.
+        after: Duration,
+        /// What the server said.
+        message: String,
+    },
+    /// Never retry (400, INVALID_ARGUMENT): the data is counted as failed.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// A successful export; `rejected` items were refused by a partial success.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sent {
+    /// Items the backend said it rejected.
+    pub rejected: usize,
+    /// The backend's explanation for a partial success.
+    pub message: String,
+}
+
+/// The part each exporter writes.
+#[async_trait]
+pub trait Exporter: Send + Sync + 'static {
+    /// Sends one batch once.
+    async fn export(&self, batch: &Batch) -> Result<Sent, ExportError>;
+}
+
+/// Per-signal self-metrics of one exporter.
+#[derive(Clone)]
+pub struct ExporterMetrics {
+    sent: [Counter; 3],
+    failed: [Counter; 3],
+    enqueue_failed: [Counter; 3],
+}
+
+fn slot(s: Signal) -> usize {
+    s as usize
+}
+
+impl ExporterMetrics {
+    /// Registers the series for exporter `id`.
+    pub fn new(metrics: &Registry, id: &str) -> ExporterMetrics {
+        let mk = |what: &str, help: &'static str| {
+            Signal::ALL.map(|s| {
+                metrics.counter(
+                    &format!("observatory_exporter_{what}_{}_total", s.item_name()),
+                    help,
+                    &[("exporter", id)],
+                )
+            })
+        };
+        ExporterMetrics {
+            sent: mk("sent", "Items the backend accepted."),
+            failed: mk("send_failed", "Items given up on: refused permanently or out of retries."),
+            enqueue_failed: mk("enqueue_failed", "Items refused because the sending queue was full (the client was told to retry)."),
+        }
+    }
+
+    /// Counts items the backend took.
+    pub fn sent(&self, s: Signal, n: usize) {
+        self.sent[slot(s)].add(n as u64);
+    }
+
+    /// Counts items given up on.
+    pub fn failed(&self, s: Signal, n: usize) {
+        self.failed[slot(s)].add(n as u64);
+    }
+}
+
+struct Shared {
+    id: String,
+    exporter: Arc<dyn Exporter>,
+    settings: EngineSettings,
+    metrics: ExporterMetrics,
+}
+
+impl Shared {
+    /// Exports with retries; returns the failure that ended it, if any.
+    async fn send(&self, batch: &Batch) -> Result<(), ExportError> {
+        let items = batch.items();
+        let started = Instant::now();
+        let retry = &self.settings.retry;
+        let mut interval = retry.initial_interval;
+        loop {
+            let attempt = self.exporter.export(batch);
+            let result = if self.settings.timeout.is_zero() {
+                attempt.await
+            } else {
+                tokio::time::timeout(self.settings.timeout, attempt)
+                    .await
+                    .unwrap_or_else(|_| Err(ExportError::Retryable(format!("export timed out after {:?}", self.settings.timeout))))
+            };
+            let err = match result {
+                Ok(sent) => {
+                    self.metrics.sent(batch.signal, items - sent.rejected.min(items));
+                    if sent.rejected > 0 {
+                        self.metrics.failed(batch.signal, sent.rejected.min(items));
+                        tracing::warn!(exporter = %self.id, rejected = sent.rejected, message = %sent.message, "backend partially rejected a batch");
+                    }
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            let wait = match &err {
+                ExportError::Permanent(_) => None,
+                _ if !retry.enabled => None,
+                ExportError::Retryable(_) | ExportError::Throttled { .. } => {
+                    let jitter = retry.randomization_factor;
+                    let factor = if jitter > 0.0 {
+                        rand::rng().random_range(1.0 - jitter..=1.0 + jitter)
+                    } else {
+                        1.0
+                    };
+                    let mut wait = interval.mul_f64(factor);
+                    if let ExportError::Throttled { after, .. } = &err {
+                        wait = wait.max(*after);
+                    }
+                    let over = !retry.max_elapsed_time.is_zero() && started.elapsed() + wait > retry.max_elapsed_time;
+                    (!over).then_some(wait)
+                }
+            };
+            match wait {
+                Some(wait) => {
+                    tracing::debug!(exporter = %self.id, error = %err, ?wait, "export failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    interval = interval.mul_f64(retry.multiplier).min(retry.max_interval);
+                }
+                None => {
+                    self.metrics.failed(batch.signal, items);
+                    tracing::error!(exporter = %self.id, error = %err, items, "export failed; data dropped");
+                    return Err(err);
+                }
+            }
+        }
+    }
+}
+
+/// The engine's input when queueing.
+struct Queued {
+    tx: async_channel::Sender<Batch>,
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl Consumer for Queued {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        let (signal, items) = (batch.signal, batch.items());
+        self.tx.try_send(batch).map_err(|e| {
+            self.shared.metrics.enqueue_failed[slot(signal)].add(items as u64);
+            match e {
+                async_channel::TrySendError::Full(_) => {
+                    ConsumeError::Retryable(format!("sending queue of exporter {} is full", self.shared.id))
+                }
+                async_channel::TrySendError::Closed(_) => ConsumeError::Retryable("collector is shutting down".into()),
+            }
+        })
+    }
+}
+
+/// The engine's input without a queue: the caller waits for the export.
+struct Direct(Arc<Shared>);
+
+#[async_trait]
+impl Consumer for Direct {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        self.0.send(&batch).await.map_err(|e| match e {
+            ExportError::Permanent(m) => ConsumeError::Permanent(m),
+            other => ConsumeError::Retryable(other.to_string()),
+        })
+    }
+}
+
+/// Starts an exporter under the engine and returns its input.
+pub fn start(ctx: &Context, settings: EngineSettings, exporter: Arc<dyn Exporter>) -> BoxConsumer {
+    let shared = Arc::new(Shared {
+        id: ctx.id.clone(),
+        exporter,
+        metrics: ExporterMetrics::new(&ctx.metrics, &ctx.id),
+        settings,
+    });
+    if !shared.settings.queue.enabled {
+        return Arc::new(Direct(shared));
+    }
+    let (tx, rx) = async_channel::bounded::<Batch>(shared.settings.queue.queue_size);
+    let labels = [("exporter", ctx.id.as_str())];
+    let capacity = shared.settings.queue.queue_size as f64;
+    ctx.metrics.gauge("observatory_exporter_queue_capacity", "Batches the sending queue can hold.", &labels, move || capacity);
+    let probe = rx.clone();
+    ctx.metrics.gauge("observatory_exporter_queue_size", "Batches in the sending queue.", &labels, move || probe.len() as f64);
+    for _ in 0..shared.settings.queue.num_consumers {
+        let rx = rx.clone();
+        let shared = shared.clone();
+        ctx.tasks.add(
+            &ctx.id,
+            tokio::spawn(async move {
+                while let Ok(batch) = rx.recv().await {
+                    let _ = shared.send(&batch).await;
+                }
+            }),
+        );
+    }
+    Arc::new(Queued { tx, shared })
+}
+
+#[cfg(test)]
+mod tests;

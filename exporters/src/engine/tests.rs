@@ -1,0 +1,171 @@
+use std::sync::Mutex;
+
+use pipeline::component::Tasks;
+use pipeline::Request;
+
+use super::*;
+
+/// Answers each attempt from a script, then succeeds.
+struct Scripted {
+    script: Mutex<Vec<Result<Sent, ExportError>>>,
+    attempts: Mutex<Vec<tokio::time::Instant>>,
+}
+
+#[async_trait]
+impl Exporter for Scripted {
+    async fn export(&self, _batch: &Batch) -> Result<Sent, ExportError> {
+        self.attempts.lock().unwrap().push(tokio::time::Instant::now());
+        let mut s = self.script.lock().unwrap();
+        if s.is_empty() {
+            Ok(Sent::default())
+        } else {
+            s.remove(0)
+        }
+    }
+}
+
+fn scripted(script: Vec<Result<Sent, ExportError>>) -> Arc<Scripted> {
+    Arc::new(Scripted {
+        script: Mutex::new(script),
+        attempts: Mutex::new(Vec::new()),
+    })
+}
+
+fn ctx() -> Context {
+    Context {
+        id: "otlp/x".into(),
+        metrics: Registry::new(),
+        tasks: Tasks::default(),
+    }
+}
+
+fn batch(items: usize) -> Batch {
+    Batch::new(
+        Signal::Traces,
+        Request {
+            bytes: Default::default(),
+            items,
+            index: None,
+        },
+    )
+}
+
+fn value(c: &Context, name: &str) -> f64 {
+    c.metrics.value(name, &[("exporter", "otlp/x")]).unwrap()
+}
+
+async fn drain(input: BoxConsumer, c: &Context) {
+    drop(input);
+    for (_, t) in c.tasks.take() {
+        t.await.unwrap();
+    }
+}
+
+fn settings(queue: bool) -> EngineSettings {
+    EngineSettings {
+        timeout: Duration::from_secs(5),
+        retry: RetryConfig {
+            randomization_factor: 0.0,
+            ..RetryConfig::default()
+        },
+        queue: QueueConfig {
+            enabled: queue,
+            num_consumers: 1,
+            queue_size: 2,
+            storage: None,
+        },
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retryable_failures_back_off_exponentially_then_succeed() {
+    let exp = scripted(vec![
+        Err(ExportError::Retryable("503".into())),
+        Err(ExportError::Retryable("503".into())),
+    ]);
+    let c = ctx();
+    let input = start(&c, settings(true), exp.clone());
+    input.consume(batch(10)).await.unwrap();
+    drain(input, &c).await;
+    let t = exp.attempts.lock().unwrap().clone();
+    assert_eq!(t.len(), 3);
+    assert_eq!(t[1] - t[0], Duration::from_secs(5));
+    assert_eq!(t[2] - t[1], Duration::from_millis(7500));
+    assert_eq!(value(&c, "observatory_exporter_sent_spans_total"), 10.0);
+    assert_eq!(value(&c, "observatory_exporter_send_failed_spans_total"), 0.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_waits_at_least_the_servers_delay() {
+    let exp = scripted(vec![Err(ExportError::Throttled {
+        after: Duration::from_secs(42),
+        message: "429".into(),
+    })]);
+    let c = ctx();
+    let input = start(&c, settings(true), exp.clone());
+    input.consume(batch(1)).await.unwrap();
+    drain(input, &c).await;
+    let t = exp.attempts.lock().unwrap().clone();
+    assert_eq!(t[1] - t[0], Duration::from_secs(42));
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_errors_and_exhausted_retries_count_as_failed() {
+    let exp = scripted(vec![Err(ExportError::Permanent("400".into()))]);
+    let c = ctx();
+    let input = start(&c, settings(true), exp.clone());
+    input.consume(batch(3)).await.unwrap();
+    drain(input, &c).await;
+    assert_eq!(exp.attempts.lock().unwrap().len(), 1);
+    assert_eq!(value(&c, "observatory_exporter_send_failed_spans_total"), 3.0);
+
+    let exp = scripted((0..100).map(|_| Err(ExportError::Retryable("down".into()))).collect());
+    let c = ctx();
+    let input = start(&c, settings(false), exp.clone());
+    let err = input.consume(batch(4)).await.unwrap_err();
+    assert!(err.is_retryable());
+    // 5s, 7.5s, 11.25s, then 16.9s ... capped at 30s; all inside 300s.
+    let t = exp.attempts.lock().unwrap().clone();
+    assert!(t.last().unwrap().duration_since(t[0]) <= Duration::from_secs(300));
+    assert!(t.len() > 5, "{} attempts", t.len());
+    assert_eq!(value(&c, "observatory_exporter_send_failed_spans_total"), 4.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn partial_success_counts_rejected_items_as_failed() {
+    let exp = scripted(vec![Ok(Sent {
+        rejected: 2,
+        message: "too old".into(),
+    })]);
+    let c = ctx();
+    let input = start(&c, settings(false), exp);
+    input.consume(batch(5)).await.unwrap();
+    assert_eq!(value(&c, "observatory_exporter_sent_spans_total"), 3.0);
+    assert_eq!(value(&c, "observatory_exporter_send_failed_spans_total"), 2.0);
+}
+
+/// Never finishes an export.
+struct Stuck;
+
+#[async_trait]
+impl Exporter for Stuck {
+    async fn export(&self, _batch: &Batch) -> Result<Sent, ExportError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_refuses_with_a_retryable_error_and_reports_its_size() {
+    let c = ctx();
+    let input = start(&c, settings(true), Arc::new(Stuck));
+    // One batch in the stuck consumer, two in the queue, the fourth refused.
+    for _ in 0..3 {
+        input.consume(batch(1)).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    let err = input.consume(batch(1)).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(value(&c, "observatory_exporter_queue_size"), 2.0);
+    assert_eq!(value(&c, "observatory_exporter_queue_capacity"), 2.0);
+    assert_eq!(value(&c, "observatory_exporter_enqueue_failed_spans_total"), 1.0);
+}

@@ -1,0 +1,129 @@
+//! `otlp`: OTLP over gRPC. Forwards each batch's request bytes as they are;
+//! nothing is decoded.
+
+mod config;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pipeline::component::{parse_config, Context, ConfigError};
+use pipeline::{Batch, BoxConsumer, Signal};
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+pub use config::OtlpConfig;
+
+use crate::client::{partial_success, plaintext_url, Compression};
+use crate::engine::{self, ExportError, Exporter, Sent};
+use crate::grpc_codec::{export_path, RawCodec};
+use crate::{ExporterBuilder, ExporterFactory};
+
+/// The registry entry.
+pub fn factory() -> ExporterFactory {
+    ExporterFactory {
+        type_name: "otlp",
+        signals: &Signal::ALL,
+        parse: |v| Ok(Arc::new(parse_config::<OtlpConfig>(v)?)),
+    }
+}
+
+impl ExporterBuilder for OtlpConfig {
+    fn build(&self, ctx: &Context) -> Result<BoxConsumer, ConfigError> {
+        let url = plaintext_url(&self.endpoint, &self.tls)?;
+        let channel = Endpoint::from_shared(url)
+            .map_err(|e| ConfigError::new("endpoint", e.to_string()))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let mut headers = MetadataMap::new();
+        for (k, v) in &self.headers {
+            let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes()).expect("validated");
+            headers.insert(key, MetadataValue::try_from(v.as_str()).expect("validated"));
+        }
+        let compression = match self.compression {
+            Compression::None => None,
+            Compression::Gzip => Some(CompressionEncoding::Gzip),
+            Compression::Zstd => Some(CompressionEncoding::Zstd),
+        };
+        let exporter = OtlpGrpc {
+            channel,
+            headers,
+            compression,
+        };
+        Ok(engine::start(ctx, self.engine(), Arc::new(exporter)))
+    }
+}
+
+struct OtlpGrpc {
+    channel: Channel,
+    headers: MetadataMap,
+    compression: Option<CompressionEncoding>,
+}
+
+/// Sorts a gRPC failure per the OTLP specification's retryable codes.
+pub fn classify(status: &Status) -> ExportError {
+    let delay = status.get_details_retry_info().and_then(|r| r.retry_delay);
+    let message = format!("{:?}: {}", status.code(), status.message());
+    match (status.code(), delay) {
+        (Code::ResourceExhausted, None) => ExportError::Permanent(message),
+        (_, Some(after)) => ExportError::Throttled { after, message },
+        (Code::Cancelled | Code::DeadlineExceeded | Code::Aborted | Code::OutOfRange | Code::Unavailable | Code::DataLoss, None) => {
+            ExportError::Retryable(message)
+        }
+        // tonic reports connection failures as Unknown with a transport source.
+        (Code::Unknown, None) if status.message().contains("transport") || status.message().contains("connect") => ExportError::Retryable(message),
+        _ => ExportError::Permanent(message),
+    }
+}
+
+#[async_trait]
+impl Exporter for OtlpGrpc {
+    async fn export(&self, batch: &Batch) -> Result<Sent, ExportError> {
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone())
+            .accept_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(4 << 20);
+        if let Some(c) = self.compression {
+            grpc = grpc.send_compressed(c);
+        }
+        grpc.ready()
+            .await
+            .map_err(|e| ExportError::Retryable(format!("connecting: {e}")))?;
+        let parts = batch.requests.iter().map(|r| r.bytes.clone()).collect();
+        let mut req = tonic::Request::new(parts);
+        *req.metadata_mut() = self.headers.clone();
+        let path = http::uri::PathAndQuery::from_static(export_path(batch.signal));
+        match grpc.unary(req, path, RawCodec).await {
+            Ok(resp) => Ok(partial_success(batch.signal, &resp.into_inner())),
+            Err(status) => Err(classify(&status)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_types::{ErrorDetails, StatusExt};
+
+    #[test]
+    fn grpc_codes_are_classified_per_the_spec() {
+        assert!(matches!(classify(&Status::unavailable("x")), ExportError::Retryable(_)));
+        assert!(matches!(classify(&Status::invalid_argument("x")), ExportError::Permanent(_)));
+        assert!(matches!(classify(&Status::resource_exhausted("x")), ExportError::Permanent(_)));
+        let throttled = Status::with_error_details(
+            Code::ResourceExhausted,
+            "slow down",
+            ErrorDetails::with_retry_info(Some(Duration::from_secs(3))),
+        );
+        assert_eq!(
+            classify(&throttled),
+            ExportError::Throttled {
+                after: Duration::from_secs(3),
+                message: "ResourceExhausted: slow down".into()
+            }
+        );
+    }
+}
