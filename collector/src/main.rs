@@ -1,1 +1,74 @@
-fn main() {}
+//! `observatory`: runs the pipelines a config describes.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod extensions;
+mod receivers;
+mod registry;
+mod service;
+mod telemetry;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// An OpenTelemetry-Collector-compatible gateway with LLM-aware processing.
+#[derive(Parser)]
+#[command(name = "observatory", version, about)]
+struct Cli {
+    /// Config file; repeat to merge several (later files override earlier ones).
+    #[arg(long = "config", global = true, value_name = "FILE")]
+    config: Vec<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check the config and exit: 0 if valid, 2 with the problem if not.
+    Validate,
+    /// List the built-in component types per kind.
+    Components,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Components) = cli.command {
+        print!("{}", registry::Registry::builtin().describe());
+        return ExitCode::SUCCESS;
+    }
+    let paths = if cli.config.is_empty() {
+        vec!["config.yaml".to_string()]
+    } else {
+        cli.config
+    };
+    let checked = match config::Sources::read(&paths).and_then(|s| s.load()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("Error: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(Command::Validate) = cli.command {
+        for w in &checked.warnings {
+            eprintln!("warning: {w}");
+        }
+        println!("{}: configuration is valid", paths.join(", "));
+        return ExitCode::SUCCESS;
+    }
+    telemetry::init_logs(&checked.telemetry.logs);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("observatory")
+        .build()
+        .expect("building the tokio runtime");
+    match runtime.block_on(service::run(checked, service::signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("Error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Extensions: components outside the data path.
+
+pub mod health_check;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pipeline::component::{ConfigError, Context};
+use tokio::task::JoinHandle;
+
+use crate::receivers::Stop;
+
+/// Whether every pipeline is running (false while starting or stopping).
+#[derive(Clone, Default)]
+pub struct Health(Arc<AtomicBool>);
+
+impl Health {
+    /// Marks the collector ready or not.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::SeqCst);
+    }
+
+    /// Whether the collector is ready.
+    pub fn ready(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A validated extension config that can start.
+#[async_trait]
+pub trait ExtensionBuilder: Send + Sync {
+    /// Starts serving until `stop`.
+    async fn start(&self, ctx: &Context, health: Health, stop: Stop) -> Result<Vec<JoinHandle<()>>, String>;
+}
+
+/// An extension type.
+pub struct ExtensionFactory {
+    /// Type name in configs.
+    pub type_name: &'static str,
+    /// Parses and validates a config.
+    pub parse: fn(serde_yaml::Value) -> Result<Arc<dyn ExtensionBuilder>, ConfigError>,
+}

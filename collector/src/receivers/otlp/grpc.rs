@@ -1,0 +1,164 @@
+//! OTLP/gRPC: TraceService, MetricsService and LogsService `Export`, taking
+//! each message as raw bytes through [`RawCodec`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use exporters::grpc_codec::{Parts, RawCodec};
+use pipeline::{Batch, BoxConsumer, ConsumeError, Signal};
+use tonic::codec::CompressionEncoding;
+use tonic::server::{NamedService, UnaryService};
+use tonic::transport::server::TcpIncoming;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+use tokio::task::JoinHandle;
+
+use super::config::GrpcConfig;
+use crate::receivers::{bind, ReceiverMetrics, SignalConsumers, Stop};
+
+/// What clients are told to wait before retrying a refused request.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// The `Export` call of one signal.
+struct Export {
+    signal: Signal,
+    consumer: BoxConsumer,
+    metrics: ReceiverMetrics,
+}
+
+/// Maps a pipeline refusal to the OTLP status.
+fn refusal(e: ConsumeError) -> Status {
+    match e {
+        ConsumeError::Retryable(m) => Status::with_error_details(Code::Unavailable, m, ErrorDetails::with_retry_info(Some(RETRY_DELAY))),
+        ConsumeError::Permanent(m) => Status::invalid_argument(m),
+    }
+}
+
+impl Export {
+    async fn handle(&self, body: Bytes) -> Result<Parts, Status> {
+        let batch = Batch::parse(self.signal, body).map_err(|e| {
+            self.metrics.malformed();
+            Status::invalid_argument(e.to_string())
+        })?;
+        if batch.items() > 0 {
+            self.metrics.deliver(&self.consumer, batch).await.map_err(refusal)?;
+        }
+        // An empty Export*ServiceResponse encodes to nothing.
+        Ok(Vec::new())
+    }
+}
+
+#[derive(Clone)]
+struct Call(Arc<Export>);
+
+impl UnaryService<Bytes> for Call {
+    type Response = Parts;
+    type Future = Pin<Box<dyn Future<Output = Result<tonic::Response<Parts>, Status>> + Send>>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let export = self.0.clone();
+        Box::pin(async move { export.handle(request.into_inner()).await.map(tonic::Response::new) })
+    }
+}
+
+/// One OTLP gRPC service; `S` is the signal's slot, which fixes its name.
+#[derive(Clone)]
+struct SignalService<const S: usize> {
+    export: Option<Arc<Export>>,
+    max_message: usize,
+}
+
+impl NamedService for SignalService<0> {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+impl NamedService for SignalService<1> {
+    const NAME: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+}
+impl NamedService for SignalService<2> {
+    const NAME: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+}
+
+type BoxBody = tonic::body::Body;
+
+impl<const S: usize> tower::Service<http::Request<BoxBody>> for SignalService<S> {
+    type Response = http::Response<BoxBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<BoxBody>) -> Self::Future {
+        let export = self.export.clone();
+        let max = self.max_message;
+        Box::pin(async move {
+            let Some(export) = export.filter(|_| req.uri().path().ends_with("/Export")) else {
+                return Ok(Status::unimplemented("no pipeline takes this signal from this receiver").into_http());
+            };
+            let mut grpc = tonic::server::Grpc::new(RawCodec)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .max_decoding_message_size(max);
+            let mut resp = grpc.unary(Call(export), req).await;
+            too_large_is_resource_exhausted(&mut resp);
+            Ok(resp)
+        })
+    }
+}
+
+/// tonic reports a message over the size limit as OUT_OF_RANGE; the OTLP
+/// specification (and grpc-go, so otelcol) says RESOURCE_EXHAUSTED, which
+/// clients treat as not retryable when it carries no RetryInfo.
+fn too_large_is_resource_exhausted(resp: &mut http::Response<BoxBody>) {
+    let h = resp.headers_mut();
+    let too_large = h.get("grpc-status").is_some_and(|v| v == "11")
+        && h.get("grpc-message").is_some_and(|m| m.to_str().is_ok_and(|m| m.contains("message%20length%20too%20large") || m.contains("message length too large")));
+    if too_large {
+        h.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+}
+
+/// Binds the gRPC endpoint and serves until `stop`.
+pub async fn serve(cfg: &GrpcConfig, consumers: SignalConsumers, metrics: ReceiverMetrics, stop: Stop) -> Result<JoinHandle<()>, String> {
+    let listener = bind(&cfg.endpoint).await?;
+    let max_message = (cfg.max_recv_msg_size_mib as usize) << 20;
+    let export = |s: Signal| {
+        consumers.get(s).map(|c| {
+            Arc::new(Export {
+                signal: s,
+                consumer: c.clone(),
+                metrics: metrics.clone(),
+            })
+        })
+    };
+    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    if cfg.max_concurrent_streams > 0 {
+        builder = builder.max_concurrent_streams(cfg.max_concurrent_streams);
+    }
+    let router = builder
+        .add_service(SignalService::<0> {
+            export: export(Signal::Traces),
+            max_message,
+        })
+        .add_service(SignalService::<1> {
+            export: export(Signal::Metrics),
+            max_message,
+        })
+        .add_service(SignalService::<2> {
+            export: export(Signal::Logs),
+            max_message,
+        });
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let endpoint = cfg.endpoint.clone();
+    Ok(tokio::spawn(async move {
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop.wait()).await {
+            tracing::error!(%endpoint, error = %e, "OTLP/gRPC server failed");
+        }
+    }))
+}

@@ -1,0 +1,244 @@
+//! OTLP/HTTP: `POST /v1/{traces,metrics,logs}` with protobuf or JSON bodies,
+//! optionally gzip/zstd/deflate compressed, answered per the OTLP spec.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use pipeline::rpc_status::RpcStatus;
+use pipeline::{Batch, BoxConsumer, ConsumeError, Signal};
+use prost::Message;
+use tokio::task::JoinHandle;
+
+use super::config::HttpConfig;
+use crate::receivers::{bind, ReceiverMetrics, SignalConsumers, Stop};
+
+/// Seconds a refused client is asked to wait (`Retry-After`).
+const RETRY_AFTER_SECONDS: &str = "1";
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Proto,
+    Json,
+}
+
+struct Endpoint {
+    signal: Signal,
+    consumer: BoxConsumer,
+    metrics: ReceiverMetrics,
+    limit: usize,
+    response_headers: HeaderMap,
+}
+
+/// A response carrying `google.rpc.Status` in the request's encoding.
+fn status_response(status: StatusCode, code: i32, message: String, enc: Encoding) -> Response {
+    let s = RpcStatus {
+        code,
+        message,
+        details: Vec::new(),
+    };
+    let (body, ctype) = match enc {
+        Encoding::Proto => (s.encode_to_vec(), PROTOBUF),
+        Encoding::Json => (serde_json::to_vec(&s).unwrap_or_default(), JSON),
+    };
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
+}
+
+fn bad_request(message: String, enc: Encoding) -> Response {
+    status_response(StatusCode::BAD_REQUEST, 3, message, enc)
+}
+
+fn too_large(limit: usize, enc: Encoding) -> Response {
+    status_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        8,
+        format!("request body exceeds max_request_body_size ({limit} bytes)"),
+        enc,
+    )
+}
+
+/// Decompresses `body` per `Content-Encoding`, refusing output over `limit`.
+fn decompress(body: Bytes, encoding: &str, limit: usize, enc: Encoding) -> Result<Bytes, Response> {
+    let reader: Box<dyn Read> = match encoding {
+        "" | "identity" => return Ok(body),
+        "gzip" | "x-gzip" => Box::new(flate2::read::GzDecoder::new(&body[..])),
+        "deflate" => Box::new(flate2::read::ZlibDecoder::new(&body[..])),
+        "zstd" => match zstd::stream::read::Decoder::new(&body[..]) {
+            Ok(d) => Box::new(d),
+            Err(e) => return Err(bad_request(format!("invalid zstd body: {e}"), enc)),
+        },
+        other => {
+            return Err(bad_request(
+                format!("unsupported Content-Encoding {other:?}: use gzip, zstd, deflate or none"),
+                enc,
+            ))
+        }
+    };
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    match reader.take(limit as u64 + 1).read_to_end(&mut out) {
+        Ok(_) if out.len() > limit => Err(too_large(limit, enc)),
+        Ok(_) => Ok(Bytes::from(out)),
+        Err(e) => Err(bad_request(format!("invalid {encoding} body: {e}"), enc)),
+    }
+}
+
+/// Converts an OTLP/JSON body to the protobuf bytes the pipeline carries.
+fn json_to_proto(signal: Signal, body: &[u8]) -> Result<Bytes, String> {
+    let bytes = match signal {
+        Signal::Traces => serde_json::from_slice::<ExportTraceServiceRequest>(body).map(|r| r.encode_to_vec()),
+        Signal::Metrics => serde_json::from_slice::<ExportMetricsServiceRequest>(body).map(|r| r.encode_to_vec()),
+        Signal::Logs => serde_json::from_slice::<ExportLogsServiceRequest>(body).map(|r| r.encode_to_vec()),
+    };
+    bytes.map(Bytes::from).map_err(|e| format!("invalid OTLP/JSON: {e}"))
+}
+
+impl Endpoint {
+    async fn handle(&self, req: Request) -> Response {
+        let mut resp = self.answer(req).await;
+        if resp.status() != StatusCode::OK {
+            self.metrics.malformed_if_unparsed(resp.status());
+        }
+        resp.headers_mut().extend(self.response_headers.clone());
+        resp
+    }
+
+    async fn answer(&self, req: Request) -> Response {
+        let ctype = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        let enc = match ctype.as_str() {
+            PROTOBUF | "application/protobuf" => Encoding::Proto,
+            JSON => Encoding::Json,
+            _ => {
+                return status_response(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    3,
+                    format!("unsupported Content-Type {ctype:?}: use {PROTOBUF} or {JSON}"),
+                    Encoding::Proto,
+                )
+            }
+        };
+        let content_encoding = req
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.limit as u64) {
+            return too_large(self.limit, enc);
+        }
+        let body = match Limited::new(req.into_body(), self.limit).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(self.limit, enc),
+            Err(e) => return bad_request(format!("reading request body: {e}"), enc),
+        };
+        let body = match decompress(body, &content_encoding, self.limit, enc) {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let proto = match enc {
+            Encoding::Proto => body,
+            Encoding::Json => match json_to_proto(self.signal, &body) {
+                Ok(b) => b,
+                Err(m) => return bad_request(m, enc),
+            },
+        };
+        let batch = match Batch::parse(self.signal, proto) {
+            Ok(b) => b,
+            Err(e) => return bad_request(e.to_string(), enc),
+        };
+        if batch.items() > 0 {
+            if let Err(e) = self.metrics.deliver(&self.consumer, batch).await {
+                return refusal(e, enc);
+            }
+        }
+        let (body, ct) = match enc {
+            Encoding::Proto => (Vec::new(), PROTOBUF),
+            Encoding::Json => (b"{}".to_vec(), JSON),
+        };
+        let mut r = Response::new(Body::from(body));
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        r
+    }
+}
+
+fn refusal(e: ConsumeError, enc: Encoding) -> Response {
+    match e {
+        ConsumeError::Retryable(m) => {
+            let mut r = status_response(StatusCode::SERVICE_UNAVAILABLE, 14, m, enc);
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+            r
+        }
+        ConsumeError::Permanent(m) => bad_request(m, enc),
+    }
+}
+
+/// Binds the HTTP endpoint and serves until `stop`.
+pub async fn serve(cfg: &HttpConfig, consumers: SignalConsumers, metrics: ReceiverMetrics, stop: Stop) -> Result<JoinHandle<()>, String> {
+    let listener = bind(&cfg.endpoint).await?;
+    let mut response_headers = HeaderMap::new();
+    for (k, v) in &cfg.response_headers {
+        response_headers.insert(
+            http::HeaderName::try_from(k.as_str()).expect("validated"),
+            HeaderValue::try_from(v.as_str()).expect("validated"),
+        );
+    }
+    let mut router = Router::new();
+    for (signal, path) in [
+        (Signal::Traces, &cfg.traces_url_path),
+        (Signal::Metrics, &cfg.metrics_url_path),
+        (Signal::Logs, &cfg.logs_url_path),
+    ] {
+        let Some(consumer) = consumers.get(signal) else { continue };
+        let ep = Arc::new(Endpoint {
+            signal,
+            consumer: consumer.clone(),
+            metrics: metrics.clone(),
+            limit: cfg.max_request_body_size as usize,
+            response_headers: response_headers.clone(),
+        });
+        router = router.route(path, post(move |req: Request| async move { ep.handle(req).await }));
+    }
+    let router = router
+        .method_not_allowed_fallback(|| async {
+            status_response(StatusCode::METHOD_NOT_ALLOWED, 12, "only POST is allowed".into(), Encoding::Proto)
+        })
+        .fallback(|req: Request| async move {
+            status_response(
+                StatusCode::NOT_FOUND,
+                5,
+                format!("no OTLP endpoint at {}", req.uri().path()),
+                Encoding::Proto,
+            )
+        });
+    let endpoint = cfg.endpoint.clone();
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop.wait()).await {
+            tracing::error!(%endpoint, error = %e, "OTLP/HTTP server failed");
+        }
+    }))
+}

@@ -1,0 +1,44 @@
+//! `otlp` receiver: OTLP over gRPC and HTTP (protobuf and JSON). Requests
+//! are kept as bytes; traces are validated and indexed by one scan.
+
+mod config;
+mod grpc;
+mod http;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pipeline::component::{parse_config, Context};
+use pipeline::Signal;
+use tokio::task::JoinHandle;
+
+pub use config::OtlpReceiverConfig;
+
+use super::{ReceiverBuilder, ReceiverFactory, ReceiverMetrics, SignalConsumers, Stop};
+
+/// The registry entry.
+pub fn factory() -> ReceiverFactory {
+    ReceiverFactory {
+        type_name: "otlp",
+        signals: &Signal::ALL,
+        parse: |v| Ok(Arc::new(parse_config::<OtlpReceiverConfig>(v)?)),
+    }
+}
+
+#[async_trait]
+impl ReceiverBuilder for OtlpReceiverConfig {
+    async fn start(&self, consumers: SignalConsumers, ctx: &Context, stop: Stop) -> Result<Vec<JoinHandle<()>>, String> {
+        let mut tasks = Vec::new();
+        if let Some(g) = &self.protocols.grpc {
+            let metrics = ReceiverMetrics::new(&ctx.metrics, &ctx.id, "grpc");
+            tasks.push(grpc::serve(g, consumers.clone(), metrics, stop.clone()).await?);
+            tracing::info!(receiver = %ctx.id, endpoint = %g.endpoint, "OTLP/gRPC listening");
+        }
+        if let Some(h) = &self.protocols.http {
+            let metrics = ReceiverMetrics::new(&ctx.metrics, &ctx.id, "http");
+            tasks.push(http::serve(h, consumers, metrics, stop).await?);
+            tracing::info!(receiver = %ctx.id, endpoint = %h.endpoint, "OTLP/HTTP listening");
+        }
+        Ok(tasks)
+    }
+}

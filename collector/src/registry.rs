@@ -1,0 +1,44 @@
+//! Every built-in component type, by kind. Adding a component is one module
+//! plus one line in its kind's `factories()`.
+
+use exporters::ExporterFactory;
+use pipeline::component::ProcessorFactory;
+
+use crate::extensions::{health_check, ExtensionFactory};
+use crate::receivers::{otlp, ReceiverFactory};
+
+/// The component types this build knows.
+pub struct Registry {
+    /// Receiver types.
+    pub receivers: Vec<ReceiverFactory>,
+    /// Processor types.
+    pub processors: Vec<ProcessorFactory>,
+    /// Exporter types.
+    pub exporters: Vec<ExporterFactory>,
+    /// Extension types.
+    pub extensions: Vec<ExtensionFactory>,
+}
+
+impl Registry {
+    /// Every built-in type.
+    pub fn builtin() -> Registry {
+        Registry {
+            receivers: vec![otlp::factory()],
+            processors: pipeline::processors::factories(),
+            exporters: exporters::factories(),
+            extensions: vec![health_check::factory()],
+        }
+    }
+
+    /// The `components` command's listing.
+    pub fn describe(&self) -> String {
+        let list = |names: Vec<&str>| names.iter().map(|n| format!("  - {n}\n")).collect::<String>();
+        format!(
+            "receivers:\n{}processors:\n{}exporters:\n{}extensions:\n{}",
+            list(self.receivers.iter().map(|f| f.type_name).collect()),
+            list(self.processors.iter().map(|f| f.type_name).collect()),
+            list(self.exporters.iter().map(|f| f.type_name).collect()),
+            list(self.extensions.iter().map(|f| f.type_name).collect()),
+        )
+    }
+}
