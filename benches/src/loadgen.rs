@@ -1,1 +1,298 @@
-fn main() {}
+//! `loadgen`: drives an OTLP endpoint with realistic LLM-application
+//! telemetry. Requests are generated and encoded before the clock starts, so
+//! the generator costs little beside the collector it measures. It does not
+//! retry unless told to, so refusals stay visible.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use exporters::grpc_codec::{export_path, RawCodec};
+use pipeline::generate::{Generator, GeneratorOptions};
+use pipeline::Signal;
+use prost::Message;
+use tonic::codec::CompressionEncoding;
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum Protocol {
+    Grpc,
+    Http,
+    HttpJson,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SignalArg {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+/// Load generator for OTLP endpoints.
+#[derive(Parser, Debug)]
+#[command(name = "loadgen", version)]
+struct Args {
+    /// `host:port` (gRPC) or `http://host:port` (HTTP); defaults per protocol.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Transport and encoding.
+    #[arg(long, value_enum, default_value = "grpc")]
+    protocol: Protocol,
+    /// What to send.
+    #[arg(long, value_enum, default_value = "traces")]
+    signal: SignalArg,
+    /// Items (spans, points, records) per second; 0 = as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// How long to run (`30s`, `5m`).
+    #[arg(long, value_parser = pipeline::duration::parse, default_value = "10s")]
+    duration: Duration,
+    /// Stop after this many items instead (0 = use --duration).
+    #[arg(long, default_value_t = 0)]
+    total: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Items per request.
+    #[arg(long, default_value_t = 512)]
+    batch_size: usize,
+    /// Share of traces with an error status (0..1).
+    #[arg(long, default_value_t = 0.02)]
+    error_rate: f64,
+    /// Share of traces slower than 5 s (0..1).
+    #[arg(long, default_value_t = 0.01)]
+    slow_rate: f64,
+    /// gzip request bodies.
+    #[arg(long)]
+    gzip: bool,
+    /// Retry refused requests (after Retry-After or 100 ms, up to 10 times).
+    #[arg(long)]
+    retry: bool,
+    /// Distinct pre-encoded requests to cycle through.
+    #[arg(long, default_value_t = 64)]
+    pool: usize,
+}
+
+#[derive(Default)]
+struct Stats {
+    sent_items: AtomicU64,
+    accepted_items: AtomicU64,
+    refused_items: AtomicU64,
+    requests: AtomicU64,
+    refused_by: Mutex<BTreeMap<String, u64>>,
+    latencies_us: Mutex<Vec<u64>>,
+}
+
+enum Client {
+    Grpc(tonic::transport::Channel),
+    Http(reqwest::Client, String),
+}
+
+/// Sends one request; Err carries the refusal code and a retry hint.
+async fn send(client: &Client, signal: Signal, body: &Bytes, args: &Args) -> Result<(), (String, Option<Duration>)> {
+    match client {
+        Client::Grpc(channel) => {
+            let mut grpc = tonic::client::Grpc::new(channel.clone()).max_encoding_message_size(usize::MAX);
+            if args.gzip {
+                grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+            }
+            grpc.ready().await.map_err(|e| (format!("grpc:connect ({e})"), None))?;
+            let path = http::uri::PathAndQuery::from_static(export_path(signal));
+            grpc.unary(tonic::Request::new(vec![body.clone()]), path, RawCodec)
+                .await
+                .map(|_| ())
+                .map_err(|s| (format!("grpc:{:?}", s.code()), None))
+        }
+        Client::Http(c, url) => {
+            let ctype = if args.protocol == Protocol::HttpJson {
+                "application/json"
+            } else {
+                "application/x-protobuf"
+            };
+            let mut req = c.post(url).header("content-type", ctype).body(body.clone());
+            if args.gzip {
+                req = req.header("content-encoding", "gzip");
+            }
+            let resp = req.send().await.map_err(|e| (format!("http:error ({e})"), None))?;
+            let code = resp.status().as_u16();
+            let after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .map(Duration::from_secs);
+            let _ = resp.bytes().await;
+            if code == 200 {
+                Ok(())
+            } else {
+                Err((format!("http:{code}"), after))
+            }
+        }
+    }
+}
+
+fn encode_pool(args: &Args, signal: Signal) -> Vec<(Bytes, u64)> {
+    (0..args.pool.max(1))
+        .map(|i| {
+            let mut g = Generator::new(GeneratorOptions {
+                seed: i as u64 + 1,
+                error_rate: args.error_rate,
+                slow_rate: args.slow_rate,
+            });
+            let n = args.batch_size;
+            let body = match (signal, args.protocol) {
+                (Signal::Traces, Protocol::HttpJson) => serde_json::to_vec(&g.spans(n)).unwrap(),
+                (Signal::Traces, _) => g.spans(n).encode_to_vec(),
+                (Signal::Logs, Protocol::HttpJson) => serde_json::to_vec(&g.logs(n)).unwrap(),
+                (Signal::Logs, _) => g.logs(n).encode_to_vec(),
+                (Signal::Metrics, Protocol::HttpJson) => serde_json::to_vec(&g.metrics(n)).unwrap(),
+                (Signal::Metrics, _) => g.metrics(n).encode_to_vec(),
+            };
+            let body = if args.gzip {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(&body).unwrap();
+                e.finish().unwrap()
+            } else {
+                body
+            };
+            (Bytes::from(body), n as u64)
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Arc::new(Args::parse());
+    let signal = match args.signal {
+        SignalArg::Traces => Signal::Traces,
+        SignalArg::Metrics => Signal::Metrics,
+        SignalArg::Logs => Signal::Logs,
+    };
+    let pool = Arc::new(encode_pool(&args, signal));
+    let avg_bytes = pool.iter().map(|p| p.0.len()).sum::<usize>() / pool.len();
+    eprintln!(
+        "loadgen: {:?} {} over {:?}, {} items/request, {} B/request, concurrency {}",
+        args.signal, signal.item_name(), args.protocol, args.batch_size, avg_bytes, args.concurrency
+    );
+    let stats = Arc::new(Stats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let slot = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let interval = (args.rate > 0).then(|| Duration::from_secs_f64(args.batch_size as f64 / args.rate as f64));
+
+    let mut workers = Vec::new();
+    for w in 0..args.concurrency.max(1) {
+        let client = match args.protocol {
+            Protocol::Grpc => {
+                let ep = args.endpoint.clone().unwrap_or_else(|| "localhost:4317".into());
+                let url = if ep.starts_with("http") { ep } else { format!("http://{ep}") };
+                let ch = tonic::transport::Endpoint::from_shared(url).unwrap().tcp_nodelay(true).connect_lazy();
+                Client::Grpc(ch)
+            }
+            _ => {
+                let ep = args.endpoint.clone().unwrap_or_else(|| "http://localhost:4318".into());
+                let base = if ep.starts_with("http") { ep } else { format!("http://{ep}") };
+                Client::Http(reqwest::Client::new(), format!("{}/v1/{}", base.trim_end_matches('/'), signal.as_str()))
+            }
+        };
+        let (args, pool, stats, stop, slot) = (args.clone(), pool.clone(), stats.clone(), stop.clone(), slot.clone());
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = w;
+            while !stop.load(Ordering::Relaxed) {
+                let k = slot.fetch_add(1, Ordering::Relaxed);
+                if args.total > 0 && k * args.batch_size as u64 >= args.total {
+                    break;
+                }
+                if let Some(iv) = interval {
+                    tokio::time::sleep_until((start + iv * k as u32).into()).await;
+                }
+                let (body, items) = &pool[i % pool.len()];
+                i += args.concurrency;
+                stats.sent_items.fetch_add(*items, Ordering::Relaxed);
+                let t = Instant::now();
+                let mut attempt = 0;
+                let result = loop {
+                    match send(&client, signal, body, &args).await {
+                        Err((_, after)) if args.retry && attempt < 10 && !stop.load(Ordering::Relaxed) => {
+                            attempt += 1;
+                            tokio::time::sleep(after.unwrap_or(Duration::from_millis(100))).await;
+                        }
+                        other => break other,
+                    }
+                };
+                lat.push(t.elapsed().as_micros() as u64);
+                stats.requests.fetch_add(1, Ordering::Relaxed);
+                match result {
+                    Ok(()) => {
+                        stats.accepted_items.fetch_add(*items, Ordering::Relaxed);
+                    }
+                    Err((code, _)) => {
+                        stats.refused_items.fetch_add(*items, Ordering::Relaxed);
+                        *stats.refused_by.lock().unwrap().entry(code).or_default() += 1;
+                    }
+                }
+            }
+            stats.latencies_us.lock().unwrap().extend(lat);
+        }));
+    }
+
+    let progress = {
+        let (stats, stop) = (stats.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut last = 0;
+            let mut tick = tokio::time::interval_at((start + Duration::from_secs(1)).into(), Duration::from_secs(1));
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let acc = stats.accepted_items.load(Ordering::Relaxed);
+                eprintln!(
+                    "[{:>4.0}s] accepted {:>10} ({:>8}/s)  refused {:>8}",
+                    start.elapsed().as_secs_f64(),
+                    acc,
+                    acc - last,
+                    stats.refused_items.load(Ordering::Relaxed)
+                );
+                last = acc;
+            }
+        })
+    };
+    let deadline = if args.total > 0 { None } else { Some(start + args.duration) };
+    if let Some(d) = deadline {
+        tokio::time::sleep_until(d.into()).await;
+        stop.store(true, Ordering::Relaxed);
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    progress.abort();
+    let elapsed = start.elapsed().as_secs_f64();
+
+    let mut lat = stats.latencies_us.lock().unwrap().clone();
+    lat.sort_unstable();
+    let acc = stats.accepted_items.load(Ordering::Relaxed);
+    let refused: Vec<String> = stats.refused_by.lock().unwrap().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!(
+        "summary: signal={} sent={} accepted={} refused={} refused_by=[{}] requests={} seconds={:.1} accepted_per_sec={:.0} p50_ms={:.2} p99_ms={:.2}",
+        signal.item_name(),
+        stats.sent_items.load(Ordering::Relaxed),
+        acc,
+        stats.refused_items.load(Ordering::Relaxed),
+        refused.join(","),
+        stats.requests.load(Ordering::Relaxed),
+        elapsed,
+        acc as f64 / elapsed,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+    );
+}

@@ -172,7 +172,8 @@ impl Sources {
         Ok(Sources { files })
     }
 
-    /// Sources from literal text (tests, the embedded default).
+    /// Sources from literal text, for tests.
+    #[cfg(test)]
     pub fn from_text(name: &str, text: &str) -> Sources {
         Sources {
             files: vec![(name.to_string(), text.to_string())],

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# End-to-end throughput bench. Builds release, starts Observatory on each
+# scenario's config from benches/configs/, drives it with loadgen and prints
+# one line per scenario: accepted spans/s, collector CPU-seconds per million
+# spans, peak RSS, and RSS early vs late in the run (flat = no growth).
+#
+#   benches/e2e.sh                      # every scenario, 30 s each
+#   DURATION=300s benches/e2e.sh grpc-batch-nop   # one scenario, 5 minutes
+#   CONCURRENCY=4 BATCH=512 RATE=0 benches/e2e.sh  # loadgen knobs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-30s}
+CONCURRENCY=${CONCURRENCY:-4}
+BATCH=${BATCH:-512}
+RATE=${RATE:-0}
+SCENARIOS=("$@")
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop http-batch-nop grpc-batch-otlp)
+
+cargo build --release -q -p observatory -p benches
+BIN=target/release/observatory
+LOADGEN=target/release/loadgen
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+wait_healthy() {
+  for _ in $(seq 1 200); do
+    curl -sf "http://127.0.0.1:$1/" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "collector on health port $1 did not become healthy" >&2; return 1
+}
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); loadgen on the same machine"
+echo "loadgen: concurrency=$CONCURRENCY batch=$BATCH rate=$RATE duration=$DURATION"
+for s in "${SCENARIOS[@]}"; do
+  cfg=benches/configs/$s.yaml
+  [ -f "$cfg" ] || { echo "no such scenario: $s" >&2; exit 2; }
+  down=""
+  if [ "$s" = grpc-batch-otlp ]; then
+    "$BIN" --config benches/configs/downstream-nop.yaml 2>"$TMP/down.log" &
+    down=$!; PIDS+=("$down")
+    wait_healthy 23134
+  fi
+  "$BIN" --config "$cfg" 2>"$TMP/$s.log" &
+  pid=$!; PIDS+=("$pid")
+  wait_healthy 23133
+  proto=grpc; endpoint=127.0.0.1:24317
+  if [[ "$s" == http-* ]]; then proto=http; endpoint=http://127.0.0.1:24318; fi
+  c0=$(cpu_ticks "$pid"); d0=0; [ -n "$down" ] && d0=$(cpu_ticks "$down")
+  # Sample RSS while loadgen runs to show whether it grows with volume.
+  ( while kill -0 "$pid" 2>/dev/null; do rss_kib "$pid"; sleep 1; done ) >"$TMP/rss" 2>/dev/null &
+  sampler=$!
+  "$LOADGEN" --protocol "$proto" --endpoint "$endpoint" --duration "$DURATION" \
+    --concurrency "$CONCURRENCY" --batch-size "$BATCH" --rate "$RATE" >"$TMP/sum" 2>"$TMP/loadgen.log"
+  c1=$(cpu_ticks "$pid"); d1=0; [ -n "$down" ] && d1=$(cpu_ticks "$down")
+  hwm=$(hwm_kib "$pid")
+  kill "$sampler" 2>/dev/null || true
+  accepted=$(sed -n 's/.* accepted=\([0-9]*\) .*/\1/p' "$TMP/sum")
+  secs=$(sed -n 's/.* seconds=\([0-9.]*\) .*/\1/p' "$TMP/sum")
+  refused=$(sed -n 's/.* refused=\([0-9]*\) .*/\1/p' "$TMP/sum")
+  p99=$(sed -n 's/.* p99_ms=\([0-9.]*\).*/\1/p' "$TMP/sum")
+  n=$(wc -l <"$TMP/rss")
+  early=$(head -n $(( n/3 > 0 ? n/3 : 1 )) "$TMP/rss" | sort -n | tail -1)
+  late=$(tail -n $(( n/3 > 0 ? n/3 : 1 )) "$TMP/rss" | sort -n | tail -1)
+  awk -v s="$s" -v a="$accepted" -v t="$secs" -v c="$((c1 - c0))" -v d="$((d1 - d0))" -v h="$hwm" \
+      -v r="$refused" -v p="$p99" -v e="$early" -v l="$late" 'BEGIN {
+    cpu = c / 100; per_m = (a > 0) ? cpu / (a / 1e6) : 0
+    line = sprintf("%-16s accepted %9.0f spans/s  collector %.2f CPU-s/M spans  peak RSS %.1f MiB  RSS early/late %.1f/%.1f MiB  refused %d  p99 %.1f ms",
+                   s, a / t, per_m, h / 1024, e / 1024, l / 1024, r, p)
+    if (d > 0) line = line sprintf("  downstream %.2f CPU-s/M", (d / 100) / (a / 1e6))
+    print line }'
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  [ -n "$down" ] && { kill -TERM "$down"; wait "$down" 2>/dev/null || true; }
+  PIDS=()
+done
