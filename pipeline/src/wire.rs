@@ -39,9 +39,10 @@ impl std::error::Error for WireError {}
 
 /// A cursor over one message's bytes; offsets are absolute in the request.
 pub struct Reader<'a> {
+    /// The request truncated at the message's end, so `pos < buf.len()`
+    /// is the only bounds check the hot path needs.
     buf: &'a [u8],
     pos: usize,
-    end: usize,
     /// Message name used in errors.
     pub message: &'static str,
 }
@@ -70,15 +71,16 @@ impl Field {
 
 impl<'a> Reader<'a> {
     /// Reads `buf[start..end]` as the message named `message`.
+    #[inline]
     pub fn new(buf: &'a [u8], start: usize, end: usize, message: &'static str) -> Self {
         Reader {
-            buf,
+            buf: &buf[..end],
             pos: start,
-            end,
             message,
         }
     }
 
+    #[cold]
     fn err(&self, offset: usize, what: &'static str) -> WireError {
         WireError {
             offset,
@@ -87,34 +89,42 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, WireError> {
-        let mut value: u64 = 0;
-        let mut shift = 0u32;
-        let start = self.pos;
-        loop {
-            if self.pos >= self.end {
-                return Err(self.err(start, "truncated varint"));
-            }
-            let b = self.buf[self.pos];
-            self.pos += 1;
-            if shift == 63 && b > 1 {
-                return Err(self.err(start, "varint overflows 64 bits"));
-            }
-            value |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
-            shift += 7;
-            if shift > 63 {
-                return Err(self.err(start, "varint longer than 10 bytes"));
+        // Tags and most lengths in OTLP fit in one byte.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
             }
         }
+        self.varint_slow()
+    }
+
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, WireError> {
+        let mut value: u64 = 0;
+        let start = self.pos;
+        for i in 0..10 {
+            let Some(&b) = self.buf.get(self.pos) else {
+                return Err(self.err(start, "truncated varint"));
+            };
+            self.pos += 1;
+            if i == 9 && b > 1 {
+                return Err(self.err(start, "varint overflows 64 bits"));
+            }
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(self.err(start, "varint longer than 10 bytes"))
     }
 
     /// Reads the next field, or `None` at the end of the message.
-    #[inline]
+    #[inline(always)]
     pub fn next_field(&mut self) -> Result<Option<Field>, WireError> {
-        if self.pos >= self.end {
+        if self.pos >= self.buf.len() {
             return Ok(None);
         }
         let start = self.pos;
@@ -125,13 +135,14 @@ impl<'a> Reader<'a> {
             return Err(self.err(start, "invalid field number"));
         }
         let vstart = self.pos;
+        let left = self.buf.len() - self.pos;
         let (body, value) = match wire {
             VARINT => {
                 let v = self.varint()?;
                 ((vstart, self.pos), v)
             }
             FIXED64 => {
-                if self.end - self.pos < 8 {
+                if left < 8 {
                     return Err(self.err(start, "truncated fixed64"));
                 }
                 let v = u64::from_le_bytes(self.buf[self.pos..self.pos + 8].try_into().unwrap());
@@ -139,7 +150,7 @@ impl<'a> Reader<'a> {
                 ((vstart, self.pos), v)
             }
             FIXED32 => {
-                if self.end - self.pos < 4 {
+                if left < 4 {
                     return Err(self.err(start, "truncated fixed32"));
                 }
                 let v = u32::from_le_bytes(self.buf[self.pos..self.pos + 4].try_into().unwrap());
@@ -148,7 +159,7 @@ impl<'a> Reader<'a> {
             }
             LEN => {
                 let len = self.varint()?;
-                if len > (self.end - self.pos) as u64 {
+                if len > (self.buf.len() - self.pos) as u64 {
                     return Err(self.err(start, "length exceeds message"));
                 }
                 let b = (self.pos, self.pos + len as usize);
@@ -167,7 +178,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Fails unless `field` has wire type `wire`.
-    #[inline]
+    #[inline(always)]
     pub fn expect(&self, field: &Field, wire: u8) -> Result<(), WireError> {
         if field.wire == wire {
             Ok(())
@@ -177,10 +188,13 @@ impl<'a> Reader<'a> {
     }
 
     /// Fails unless the LEN field's payload is valid UTF-8.
-    #[inline]
+    #[inline(always)]
     pub fn expect_str(&self, field: &Field) -> Result<(), WireError> {
         self.expect(field, LEN)?;
-        if std::str::from_utf8(&self.buf[field.body.0..field.body.1]).is_err() {
+        let s = &self.buf[field.body.0..field.body.1];
+        // Attribute keys and most values are ASCII; the word-at-a-time
+        // check is far cheaper than full validation on short strings.
+        if !s.is_ascii() && std::str::from_utf8(s).is_err() {
             return Err(self.err(field.body.0, "string is not valid UTF-8"));
         }
         Ok(())
@@ -188,7 +202,7 @@ impl<'a> Reader<'a> {
 
     /// Fails unless the LEN field holds an id of `n` bytes (or is empty, as
     /// the reference implementations accept).
-    #[inline]
+    #[inline(always)]
     pub fn expect_id(&self, field: &Field, n: usize) -> Result<(), WireError> {
         self.expect(field, LEN)?;
         let len = field.body.1 - field.body.0;
