@@ -47,7 +47,10 @@ service:
       exporters: [fwd]
 "#
     )
-    .replace("fwd]", &format!("{}]", exporter.trim().split(':').next().unwrap()))
+    .replace(
+        "fwd]",
+        &format!("{}]", exporter.trim().split(':').next().unwrap()),
+    )
 }
 
 async fn send_all(port: u16) -> (Vec<String>, Vec<String>, Vec<String>) {
@@ -56,16 +59,23 @@ async fn send_all(port: u16) -> (Vec<String>, Vec<String>, Vec<String>) {
         error_rate: 0.2,
         slow_rate: 0.2,
     });
-    let mut traces = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::default();
+    let mut traces =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::default();
     for n in [120, 7, 300, 1] {
         let r = g.spans(n);
-        grpc_send(port, Signal::Traces, r.encode_to_vec(), None).await.unwrap();
+        grpc_send(port, Signal::Traces, r.encode_to_vec(), None)
+            .await
+            .unwrap();
         traces.resource_spans.extend(r.resource_spans);
     }
     let logs = g.logs(42);
-    grpc_send(port, Signal::Logs, logs.encode_to_vec(), None).await.unwrap();
+    grpc_send(port, Signal::Logs, logs.encode_to_vec(), None)
+        .await
+        .unwrap();
     let metrics = g.metrics(31);
-    grpc_send(port, Signal::Metrics, metrics.encode_to_vec(), None).await.unwrap();
+    grpc_send(port, Signal::Metrics, metrics.encode_to_vec(), None)
+        .await
+        .unwrap();
     (span_rows(&traces), log_rows(&logs), metric_rows(&metrics))
 }
 
@@ -114,8 +124,13 @@ async fn a_backend_that_starts_late_still_gets_everything() {
     )));
     let sent = send_all(f.grpc).await;
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    let template = FILE_CONFIG.replace("@GRPC@", &bg.to_string()).replace("@HTTP@", &bh.to_string());
+    let template = FILE_CONFIG
+        .replace("@GRPC@", &bg.to_string())
+        .replace("@HTTP@", &bh.to_string());
     let back = Collector::start(&template);
     check_back(&back, &sent);
-    assert_eq!(f.metric("observatory_exporter_send_failed_spans_total{exporter=\"otlp/back\"}"), Some(0.0));
+    assert_eq!(
+        f.metric("observatory_exporter_send_failed_spans_total{exporter=\"otlp/back\"}"),
+        Some(0.0)
+    );
 }

@@ -9,7 +9,11 @@ use std::process::Command;
 use common::binary;
 
 fn run(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(binary()).args(args).current_dir(dir).output().unwrap();
+    let out = Command::new(binary())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -29,7 +33,10 @@ fn validate_accepts_the_default_config_and_names_errors() {
     std::fs::write(dir.path().join("bad.yaml"), bad).unwrap();
     let (code, _, err) = run(&["validate", "--config", "bad.yaml"], dir.path());
     assert_eq!(code, 2);
-    assert!(err.contains("bad.yaml:7: processors.batch.timeoutt: unknown field `timeoutt`"), "{err}");
+    assert!(
+        err.contains("bad.yaml:7: processors.batch.timeoutt: unknown field `timeoutt`"),
+        "{err}"
+    );
 
     // Starting on an invalid config fails the same way, before binding anything.
     let (code, _, err) = run(&["--config", "bad.yaml"], dir.path());
@@ -38,21 +45,42 @@ fn validate_accepts_the_default_config_and_names_errors() {
 
     let (code, _, err) = run(&["validate", "--config", "missing.yaml"], dir.path());
     assert_eq!(code, 2);
-    assert!(err.contains("missing.yaml") && err.contains("cannot read config file"), "{err}");
+    assert!(
+        err.contains("missing.yaml") && err.contains("cannot read config file"),
+        "{err}"
+    );
 }
 
 #[test]
 fn repeated_config_flags_merge_later_over_earlier() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a.yaml"), "receivers:\n  otlp:\n    protocols:\n      grpc:\nexporters:\n  nop:\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [nop]\n").unwrap();
-    std::fs::write(dir.path().join("b.yaml"), "service:\n  pipelines:\n    traces:\n      exporters: [debug]\n").unwrap();
-    let (code, _, err) = run(&["validate", "--config", "a.yaml", "--config", "b.yaml"], dir.path());
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        "service:\n  pipelines:\n    traces:\n      exporters: [debug]\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(
+        &["validate", "--config", "a.yaml", "--config", "b.yaml"],
+        dir.path(),
+    );
     assert_eq!(code, 2, "b.yaml names an undefined exporter");
-    assert!(err.contains("service.pipelines.traces.exporters: \"debug\" is not defined in exporters"), "{err}");
+    assert!(
+        err.contains("service.pipelines.traces.exporters: \"debug\" is not defined in exporters"),
+        "{err}"
+    );
     std::fs::write(dir.path().join("c.yaml"), "exporters:\n  debug:\n").unwrap();
-    let (code, _, err) = run(&["validate", "--config", "a.yaml", "--config", "b.yaml", "--config", "c.yaml"], dir.path());
+    let (code, _, err) = run(
+        &[
+            "validate", "--config", "a.yaml", "--config", "b.yaml", "--config", "c.yaml",
+        ],
+        dir.path(),
+    );
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("warning: exporters.nop is defined but not used"), "{err}");
+    assert!(
+        err.contains("warning: exporters.nop is defined but not used"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -60,9 +88,20 @@ fn components_and_version() {
     let dir = tempfile::tempdir().unwrap();
     let (code, out, _) = run(&["components"], dir.path());
     assert_eq!(code, 0);
-    for name in ["receivers:\n  - otlp", "processors:\n  - batch", "  - otlphttp", "  - file", "  - debug", "  - nop", "extensions:\n  - health_check"] {
+    for name in [
+        "receivers:\n  - otlp",
+        "processors:\n  - batch",
+        "  - otlphttp",
+        "  - file",
+        "  - debug",
+        "  - nop",
+        "extensions:\n  - health_check",
+    ] {
         assert!(out.contains(name), "{name} missing from:\n{out}");
     }
     let (code, out, _) = run(&["--version"], dir.path());
-    assert_eq!((code, out.trim()), (0, concat!("observatory ", env!("CARGO_PKG_VERSION"))));
+    assert_eq!(
+        (code, out.trim()),
+        (0, concat!("observatory ", env!("CARGO_PKG_VERSION")))
+    );
 }

@@ -26,31 +26,98 @@ async fn traces_arrive_equal_over_every_transport_and_encoding() {
         sent.push(r.clone());
         r
     };
-    grpc_send(c.grpc, Signal::Traces, next(1).encode_to_vec(), None).await.unwrap();
-    grpc_send(c.grpc, Signal::Traces, next(2).encode_to_vec(), Some(CompressionEncoding::Gzip)).await.unwrap();
-    grpc_send(c.grpc, Signal::Traces, next(3).encode_to_vec(), Some(CompressionEncoding::Zstd)).await.unwrap();
-    let (s, h, body) = http_post(c.http, "/v1/traces", "application/x-protobuf", None, next(4).encode_to_vec()).await;
-    assert_eq!((s, h["content-type"].to_str().unwrap(), body.len()), (200, "application/x-protobuf", 0));
-    let (s, h, body) = http_post(c.http, "/v1/traces", "application/json", None, serde_json::to_vec(&next(5)).unwrap()).await;
-    assert_eq!((s, h["content-type"].to_str().unwrap(), &body[..]), (200, "application/json", &b"{}"[..]));
-    let (s, _, _) = http_post(c.http, "/v1/traces", "application/x-protobuf", Some("gzip"), gzip(&next(6).encode_to_vec())).await;
+    grpc_send(c.grpc, Signal::Traces, next(1).encode_to_vec(), None)
+        .await
+        .unwrap();
+    grpc_send(
+        c.grpc,
+        Signal::Traces,
+        next(2).encode_to_vec(),
+        Some(CompressionEncoding::Gzip),
+    )
+    .await
+    .unwrap();
+    grpc_send(
+        c.grpc,
+        Signal::Traces,
+        next(3).encode_to_vec(),
+        Some(CompressionEncoding::Zstd),
+    )
+    .await
+    .unwrap();
+    let (s, h, body) = http_post(
+        c.http,
+        "/v1/traces",
+        "application/x-protobuf",
+        None,
+        next(4).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (s, h["content-type"].to_str().unwrap(), body.len()),
+        (200, "application/x-protobuf", 0)
+    );
+    let (s, h, body) = http_post(
+        c.http,
+        "/v1/traces",
+        "application/json",
+        None,
+        serde_json::to_vec(&next(5)).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, h["content-type"].to_str().unwrap(), &body[..]),
+        (200, "application/json", &b"{}"[..])
+    );
+    let (s, _, _) = http_post(
+        c.http,
+        "/v1/traces",
+        "application/x-protobuf",
+        Some("gzip"),
+        gzip(&next(6).encode_to_vec()),
+    )
+    .await;
     assert_eq!(s, 200);
-    let (s, _, _) = http_post(c.http, "/v1/traces", "application/json", Some("zstd"), zstd::encode_all(&serde_json::to_vec(&next(7)).unwrap()[..], 3).unwrap()).await;
+    let (s, _, _) = http_post(
+        c.http,
+        "/v1/traces",
+        "application/json",
+        Some("zstd"),
+        zstd::encode_all(&serde_json::to_vec(&next(7)).unwrap()[..], 3).unwrap(),
+    )
+    .await;
     assert_eq!(s, 200);
     let mut deflate = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut deflate, &next(8).encode_to_vec()).unwrap();
-    let (s, _, _) = http_post(c.http, "/v1/traces", "application/x-protobuf", Some("deflate"), deflate.finish().unwrap()).await;
+    let (s, _, _) = http_post(
+        c.http,
+        "/v1/traces",
+        "application/x-protobuf",
+        Some("deflate"),
+        deflate.finish().unwrap(),
+    )
+    .await;
     assert_eq!(s, 200);
 
-    let mut expected = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::default();
+    let mut expected =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::default();
     for r in sent {
         expected.resource_spans.extend(r.resource_spans);
     }
     let lines = wait_for_lines(&c.path("traces.jsonl"), count_spans, 8 * 37);
     assert_rows_eq(&span_rows(&traces_from(&lines)), &span_rows(&expected));
-    assert_eq!(c.metric("observatory_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"}"), Some(3.0 * 37.0));
-    assert_eq!(c.metric("observatory_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"http\"}"), Some(5.0 * 37.0));
-    assert_eq!(c.metric("observatory_exporter_sent_spans_total{exporter=\"file/traces\"}"), Some(8.0 * 37.0));
+    assert_eq!(
+        c.metric("observatory_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"}"),
+        Some(3.0 * 37.0)
+    );
+    assert_eq!(
+        c.metric("observatory_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"http\"}"),
+        Some(5.0 * 37.0)
+    );
+    assert_eq!(
+        c.metric("observatory_exporter_sent_spans_total{exporter=\"file/traces\"}"),
+        Some(8.0 * 37.0)
+    );
 }
 
 #[tokio::test]
@@ -58,13 +125,36 @@ async fn logs_and_metrics_arrive_equal() {
     let c = Collector::start(FILE_CONFIG);
     let logs_a = gen(10).logs(25);
     let logs_b = gen(11).logs(13);
-    grpc_send(c.grpc, Signal::Logs, logs_a.encode_to_vec(), Some(CompressionEncoding::Gzip)).await.unwrap();
-    let (s, _, _) = http_post(c.http, "/v1/logs", "application/json", None, serde_json::to_vec(&logs_b).unwrap()).await;
+    grpc_send(
+        c.grpc,
+        Signal::Logs,
+        logs_a.encode_to_vec(),
+        Some(CompressionEncoding::Gzip),
+    )
+    .await
+    .unwrap();
+    let (s, _, _) = http_post(
+        c.http,
+        "/v1/logs",
+        "application/json",
+        None,
+        serde_json::to_vec(&logs_b).unwrap(),
+    )
+    .await;
     assert_eq!(s, 200);
     let metrics_a = gen(12).metrics(30);
     let metrics_b = gen(13).metrics(7);
-    grpc_send(c.grpc, Signal::Metrics, metrics_a.encode_to_vec(), None).await.unwrap();
-    let (s, _, _) = http_post(c.http, "/v1/metrics", "application/x-protobuf", Some("gzip"), gzip(&metrics_b.encode_to_vec())).await;
+    grpc_send(c.grpc, Signal::Metrics, metrics_a.encode_to_vec(), None)
+        .await
+        .unwrap();
+    let (s, _, _) = http_post(
+        c.http,
+        "/v1/metrics",
+        "application/x-protobuf",
+        Some("gzip"),
+        gzip(&metrics_b.encode_to_vec()),
+    )
+    .await;
     assert_eq!(s, 200);
 
     let mut logs = logs_a.clone();
@@ -81,10 +171,26 @@ async fn logs_and_metrics_arrive_equal() {
 #[tokio::test]
 async fn an_empty_request_succeeds() {
     let c = Collector::start(FILE_CONFIG);
-    grpc_send(c.grpc, Signal::Traces, Vec::new(), None).await.unwrap();
-    let (s, _, _) = http_post(c.http, "/v1/logs", "application/x-protobuf", None, Vec::new()).await;
+    grpc_send(c.grpc, Signal::Traces, Vec::new(), None)
+        .await
+        .unwrap();
+    let (s, _, _) = http_post(
+        c.http,
+        "/v1/logs",
+        "application/x-protobuf",
+        None,
+        Vec::new(),
+    )
+    .await;
     assert_eq!(s, 200);
-    let (s, _, body) = http_post(c.http, "/v1/metrics", "application/json", None, b"{}".to_vec()).await;
+    let (s, _, body) = http_post(
+        c.http,
+        "/v1/metrics",
+        "application/json",
+        None,
+        b"{}".to_vec(),
+    )
+    .await;
     assert_eq!((s, &body[..]), (200, &b"{}"[..]));
 }
 
@@ -96,11 +202,33 @@ async fn several_named_receivers_listen_on_their_own_ports() {
     )
     .replace("      receivers: [otlp]\n      processors: [batch]\n      exporters: [file/traces]", "      receivers: [otlp, otlp/claude]\n      processors: [batch]\n      exporters: [file/traces]");
     let (g, h) = (free_port(), free_port());
-    let c = Collector::start_with(&template, &[("CLAUDE_GRPC", g.to_string()), ("CLAUDE_HTTP", h.to_string())]);
-    grpc_send(g, Signal::Traces, gen(20).spans(5).encode_to_vec(), None).await.unwrap();
-    let (s, _, _) = http_post(h, "/v1/traces", "application/x-protobuf", None, gen(21).spans(6).encode_to_vec()).await;
+    let c = Collector::start_with(
+        &template,
+        &[
+            ("CLAUDE_GRPC", g.to_string()),
+            ("CLAUDE_HTTP", h.to_string()),
+        ],
+    );
+    grpc_send(g, Signal::Traces, gen(20).spans(5).encode_to_vec(), None)
+        .await
+        .unwrap();
+    let (s, _, _) = http_post(
+        h,
+        "/v1/traces",
+        "application/x-protobuf",
+        None,
+        gen(21).spans(6).encode_to_vec(),
+    )
+    .await;
     assert_eq!(s, 200);
-    grpc_send(c.grpc, Signal::Traces, gen(22).spans(7).encode_to_vec(), None).await.unwrap();
+    grpc_send(
+        c.grpc,
+        Signal::Traces,
+        gen(22).spans(7).encode_to_vec(),
+        None,
+    )
+    .await
+    .unwrap();
     wait_for_lines(&c.path("traces.jsonl"), count_spans, 18);
     assert_eq!(c.metric("observatory_receiver_accepted_spans_total{receiver=\"otlp/claude\",transport=\"grpc\"}"), Some(5.0));
     assert_eq!(c.metric("observatory_receiver_accepted_spans_total{receiver=\"otlp/claude\",transport=\"http\"}"), Some(6.0));

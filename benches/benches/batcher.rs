@@ -29,7 +29,10 @@ impl Consumer for Count {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut gen = Generator::new(GeneratorOptions::default());
     let bytes = gen.spans(SPANS).encode_to_vec();
     let request = Batch::parse(Signal::Traces, bytes.into()).unwrap();

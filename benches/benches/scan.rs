@@ -10,7 +10,9 @@ use prost::Message;
 const SPANS: usize = 512;
 
 fn bench(c: &mut Criterion) {
-    let bytes = Generator::new(GeneratorOptions::default()).spans(SPANS).encode_to_vec();
+    let bytes = Generator::new(GeneratorOptions::default())
+        .spans(SPANS)
+        .encode_to_vec();
     let mut g = c.benchmark_group("traces_512_spans");
     // Elements = spans, so criterion prints time per span as elem/s.
     g.throughput(Throughput::Elements(SPANS as u64));

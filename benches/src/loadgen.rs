@@ -92,14 +92,22 @@ enum Client {
 }
 
 /// Sends one request; Err carries the refusal code and a retry hint.
-async fn send(client: &Client, signal: Signal, body: &Bytes, args: &Args) -> Result<(), (String, Option<Duration>)> {
+async fn send(
+    client: &Client,
+    signal: Signal,
+    body: &Bytes,
+    args: &Args,
+) -> Result<(), (String, Option<Duration>)> {
     match client {
         Client::Grpc(channel) => {
-            let mut grpc = tonic::client::Grpc::new(channel.clone()).max_encoding_message_size(usize::MAX);
+            let mut grpc =
+                tonic::client::Grpc::new(channel.clone()).max_encoding_message_size(usize::MAX);
             if args.gzip {
                 grpc = grpc.send_compressed(CompressionEncoding::Gzip);
             }
-            grpc.ready().await.map_err(|e| (format!("grpc:connect ({e})"), None))?;
+            grpc.ready()
+                .await
+                .map_err(|e| (format!("grpc:connect ({e})"), None))?;
             let path = http::uri::PathAndQuery::from_static(export_path(signal));
             grpc.unary(tonic::Request::new(vec![body.clone()]), path, RawCodec)
                 .await
@@ -116,7 +124,10 @@ async fn send(client: &Client, signal: Signal, body: &Bytes, args: &Args) -> Res
             if args.gzip {
                 req = req.header("content-encoding", "gzip");
             }
-            let resp = req.send().await.map_err(|e| (format!("http:error ({e})"), None))?;
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| (format!("http:error ({e})"), None))?;
             let code = resp.status().as_u16();
             let after = resp
                 .headers()
@@ -182,30 +193,62 @@ async fn main() {
     let avg_bytes = pool.iter().map(|p| p.0.len()).sum::<usize>() / pool.len();
     eprintln!(
         "loadgen: {:?} {} over {:?}, {} items/request, {} B/request, concurrency {}",
-        args.signal, signal.item_name(), args.protocol, args.batch_size, avg_bytes, args.concurrency
+        args.signal,
+        signal.item_name(),
+        args.protocol,
+        args.batch_size,
+        avg_bytes,
+        args.concurrency
     );
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
     let slot = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let interval = (args.rate > 0).then(|| Duration::from_secs_f64(args.batch_size as f64 / args.rate as f64));
+    let interval =
+        (args.rate > 0).then(|| Duration::from_secs_f64(args.batch_size as f64 / args.rate as f64));
 
     let mut workers = Vec::new();
     for w in 0..args.concurrency.max(1) {
         let client = match args.protocol {
             Protocol::Grpc => {
-                let ep = args.endpoint.clone().unwrap_or_else(|| "localhost:4317".into());
-                let url = if ep.starts_with("http") { ep } else { format!("http://{ep}") };
-                let ch = tonic::transport::Endpoint::from_shared(url).unwrap().tcp_nodelay(true).connect_lazy();
+                let ep = args
+                    .endpoint
+                    .clone()
+                    .unwrap_or_else(|| "localhost:4317".into());
+                let url = if ep.starts_with("http") {
+                    ep
+                } else {
+                    format!("http://{ep}")
+                };
+                let ch = tonic::transport::Endpoint::from_shared(url)
+                    .unwrap()
+                    .tcp_nodelay(true)
+                    .connect_lazy();
                 Client::Grpc(ch)
             }
             _ => {
-                let ep = args.endpoint.clone().unwrap_or_else(|| "http://localhost:4318".into());
-                let base = if ep.starts_with("http") { ep } else { format!("http://{ep}") };
-                Client::Http(reqwest::Client::new(), format!("{}/v1/{}", base.trim_end_matches('/'), signal.as_str()))
+                let ep = args
+                    .endpoint
+                    .clone()
+                    .unwrap_or_else(|| "http://localhost:4318".into());
+                let base = if ep.starts_with("http") {
+                    ep
+                } else {
+                    format!("http://{ep}")
+                };
+                Client::Http(
+                    reqwest::Client::new(),
+                    format!("{}/v1/{}", base.trim_end_matches('/'), signal.as_str()),
+                )
             }
         };
-        let (args, pool, stats, stop, slot) = (args.clone(), pool.clone(), stats.clone(), stop.clone(), slot.clone());
+        let (args, pool, stats, stop, slot) = (
+            args.clone(),
+            pool.clone(),
+            stats.clone(),
+            stop.clone(),
+            slot.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut i = w;
@@ -224,7 +267,9 @@ async fn main() {
                 let mut attempt = 0;
                 let result = loop {
                     match send(&client, signal, body, &args).await {
-                        Err((_, after)) if args.retry && attempt < 10 && !stop.load(Ordering::Relaxed) => {
+                        Err((_, after))
+                            if args.retry && attempt < 10 && !stop.load(Ordering::Relaxed) =>
+                        {
                             attempt += 1;
                             tokio::time::sleep(after.unwrap_or(Duration::from_millis(100))).await;
                         }
@@ -251,7 +296,10 @@ async fn main() {
         let (stats, stop) = (stats.clone(), stop.clone());
         tokio::spawn(async move {
             let mut last = 0;
-            let mut tick = tokio::time::interval_at((start + Duration::from_secs(1)).into(), Duration::from_secs(1));
+            let mut tick = tokio::time::interval_at(
+                (start + Duration::from_secs(1)).into(),
+                Duration::from_secs(1),
+            );
             while !stop.load(Ordering::Relaxed) {
                 tick.tick().await;
                 let acc = stats.accepted_items.load(Ordering::Relaxed);
@@ -266,7 +314,11 @@ async fn main() {
             }
         })
     };
-    let deadline = if args.total > 0 { None } else { Some(start + args.duration) };
+    let deadline = if args.total > 0 {
+        None
+    } else {
+        Some(start + args.duration)
+    };
     if let Some(d) = deadline {
         tokio::time::sleep_until(d.into()).await;
         stop.store(true, Ordering::Relaxed);
@@ -281,7 +333,13 @@ async fn main() {
     let mut lat = stats.latencies_us.lock().unwrap().clone();
     lat.sort_unstable();
     let acc = stats.accepted_items.load(Ordering::Relaxed);
-    let refused: Vec<String> = stats.refused_by.lock().unwrap().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let refused: Vec<String> = stats
+        .refused_by
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     println!(
         "summary: signal={} sent={} accepted={} refused={} refused_by=[{}] requests={} seconds={:.1} accepted_per_sec={:.0} p50_ms={:.2} p99_ms={:.2}",
         signal.item_name(),

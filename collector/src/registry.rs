@@ -32,7 +32,12 @@ impl Registry {
 
     /// The `components` command's listing.
     pub fn describe(&self) -> String {
-        let list = |names: Vec<&str>| names.iter().map(|n| format!("  - {n}\n")).collect::<String>();
+        let list = |names: Vec<&str>| {
+            names
+                .iter()
+                .map(|n| format!("  - {n}\n"))
+                .collect::<String>()
+        };
         format!(
             "receivers:\n{}processors:\n{}exporters:\n{}extensions:\n{}",
             list(self.receivers.iter().map(|f| f.type_name).collect()),

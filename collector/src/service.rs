@@ -53,18 +53,31 @@ pub async fn run(checked: Checked, shutdown: impl Future<Output = ()>) -> Result
     // reads 503 and metrics stay scrapeable while draining.
     let (aux_stop_tx, aux_stop) = stop_pair();
     let mut aux = Vec::new();
-    if let Some(h) = telemetry::serve_metrics(&checked.telemetry.metrics, metrics.clone(), aux_stop.clone()).await? {
+    if let Some(h) = telemetry::serve_metrics(
+        &checked.telemetry.metrics,
+        metrics.clone(),
+        aux_stop.clone(),
+    )
+    .await?
+    {
         aux.push(("telemetry".to_string(), h));
     }
     for (id, ext) in &checked.extensions {
-        for h in ext.start(&ctx(id), health.clone(), aux_stop.clone()).await? {
+        for h in ext
+            .start(&ctx(id), health.clone(), aux_stop.clone())
+            .await?
+        {
             aux.push((id.clone(), h));
         }
     }
 
     let mut exporters: BTreeMap<String, BoxConsumer> = BTreeMap::new();
     for (id, b) in &checked.exporters {
-        exporters.insert(id.clone(), b.build(&ctx(id)).map_err(|e| format!("exporters.{id}: {e}"))?);
+        exporters.insert(
+            id.clone(),
+            b.build(&ctx(id))
+                .map_err(|e| format!("exporters.{id}: {e}"))?,
+        );
     }
     let mut heads: Vec<(usize, BoxConsumer)> = Vec::new();
     for (i, p) in checked.pipelines.iter().enumerate() {
@@ -102,7 +115,10 @@ pub async fn run(checked: Checked, shutdown: impl Future<Output = ()>) -> Result
     // lets every queue close and drain in order.
     drop(heads);
     health.set(true);
-    tracing::info!(pipelines = checked.pipelines.len(), "Everything is ready. Begin running and processing data.");
+    tracing::info!(
+        pipelines = checked.pipelines.len(),
+        "Everything is ready. Begin running and processing data."
+    );
 
     shutdown.await;
     tracing::info!("Shutting down: stopping receivers, draining pipelines, flushing exporters");
@@ -126,4 +142,3 @@ pub async fn signal() {
         _ = term.recv() => {}
     }
 }
-

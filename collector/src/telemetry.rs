@@ -16,13 +16,22 @@ use crate::receivers::{bind, Stop};
 /// Checks the telemetry settings.
 pub fn validate(logs: &LogsConfig, metrics: &MetricsConfig) -> Result<(), ConfigError> {
     if !["debug", "info", "warn", "error"].contains(&logs.level.to_ascii_lowercase().as_str()) {
-        return Err(ConfigError::new("service.telemetry.logs.level", "must be debug, info, warn or error"));
+        return Err(ConfigError::new(
+            "service.telemetry.logs.level",
+            "must be debug, info, warn or error",
+        ));
     }
     if !["console", "json"].contains(&logs.encoding.as_str()) {
-        return Err(ConfigError::new("service.telemetry.logs.encoding", "must be console or json"));
+        return Err(ConfigError::new(
+            "service.telemetry.logs.encoding",
+            "must be console or json",
+        ));
     }
     if !["none", "basic", "normal", "detailed"].contains(&metrics.level.as_str()) {
-        return Err(ConfigError::new("service.telemetry.metrics.level", "must be none, basic, normal or detailed"));
+        return Err(ConfigError::new(
+            "service.telemetry.metrics.level",
+            "must be none, basic, normal or detailed",
+        ));
     }
     Ok(())
 }
@@ -65,13 +74,32 @@ pub fn cpu_seconds() -> f64 {
 
 /// Registers the process gauges.
 pub fn register_process(reg: &Registry) {
-    reg.gauge("observatory_process_memory_rss_bytes", "Resident set size.", &[], || proc_status_bytes("VmRSS"));
-    reg.gauge("observatory_process_memory_peak_rss_bytes", "Peak resident set size.", &[], || proc_status_bytes("VmHWM"));
-    reg.gauge("observatory_process_cpu_seconds", "User plus system CPU time used.", &[], cpu_seconds);
+    reg.gauge(
+        "observatory_process_memory_rss_bytes",
+        "Resident set size.",
+        &[],
+        || proc_status_bytes("VmRSS"),
+    );
+    reg.gauge(
+        "observatory_process_memory_peak_rss_bytes",
+        "Peak resident set size.",
+        &[],
+        || proc_status_bytes("VmHWM"),
+    );
+    reg.gauge(
+        "observatory_process_cpu_seconds",
+        "User plus system CPU time used.",
+        &[],
+        cpu_seconds,
+    );
 }
 
 /// Serves `/metrics` at the configured address until `stop`.
-pub async fn serve_metrics(cfg: &MetricsConfig, reg: Arc<Registry>, stop: Stop) -> Result<Option<JoinHandle<()>>, String> {
+pub async fn serve_metrics(
+    cfg: &MetricsConfig,
+    reg: Arc<Registry>,
+    stop: Stop,
+) -> Result<Option<JoinHandle<()>>, String> {
     if cfg.level == "none" {
         return Ok(None);
     }
@@ -80,11 +108,18 @@ pub async fn serve_metrics(cfg: &MetricsConfig, reg: Arc<Registry>, stop: Stop) 
         "/metrics",
         get(move || {
             let text = reg.render();
-            async move { ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
+            async move {
+                (
+                    [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    text,
+                )
+            }
         }),
     );
     tracing::info!(address = %cfg.address, "self-metrics at /metrics");
     Ok(Some(tokio::spawn(async move {
-        let _ = axum::serve(listener, router).with_graceful_shutdown(stop.wait()).await;
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(stop.wait())
+            .await;
     })))
 }

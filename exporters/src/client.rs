@@ -58,7 +58,10 @@ pub fn plaintext_url(endpoint: &str, tls: &TlsConfig) -> Result<String, ConfigEr
         return Err(ConfigError::new("endpoint", "is required"));
     }
     if endpoint.starts_with("https://") {
-        return Err(ConfigError::new("endpoint", "TLS (https) is not supported yet; use an http:// endpoint"));
+        return Err(ConfigError::new(
+            "endpoint",
+            "TLS (https) is not supported yet; use an http:// endpoint",
+        ));
     }
     if endpoint.starts_with("http://") {
         return Ok(endpoint.trim_end_matches('/').to_string());
@@ -105,9 +108,20 @@ mod tests {
             insecure: true,
             ..Default::default()
         };
-        assert_eq!(plaintext_url("tempo:4317", &insecure).unwrap(), "http://tempo:4317");
-        assert_eq!(plaintext_url("http://tempo:4318/", &TlsConfig::default()).unwrap(), "http://tempo:4318");
-        assert_eq!(plaintext_url("tempo:4317", &TlsConfig::default()).unwrap_err().path, "tls.insecure");
+        assert_eq!(
+            plaintext_url("tempo:4317", &insecure).unwrap(),
+            "http://tempo:4317"
+        );
+        assert_eq!(
+            plaintext_url("http://tempo:4318/", &TlsConfig::default()).unwrap(),
+            "http://tempo:4318"
+        );
+        assert_eq!(
+            plaintext_url("tempo:4317", &TlsConfig::default())
+                .unwrap_err()
+                .path,
+            "tls.insecure"
+        );
         assert_eq!(plaintext_url("", &insecure).unwrap_err().path, "endpoint");
     }
 }

@@ -62,7 +62,9 @@ impl Codec for RawCodec {
 pub fn export_path(signal: pipeline::Signal) -> &'static str {
     match signal {
         pipeline::Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-        pipeline::Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        pipeline::Signal::Metrics => {
+            "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+        }
         pipeline::Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
     }
 }

@@ -34,5 +34,11 @@ pub struct ExporterFactory {
 
 /// The built-in exporter types.
 pub fn factories() -> Vec<ExporterFactory> {
-    vec![debug::factory(), file::factory(), nop::factory(), otlp::factory(), otlphttp::factory()]
+    vec![
+        debug::factory(),
+        file::factory(),
+        nop::factory(),
+        otlp::factory(),
+        otlphttp::factory(),
+    ]
 }

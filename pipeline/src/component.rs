@@ -50,7 +50,9 @@ pub trait Validate {
 }
 
 /// Parses a component's YAML (null means all defaults) and validates it.
-pub fn parse_config<T: DeserializeOwned + Validate>(value: serde_yaml::Value) -> Result<T, ConfigError> {
+pub fn parse_config<T: DeserializeOwned + Validate>(
+    value: serde_yaml::Value,
+) -> Result<T, ConfigError> {
     let value = if value.is_null() {
         serde_yaml::Value::Mapping(Default::default())
     } else {
@@ -71,7 +73,10 @@ pub fn parse_config<T: DeserializeOwned + Validate>(value: serde_yaml::Value) ->
 
 /// Background tasks the service waits for when draining at shutdown.
 #[derive(Clone, Default)]
-pub struct Tasks(Arc<Mutex<Vec<(String, JoinHandle<()>)>>>);
+pub struct Tasks(Arc<Mutex<Vec<OwnedTask>>>);
+
+/// A task and the id of the component that owns it.
+pub type OwnedTask = (String, JoinHandle<()>);
 
 impl Tasks {
     /// Records a task owned by component `id`.
@@ -80,7 +85,7 @@ impl Tasks {
     }
 
     /// Takes every recorded task.
-    pub fn take(&self) -> Vec<(String, JoinHandle<()>)> {
+    pub fn take(&self) -> Vec<OwnedTask> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
 }

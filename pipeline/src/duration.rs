@@ -8,7 +8,9 @@ use serde::{Deserialize, Deserializer, Serializer};
 /// Parses a Go duration string: a sequence of decimal numbers with units
 /// `ns`, `us`/`µs`, `ms`, `s`, `m`, `h`; `0` alone is allowed.
 pub fn parse(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?}: expected a number with a unit, like 200ms, 5s or 1m30s");
+    let bad = || {
+        format!("invalid duration {s:?}: expected a number with a unit, like 200ms, 5s or 1m30s")
+    };
     let t = s.trim();
     if t == "0" {
         return Ok(Duration::ZERO);
@@ -49,7 +51,7 @@ pub fn parse(s: &str) -> Result<Duration, String> {
 pub fn format(d: &Duration) -> String {
     if d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
-    } else if d.as_nanos() % 1_000_000 == 0 {
+    } else if d.as_nanos().is_multiple_of(1_000_000) {
         format!("{}ms", d.as_millis())
     } else {
         format!("{}ns", d.as_nanos())

@@ -13,8 +13,8 @@ use opentelemetry_proto::tonic::common::v1::{
 };
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric::Data, number_data_point, AggregationTemporality, Gauge, Histogram,
-    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    metric::Data, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint,
+    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
@@ -173,18 +173,19 @@ impl Generator {
         let llm_end = retrieve_end + llm_ms * ms;
         let end = llm_end + 5 * ms;
         let user = format!("user-{}", self.rng.random_range(1..5_000));
-        let mk = |g: &mut Self, name: &str, parent: &[u8], kind: span::SpanKind, t: (u64, u64)| Span {
-            trace_id: trace_id.clone(),
-            span_id: g.id::<8>(),
-            parent_span_id: parent.to_vec(),
-            name: name.into(),
-            kind: kind as i32,
-            start_time_unix_nano: t.0,
-            end_time_unix_nano: t.1,
-            flags: 0x101,
-            status: Some(Status::default()),
-            ..Default::default()
-        };
+        let mk =
+            |g: &mut Self, name: &str, parent: &[u8], kind: span::SpanKind, t: (u64, u64)| Span {
+                trace_id: trace_id.clone(),
+                span_id: g.id::<8>(),
+                parent_span_id: parent.to_vec(),
+                name: name.into(),
+                kind: kind as i32,
+                start_time_unix_nano: t.0,
+                end_time_unix_nano: t.1,
+                flags: 0x101,
+                status: Some(Status::default()),
+                ..Default::default()
+            };
         let mut root = mk(self, "rag.query", &[], span::SpanKind::Server, (start, end));
         root.span_id = root_id.clone();
         root.attributes = vec![
@@ -192,19 +193,37 @@ impl Generator {
             kv("url.path", s("/v1/query")),
             kv("url.scheme", s("https")),
             kv("http.route", s("/v1/query")),
-            kv("http.response.status_code", Value::IntValue(if error { 502 } else { 200 })),
+            kv(
+                "http.response.status_code",
+                Value::IntValue(if error { 502 } else { 200 }),
+            ),
             kv("user.id", s(&user)),
-            kv("session.id", s(&format!("sess-{:08x}", self.rng.random::<u32>()))),
-            kv("rag.query.length", Value::IntValue(self.rng.random_range(10..400))),
+            kv(
+                "session.id",
+                s(&format!("sess-{:08x}", self.rng.random::<u32>())),
+            ),
+            kv(
+                "rag.query.length",
+                Value::IntValue(self.rng.random_range(10..400)),
+            ),
             kv("rag.top_k", Value::IntValue(8)),
             kv("app.tenant", s("acme-corp")),
         ];
-        let mut embed = mk(self, "rag.embed", &root_id, span::SpanKind::Internal, (start + ms, embed_end));
+        let mut embed = mk(
+            self,
+            "rag.embed",
+            &root_id,
+            span::SpanKind::Internal,
+            (start + ms, embed_end),
+        );
         embed.attributes = vec![
             kv("gen_ai.system", s("openai")),
             kv("gen_ai.operation.name", s("embeddings")),
             kv("gen_ai.request.model", s("text-embedding-3-small")),
-            kv("gen_ai.usage.input_tokens", Value::IntValue(input_tokens / 20 + 5)),
+            kv(
+                "gen_ai.usage.input_tokens",
+                Value::IntValue(input_tokens / 20 + 5),
+            ),
             kv("embedding.dimensions", Value::IntValue(1536)),
             kv("server.address", s("api.openai.com")),
             kv("server.port", Value::IntValue(443)),
@@ -212,21 +231,39 @@ impl Generator {
             kv("retry.count", Value::IntValue(0)),
             kv("app.tenant", s("acme-corp")),
         ];
-        let mut retrieve = mk(self, "rag.retrieve", &root_id, span::SpanKind::Internal, (embed_end, retrieve_end));
+        let mut retrieve = mk(
+            self,
+            "rag.retrieve",
+            &root_id,
+            span::SpanKind::Internal,
+            (embed_end, retrieve_end),
+        );
         retrieve.span_id = retrieve_id.clone();
         retrieve.attributes = vec![
             kv("rag.index", s("product-docs-v3")),
             kv("rag.top_k", Value::IntValue(8)),
             kv("rag.documents.returned", Value::IntValue(8)),
-            kv("rag.score.min", Value::DoubleValue(self.rng.random_range(0.3..0.6))),
-            kv("rag.score.max", Value::DoubleValue(self.rng.random_range(0.7..0.99))),
+            kv(
+                "rag.score.min",
+                Value::DoubleValue(self.rng.random_range(0.3..0.6)),
+            ),
+            kv(
+                "rag.score.max",
+                Value::DoubleValue(self.rng.random_range(0.7..0.99)),
+            ),
             kv("rag.filter", s("tenant=acme-corp")),
             kv("rag.rerank", Value::BoolValue(true)),
             kv("rag.rerank.model", s("rerank-english-v3.0")),
             kv("code.function", s("retrieve_context")),
             kv("code.namespace", s("rag.pipeline")),
         ];
-        let mut search = mk(self, "vectordb.search", &retrieve_id, span::SpanKind::Server, (embed_end + 2 * ms, retrieve_end - 3 * ms));
+        let mut search = mk(
+            self,
+            "vectordb.search",
+            &retrieve_id,
+            span::SpanKind::Server,
+            (embed_end + 2 * ms, retrieve_end - 3 * ms),
+        );
         search.attributes = vec![
             kv("db.system", s("qdrant")),
             kv("db.operation.name", s("search")),
@@ -239,7 +276,13 @@ impl Generator {
             kv("network.transport", s("tcp")),
             kv("db.response.returned_rows", Value::IntValue(32)),
         ];
-        let mut llm = mk(self, "llm.chat_completion", &root_id, span::SpanKind::Client, (retrieve_end, llm_end));
+        let mut llm = mk(
+            self,
+            "llm.chat_completion",
+            &root_id,
+            span::SpanKind::Client,
+            (retrieve_end, llm_end),
+        );
         llm.attributes = vec![
             kv("gen_ai.system", s(system)),
             kv("gen_ai.operation.name", s("chat")),
@@ -257,7 +300,10 @@ impl Generator {
                     }],
                 }),
             ),
-            kv("gen_ai.response.id", s(&format!("chatcmpl-{:016x}", self.rng.random::<u64>()))),
+            kv(
+                "gen_ai.response.id",
+                s(&format!("chatcmpl-{:016x}", self.rng.random::<u64>())),
+            ),
         ];
         if error {
             llm.status = Some(Status {
@@ -291,7 +337,10 @@ impl Generator {
                     }),
                     attributes: vec![
                         kv("gen_ai.request.model", s("gpt-4o")),
-                        kv("user.id", s(&format!("user-{}", self.rng.random_range(1..5_000)))),
+                        kv(
+                            "user.id",
+                            s(&format!("user-{}", self.rng.random_range(1..5_000))),
+                        ),
                         kv("code.function", s("answer")),
                     ],
                     trace_id: self.id::<16>(),
@@ -321,7 +370,12 @@ impl Generator {
     pub fn metrics(&mut self, n: usize) -> ExportMetricsServiceRequest {
         let t = self.now_ns;
         self.now_ns += 1_000_000_000;
-        let attrs = |m: &str| vec![kv("gen_ai.request.model", s(m)), kv("gen_ai.system", s("openai"))];
+        let attrs = |m: &str| {
+            vec![
+                kv("gen_ai.request.model", s(m)),
+                kv("gen_ai.system", s("openai")),
+            ]
+        };
         let mut gauge = Vec::new();
         let mut sum = Vec::new();
         let mut hist = Vec::new();
@@ -331,14 +385,18 @@ impl Generator {
                 0 => gauge.push(NumberDataPoint {
                     attributes: attrs(model),
                     time_unix_nano: t,
-                    value: Some(number_data_point::Value::AsDouble(self.rng.random_range(0.0..100.0))),
+                    value: Some(number_data_point::Value::AsDouble(
+                        self.rng.random_range(0.0..100.0),
+                    )),
                     ..Default::default()
                 }),
                 1 => sum.push(NumberDataPoint {
                     attributes: attrs(model),
                     start_time_unix_nano: t - 60_000_000_000,
                     time_unix_nano: t,
-                    value: Some(number_data_point::Value::AsInt(self.rng.random_range(0..100_000))),
+                    value: Some(number_data_point::Value::AsInt(
+                        self.rng.random_range(0..100_000),
+                    )),
                     ..Default::default()
                 }),
                 _ => {
@@ -420,8 +478,14 @@ mod tests {
             .collect();
         assert_eq!(spans.len(), 512);
         assert_eq!(req.resource_spans.len(), 3);
-        let llm = spans.iter().find(|s| s.name == "llm.chat_completion").unwrap();
-        assert!(llm.attributes.iter().any(|a| a.key == "gen_ai.usage.output_tokens"));
+        let llm = spans
+            .iter()
+            .find(|s| s.name == "llm.chat_completion")
+            .unwrap();
+        assert!(llm
+            .attributes
+            .iter()
+            .any(|a| a.key == "gen_ai.usage.output_tokens"));
         let per_span = req.encoded_len() / 512;
         assert!((380..=560).contains(&per_span), "{per_span} B/span");
     }

@@ -239,7 +239,14 @@ mod tests {
                     .iter()
                     .flat_map(|rs| {
                         rs.scope_spans.iter().flat_map(move |ss| {
-                            ss.spans.iter().map(move |s| (rs.resource.clone(), rs.schema_url.clone(), ss.scope.clone(), s.clone()))
+                            ss.spans.iter().map(move |s| {
+                                (
+                                    rs.resource.clone(),
+                                    rs.schema_url.clone(),
+                                    ss.scope.clone(),
+                                    s.clone(),
+                                )
+                            })
                         })
                     })
                     .collect();
@@ -255,15 +262,27 @@ mod tests {
         let logs = gen().logs(10);
         let parsed = Request::parse(Signal::Logs, logs.encode_to_vec().into()).unwrap();
         let (h, r) = split_request(Signal::Logs, &parsed, 3);
-        assert_eq!(log_count(&ExportLogsServiceRequest::decode(h.bytes).unwrap()), 3);
-        assert_eq!(log_count(&ExportLogsServiceRequest::decode(r.bytes).unwrap()), 7);
+        assert_eq!(
+            log_count(&ExportLogsServiceRequest::decode(h.bytes).unwrap()),
+            3
+        );
+        assert_eq!(
+            log_count(&ExportLogsServiceRequest::decode(r.bytes).unwrap()),
+            7
+        );
 
         let metrics = gen().metrics(10);
         let parsed = Request::parse(Signal::Metrics, metrics.encode_to_vec().into()).unwrap();
         for n in 1..10 {
             let (h, r) = split_request(Signal::Metrics, &parsed, n);
-            assert_eq!(point_count(&ExportMetricsServiceRequest::decode(h.bytes).unwrap()), n);
-            assert_eq!(point_count(&ExportMetricsServiceRequest::decode(r.bytes).unwrap()), 10 - n);
+            assert_eq!(
+                point_count(&ExportMetricsServiceRequest::decode(h.bytes).unwrap()),
+                n
+            );
+            assert_eq!(
+                point_count(&ExportMetricsServiceRequest::decode(r.bytes).unwrap()),
+                10 - n
+            );
         }
     }
 }

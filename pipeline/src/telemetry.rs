@@ -51,7 +51,10 @@ fn render_labels(labels: &[(&str, &str)]) -> String {
     let parts: Vec<String> = labels
         .iter()
         .map(|(k, v)| {
-            let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            let v = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
             format!("{k}=\"{v}\"")
         })
         .collect();
@@ -125,7 +128,11 @@ impl Registry {
                     Source::Counter(_) => "counter",
                     Source::Gauge(_) => "gauge",
                 };
-                let _ = writeln!(out, "# HELP {} {}\n# TYPE {} {}", s.name, s.help, s.name, kind);
+                let _ = writeln!(
+                    out,
+                    "# HELP {} {}\n# TYPE {} {}",
+                    s.name, s.help, s.name, kind
+                );
                 last = &s.name;
             }
             let v = match &s.source {
@@ -145,17 +152,43 @@ mod tests {
     #[test]
     fn counters_are_shared_by_name_and_labels_and_rendered() {
         let r = Registry::new();
-        let a = r.counter("observatory_receiver_accepted_spans_total", "Spans taken.", &[("receiver", "otlp")]);
-        let b = r.counter("observatory_receiver_accepted_spans_total", "Spans taken.", &[("receiver", "otlp")]);
-        let c = r.counter("observatory_receiver_accepted_spans_total", "Spans taken.", &[("receiver", "otlp/b\"x")]);
+        let a = r.counter(
+            "observatory_receiver_accepted_spans_total",
+            "Spans taken.",
+            &[("receiver", "otlp")],
+        );
+        let b = r.counter(
+            "observatory_receiver_accepted_spans_total",
+            "Spans taken.",
+            &[("receiver", "otlp")],
+        );
+        let c = r.counter(
+            "observatory_receiver_accepted_spans_total",
+            "Spans taken.",
+            &[("receiver", "otlp/b\"x")],
+        );
         a.add(2);
         b.add(3);
         c.add(1);
-        r.gauge("observatory_exporter_queue_size", "Batches queued.", &[], || 4.0);
+        r.gauge(
+            "observatory_exporter_queue_size",
+            "Batches queued.",
+            &[],
+            || 4.0,
+        );
         let text = r.render();
-        assert!(text.contains("observatory_receiver_accepted_spans_total{receiver=\"otlp\"} 5\n"), "{text}");
+        assert!(
+            text.contains("observatory_receiver_accepted_spans_total{receiver=\"otlp\"} 5\n"),
+            "{text}"
+        );
         assert!(text.contains("{receiver=\"otlp/b\\\"x\"} 1\n"), "{text}");
-        assert!(text.contains("# TYPE observatory_exporter_queue_size gauge\nobservatory_exporter_queue_size 4\n"));
-        assert_eq!(text.matches("# TYPE observatory_receiver_accepted_spans_total").count(), 1);
+        assert!(text.contains(
+            "# TYPE observatory_exporter_queue_size gauge\nobservatory_exporter_queue_size 4\n"
+        ));
+        assert_eq!(
+            text.matches("# TYPE observatory_receiver_accepted_spans_total")
+                .count(),
+            1
+        );
     }
 }

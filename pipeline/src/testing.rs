@@ -20,7 +20,12 @@ pub struct Sink {
 impl Sink {
     /// Items in every batch taken, in order.
     pub fn sizes(&self) -> Vec<usize> {
-        self.batches.lock().unwrap().iter().map(|b| b.items()).collect()
+        self.batches
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| b.items())
+            .collect()
     }
 }
 

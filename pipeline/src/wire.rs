@@ -233,7 +233,7 @@ pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 /// Bytes a varint of `v` takes.
 #[inline]
 pub fn varint_len(v: u64) -> usize {
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Appends the header of a LEN field with `len` payload bytes.
@@ -255,7 +255,17 @@ mod tests {
 
     #[test]
     fn varint_round_trip_and_length() {
-        for v in [0u64, 1, 127, 128, 300, 16_383, 16_384, u32::MAX as u64, u64::MAX] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u32::MAX as u64,
+            u64::MAX,
+        ] {
             let mut out = Vec::new();
             put_varint(&mut out, v);
             assert_eq!(out.len(), varint_len(v), "len of {v}");

@@ -19,7 +19,11 @@ use tonic::codec::CompressionEncoding;
 
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running collector; killed when dropped.
@@ -125,7 +129,10 @@ impl Collector {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("collector did not exit within 40s of SIGTERM:\n{}", self.logs());
+        panic!(
+            "collector did not exit within 40s of SIGTERM:\n{}",
+            self.logs()
+        );
     }
 }
 
@@ -141,26 +148,42 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let code = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((code, body))
 }
 
 /// Sends one encoded request over OTLP/gRPC.
-pub async fn grpc_send(port: u16, signal: Signal, body: Vec<u8>, compression: Option<CompressionEncoding>) -> Result<Bytes, tonic::Status> {
+pub async fn grpc_send(
+    port: u16,
+    signal: Signal,
+    body: Vec<u8>,
+    compression: Option<CompressionEncoding>,
+) -> Result<Bytes, tonic::Status> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
         .unwrap()
         .connect()
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20);
+    let mut grpc = tonic::client::Grpc::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
     if let Some(c) = compression {
         grpc = grpc.send_compressed(c);
     }
-    grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let path = http::uri::PathAndQuery::from_static(export_path(signal));
     grpc.unary(tonic::Request::new(vec![Bytes::from(body)]), path, RawCodec)
         .await
@@ -168,7 +191,13 @@ pub async fn grpc_send(port: u16, signal: Signal, body: Vec<u8>, compression: Op
 }
 
 /// Sends one body over OTLP/HTTP; returns (status, headers, body).
-pub async fn http_post(port: u16, path: &str, content_type: &str, encoding: Option<&str>, body: Vec<u8>) -> (u16, reqwest::header::HeaderMap, Bytes) {
+pub async fn http_post(
+    port: u16,
+    path: &str,
+    content_type: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, reqwest::header::HeaderMap, Bytes) {
     let client = reqwest::Client::new();
     let mut req = client
         .post(format!("http://127.0.0.1:{port}{path}"))
@@ -191,7 +220,11 @@ pub fn gzip(body: &[u8]) -> Vec<u8> {
 }
 
 /// The lines the `file` exporter wrote, waiting until they hold `items`.
-pub fn wait_for_lines(path: &Path, count: impl Fn(&[String]) -> usize, items: usize) -> Vec<String> {
+pub fn wait_for_lines(
+    path: &Path,
+    count: impl Fn(&[String]) -> usize,
+    items: usize,
+) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -244,7 +277,12 @@ pub fn span_rows(r: &ExportTraceServiceRequest) -> Vec<String> {
         .iter()
         .flat_map(|rs: &ResourceSpans| {
             rs.scope_spans.iter().flat_map(move |ss| {
-                ss.spans.iter().map(move |s| format!("{:?}|{}|{:?}|{}|{:?}", rs.resource, rs.schema_url, ss.scope, ss.schema_url, s))
+                ss.spans.iter().map(move |s| {
+                    format!(
+                        "{:?}|{}|{:?}|{}|{:?}",
+                        rs.resource, rs.schema_url, ss.scope, ss.schema_url, s
+                    )
+                })
             })
         })
         .collect();
@@ -257,7 +295,13 @@ pub fn log_rows(r: &ExportLogsServiceRequest) -> Vec<String> {
     let mut rows: Vec<String> = r
         .resource_logs
         .iter()
-        .flat_map(|rl| rl.scope_logs.iter().flat_map(move |sl| sl.log_records.iter().map(move |l| format!("{:?}|{:?}|{:?}", rl.resource, sl.scope, l))))
+        .flat_map(|rl| {
+            rl.scope_logs.iter().flat_map(move |sl| {
+                sl.log_records
+                    .iter()
+                    .map(move |l| format!("{:?}|{:?}|{:?}", rl.resource, sl.scope, l))
+            })
+        })
         .collect();
     rows.sort();
     rows
@@ -268,7 +312,13 @@ pub fn metric_rows(r: &ExportMetricsServiceRequest) -> Vec<String> {
     let mut rows: Vec<String> = r
         .resource_metrics
         .iter()
-        .flat_map(|rm| rm.scope_metrics.iter().flat_map(move |sm| sm.metrics.iter().map(move |m| format!("{:?}|{:?}|{:?}", rm.resource, sm.scope, m))))
+        .flat_map(|rm| {
+            rm.scope_metrics.iter().flat_map(move |sm| {
+                sm.metrics
+                    .iter()
+                    .map(move |m| format!("{:?}|{:?}|{:?}", rm.resource, sm.scope, m))
+            })
+        })
         .collect();
     rows.sort();
     rows
@@ -338,8 +388,16 @@ pub fn assert_rows_eq(got: &[String], want: &[String]) {
     if got == want {
         return;
     }
-    let first = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
-    let show = |v: &[String]| v.get(first).map(|s| s.chars().take(3000).collect::<String>()).unwrap_or_default();
+    let first = got
+        .iter()
+        .zip(want)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(want.len()));
+    let show = |v: &[String]| {
+        v.get(first)
+            .map(|s| s.chars().take(3000).collect::<String>())
+            .unwrap_or_default()
+    };
     panic!(
         "rows differ: got {} rows, want {}; first difference at row {first}:\n got: {}\nwant: {}",
         got.len(),

@@ -64,7 +64,9 @@ fn resolve(reference: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<S
     // `${NAME}` is the older spelling of `${env:NAME}`.
     let spec = match reference.split_once(':') {
         Some(("env", spec)) => spec,
-        Some((scheme, _)) if !reference.contains(":-") || reference.find(':') < reference.find(":-") => {
+        Some((scheme, _))
+            if !reference.contains(":-") || reference.find(':') < reference.find(":-") =>
+        {
             return Err(format!(
                 "unsupported config provider {scheme:?} in ${{{reference}}}: only env is available"
             ))
@@ -79,13 +81,18 @@ fn resolve(reference: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<S
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit());
     if !valid {
-        return Err(format!("invalid environment variable name {name:?} in ${{{reference}}}"));
+        return Err(format!(
+            "invalid environment variable name {name:?} in ${{{reference}}}"
+        ));
     }
     Ok(match (lookup(name), default) {
         (Some(v), _) => v,
         (None, Some(d)) => d.to_string(),
         (None, None) => {
-            tracing::warn!(variable = name, "environment variable is not set; using an empty value");
+            tracing::warn!(
+                variable = name,
+                "environment variable is not set; using an empty value"
+            );
             String::new()
         }
     })
@@ -118,8 +125,12 @@ mod tests {
 
     #[test]
     fn unknown_providers_and_bad_names_are_errors() {
-        assert!(run("a: ${file:/etc/x}").unwrap_err().contains("unsupported config provider"));
-        assert!(run("a: ${env:1BAD}").unwrap_err().contains("invalid environment variable"));
+        assert!(run("a: ${file:/etc/x}")
+            .unwrap_err()
+            .contains("unsupported config provider"));
+        assert!(run("a: ${env:1BAD}")
+            .unwrap_err()
+            .contains("invalid environment variable"));
         assert!(run("a: ${env:X").unwrap_err().contains("unclosed"));
     }
 }

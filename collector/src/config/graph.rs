@@ -97,7 +97,14 @@ pub fn check(raw: RawConfig) -> Result<Checked, ConfigError> {
             .receivers
             .iter()
             .find(|f| f.type_name == ty)
-            .ok_or_else(|| unknown("receivers", &id, ty, reg.receivers.iter().map(|f| f.type_name).collect()))?;
+            .ok_or_else(|| {
+                unknown(
+                    "receivers",
+                    &id,
+                    ty,
+                    reg.receivers.iter().map(|f| f.type_name).collect(),
+                )
+            })?;
         let b = (f.parse)(v).map_err(|e| e.under(&format!("receivers.{id}")))?;
         receiver_signals.insert(id.clone(), f.signals);
         receivers.insert(id, b);
@@ -109,8 +116,18 @@ pub fn check(raw: RawConfig) -> Result<Checked, ConfigError> {
             .processors
             .iter()
             .find(|f| f.type_name == ty)
-            .ok_or_else(|| unknown("processors", &id, ty, reg.processors.iter().map(|f| f.type_name).collect()))?;
-        processors.insert(id.clone(), (f.parse)(v).map_err(|e| e.under(&format!("processors.{id}")))?);
+            .ok_or_else(|| {
+                unknown(
+                    "processors",
+                    &id,
+                    ty,
+                    reg.processors.iter().map(|f| f.type_name).collect(),
+                )
+            })?;
+        processors.insert(
+            id.clone(),
+            (f.parse)(v).map_err(|e| e.under(&format!("processors.{id}")))?,
+        );
     }
     let mut exporters = BTreeMap::new();
     let mut exporter_signals = BTreeMap::new();
@@ -120,9 +137,19 @@ pub fn check(raw: RawConfig) -> Result<Checked, ConfigError> {
             .exporters
             .iter()
             .find(|f| f.type_name == ty)
-            .ok_or_else(|| unknown("exporters", &id, ty, reg.exporters.iter().map(|f| f.type_name).collect()))?;
+            .ok_or_else(|| {
+                unknown(
+                    "exporters",
+                    &id,
+                    ty,
+                    reg.exporters.iter().map(|f| f.type_name).collect(),
+                )
+            })?;
         exporter_signals.insert(id.clone(), f.signals);
-        exporters.insert(id.clone(), (f.parse)(v).map_err(|e| e.under(&format!("exporters.{id}")))?);
+        exporters.insert(
+            id.clone(),
+            (f.parse)(v).map_err(|e| e.under(&format!("exporters.{id}")))?,
+        );
     }
     let mut extensions_defined = BTreeMap::new();
     for (id, v) in ids("extensions", &raw.extensions)? {
@@ -131,20 +158,36 @@ pub fn check(raw: RawConfig) -> Result<Checked, ConfigError> {
             .extensions
             .iter()
             .find(|f| f.type_name == ty)
-            .ok_or_else(|| unknown("extensions", &id, ty, reg.extensions.iter().map(|f| f.type_name).collect()))?;
-        extensions_defined.insert(id.clone(), (f.parse)(v).map_err(|e| e.under(&format!("extensions.{id}")))?);
+            .ok_or_else(|| {
+                unknown(
+                    "extensions",
+                    &id,
+                    ty,
+                    reg.extensions.iter().map(|f| f.type_name).collect(),
+                )
+            })?;
+        extensions_defined.insert(
+            id.clone(),
+            (f.parse)(v).map_err(|e| e.under(&format!("extensions.{id}")))?,
+        );
     }
 
     let mut extensions = Vec::new();
     for (i, id) in raw.service.extensions.iter().enumerate() {
         let b = extensions_defined.get(id).ok_or_else(|| {
-            ConfigError::new(format!("service.extensions.{i}"), format!("extension {id:?} is not defined in extensions"))
+            ConfigError::new(
+                format!("service.extensions.{i}"),
+                format!("extension {id:?} is not defined in extensions"),
+            )
         })?;
         extensions.push((id.clone(), b.clone()));
     }
 
     if raw.service.pipelines.is_empty() {
-        return Err(ConfigError::new("service.pipelines", "must define at least one pipeline"));
+        return Err(ConfigError::new(
+            "service.pipelines",
+            "must define at least one pipeline",
+        ));
     }
     let mut pipelines = Vec::new();
     let mut used: BTreeSet<String> = BTreeSet::new();
@@ -158,27 +201,52 @@ pub fn check(raw: RawConfig) -> Result<Checked, ConfigError> {
             )
         })?;
         if p.receivers.is_empty() {
-            return Err(ConfigError::new(at("receivers"), "must list at least one receiver"));
+            return Err(ConfigError::new(
+                at("receivers"),
+                "must list at least one receiver",
+            ));
         }
         if p.exporters.is_empty() {
-            return Err(ConfigError::new(at("exporters"), "must list at least one exporter"));
+            return Err(ConfigError::new(
+                at("exporters"),
+                "must list at least one exporter",
+            ));
         }
-        for (kind, list) in [("receivers", &p.receivers), ("processors", &p.processors), ("exporters", &p.exporters)] {
+        for (kind, list) in [
+            ("receivers", &p.receivers),
+            ("processors", &p.processors),
+            ("exporters", &p.exporters),
+        ] {
             let mut seen = BTreeSet::new();
             for id in list {
                 if !seen.insert(id) {
-                    return Err(ConfigError::new(at(kind), format!("{id:?} is listed twice")));
+                    return Err(ConfigError::new(
+                        at(kind),
+                        format!("{id:?} is listed twice"),
+                    ));
                 }
                 let (defined, signals) = match kind {
-                    "receivers" => (receivers.contains_key(id), receiver_signals.get(id).copied()),
+                    "receivers" => (
+                        receivers.contains_key(id),
+                        receiver_signals.get(id).copied(),
+                    ),
                     "processors" => (processors.contains_key(id), None),
-                    _ => (exporters.contains_key(id), exporter_signals.get(id).copied()),
+                    _ => (
+                        exporters.contains_key(id),
+                        exporter_signals.get(id).copied(),
+                    ),
                 };
                 if !defined {
-                    return Err(ConfigError::new(at(kind), format!("{id:?} is not defined in {kind}")));
+                    return Err(ConfigError::new(
+                        at(kind),
+                        format!("{id:?} is not defined in {kind}"),
+                    ));
                 }
                 if signals.is_some_and(|s: &[Signal]| !s.contains(&signal)) {
-                    return Err(ConfigError::new(at(kind), format!("{id:?} does not support {signal}")));
+                    return Err(ConfigError::new(
+                        at(kind),
+                        format!("{id:?} does not support {signal}"),
+                    ));
                 }
                 used.insert(format!("{kind}.{id}"));
             }
@@ -200,13 +268,17 @@ pub fn check(raw: RawConfig) -> Result<Checked, ConfigError> {
     ] {
         for id in names {
             if !used.contains(&format!("{kind}.{id}")) {
-                warnings.push(format!("{kind}.{id} is defined but not used in any pipeline"));
+                warnings.push(format!(
+                    "{kind}.{id} is defined but not used in any pipeline"
+                ));
             }
         }
     }
     for id in extensions_defined.keys() {
         if !raw.service.extensions.contains(id) {
-            warnings.push(format!("extensions.{id} is defined but not listed in service.extensions"));
+            warnings.push(format!(
+                "extensions.{id} is defined but not listed in service.extensions"
+            ));
         }
     }
     receivers.retain(|id, _| used.contains(&format!("receivers.{id}")));

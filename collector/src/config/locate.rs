@@ -14,8 +14,12 @@ pub fn line_of(text: &str, path: &str) -> Option<usize> {
             continue;
         }
         let indent = raw.len() - trimmed.len();
-        let Some(colon) = trimmed.find(':') else { continue };
-        let key = trimmed[..colon].trim().trim_matches(|c| c == '"' || c == '\'');
+        let Some(colon) = trimmed.find(':') else {
+            continue;
+        };
+        let key = trimmed[..colon]
+            .trim()
+            .trim_matches(|c| c == '"' || c == '\'');
         while stack.last().is_some_and(|(i, _)| *i >= indent) {
             stack.pop();
         }
@@ -49,6 +53,9 @@ mod tests {
         assert_eq!(line_of(text, "processors.batch/x.timeout"), Some(10));
         assert_eq!(line_of(text, "receivers.otlp.protocols.grpc"), Some(4));
         assert_eq!(line_of(text, "processors.batch.timeout"), None);
-        assert_eq!(nearest_line(text, "processors.batch/x.nope.deeper"), Some(9));
+        assert_eq!(
+            nearest_line(text, "processors.batch/x.nope.deeper"),
+            Some(9)
+        );
     }
 }

@@ -213,7 +213,10 @@ impl Sources {
     }
 
     /// As [`Sources::load`], with a given environment.
-    pub fn load_with_env(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Checked, LoadError> {
+    pub fn load_with_env(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Checked, LoadError> {
         let mut merged = Value::Mapping(Mapping::new());
         for (name, text) in &self.files {
             let v: Value = serde_yaml::from_str(text).map_err(|e| LoadError {
@@ -230,7 +233,10 @@ impl Sources {
             let path = e.path().to_string();
             let msg = e.into_inner().to_string();
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            self.locate(ConfigError::new(if path == "." { String::new() } else { path }, msg))
+            self.locate(ConfigError::new(
+                if path == "." { String::new() } else { path },
+                msg,
+            ))
         })?;
         graph::check(raw).map_err(|e| self.locate(e))
     }

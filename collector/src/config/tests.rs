@@ -1,7 +1,8 @@
 use super::*;
 
 fn load(yaml: &str) -> Result<Checked, LoadError> {
-    Sources::from_text("config.yaml", yaml).load_with_env(&|k| (k == "TEMPO_HOST").then(|| "tempo".to_string()))
+    Sources::from_text("config.yaml", yaml)
+        .load_with_env(&|k| (k == "TEMPO_HOST").then(|| "tempo".to_string()))
 }
 
 fn err(yaml: &str) -> String {
@@ -86,7 +87,13 @@ service:
       exporters: [debug]
 "#;
     let c = load(gateway).unwrap();
-    assert_eq!(c.pipelines.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["logs/debug", "metrics", "traces"]);
+    assert_eq!(
+        c.pipelines
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect::<Vec<_>>(),
+        ["logs/debug", "metrics", "traces"]
+    );
     assert_eq!(c.pipelines[0].signal, pipeline::Signal::Logs);
     assert_eq!(c.exporters.len(), 3);
     assert!(c.warnings.is_empty());
@@ -95,37 +102,79 @@ service:
 #[test]
 fn unknown_keys_name_their_yaml_path_and_line() {
     let e = err("receivers:\n  otlp:\n    protocols:\n      grpc:\nprocessors:\n  batch:\n    timeoutt: 1s\nexporters:\n  nop:\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [nop]\n");
-    assert!(e.starts_with("config.yaml:7: processors.batch.timeoutt: unknown field `timeoutt`"), "{e}");
+    assert!(
+        e.starts_with("config.yaml:7: processors.batch.timeoutt: unknown field `timeoutt`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn bad_durations_and_wrong_types_are_named() {
-    let e = err(&MINIMAL.replace("exporters:\n  nop:\n", "exporters:\n  nop:\nprocessors:\n  batch:\n    timeout: 5 seconds\n"));
-    assert!(e.contains("processors.batch.timeout: invalid duration \"5 seconds\""), "{e}");
-    let e = err(&MINIMAL.replace("      grpc:\n", "      grpc:\n        max_recv_msg_size_mib: lots\n"));
-    assert!(e.contains("config.yaml:5: receivers.otlp.protocols.grpc.max_recv_msg_size_mib: invalid type"), "{e}");
+    let e = err(&MINIMAL.replace(
+        "exporters:\n  nop:\n",
+        "exporters:\n  nop:\nprocessors:\n  batch:\n    timeout: 5 seconds\n",
+    ));
+    assert!(
+        e.contains("processors.batch.timeout: invalid duration \"5 seconds\""),
+        "{e}"
+    );
+    let e = err(&MINIMAL.replace(
+        "      grpc:\n",
+        "      grpc:\n        max_recv_msg_size_mib: lots\n",
+    ));
+    assert!(
+        e.contains(
+            "config.yaml:5: receivers.otlp.protocols.grpc.max_recv_msg_size_mib: invalid type"
+        ),
+        "{e}"
+    );
 }
 
 #[test]
 fn graph_errors_are_named() {
     let e = err(&MINIMAL.replace("exporters: [nop]", "exporters: [nop, otlp/missing]"));
-    assert!(e.contains("service.pipelines.traces.exporters: \"otlp/missing\" is not defined in exporters"), "{e}");
+    assert!(
+        e.contains(
+            "service.pipelines.traces.exporters: \"otlp/missing\" is not defined in exporters"
+        ),
+        "{e}"
+    );
     let e = err(&MINIMAL.replace("      exporters: [nop]\n", ""));
-    assert!(e.contains("service.pipelines.traces.exporters: must list at least one exporter"), "{e}");
+    assert!(
+        e.contains("service.pipelines.traces.exporters: must list at least one exporter"),
+        "{e}"
+    );
     let e = err(&MINIMAL.replace("      receivers: [otlp]\n", "      receivers: []\n"));
-    assert!(e.contains("service.pipelines.traces.receivers: must list at least one receiver"), "{e}");
+    assert!(
+        e.contains("service.pipelines.traces.receivers: must list at least one receiver"),
+        "{e}"
+    );
     let e = err(&MINIMAL.replace("    traces:", "    spans:"));
-    assert!(e.contains("service.pipelines.spans: pipeline ids are traces, metrics or logs"), "{e}");
-    let e = err(&MINIMAL.replace("  nop:\n", "  nopp:\n").replace("[nop]", "[nopp]"));
+    assert!(
+        e.contains("service.pipelines.spans: pipeline ids are traces, metrics or logs"),
+        "{e}"
+    );
+    let e = err(&MINIMAL
+        .replace("  nop:\n", "  nopp:\n")
+        .replace("[nop]", "[nopp]"));
     assert!(e.contains("exporters.nopp: unknown type \"nopp\""), "{e}");
-    let e = err(&MINIMAL.replace("service:\n", "service:\n  telemetry:\n    logs:\n      level: loud\n"));
-    assert!(e.contains("service.telemetry.logs.level: must be debug, info, warn or error"), "{e}");
+    let e = err(&MINIMAL.replace(
+        "service:\n",
+        "service:\n  telemetry:\n    logs:\n      level: loud\n",
+    ));
+    assert!(
+        e.contains("service.telemetry.logs.level: must be debug, info, warn or error"),
+        "{e}"
+    );
 }
 
 #[test]
 fn unused_components_are_warnings() {
     let c = load(&MINIMAL.replace("  nop:\n", "  nop:\n  debug:\n")).unwrap();
-    assert_eq!(c.warnings, vec!["exporters.debug is defined but not used in any pipeline"]);
+    assert_eq!(
+        c.warnings,
+        vec!["exporters.debug is defined but not used in any pipeline"]
+    );
     assert!(!c.exporters.contains_key("debug"));
 }
 
@@ -140,5 +189,8 @@ fn later_files_merge_over_earlier_ones() {
     let c = base.load_with_env(&|_| None).unwrap();
     assert_eq!(c.pipelines[0].exporters, vec!["debug"]);
     assert_eq!(c.pipelines[0].receivers, vec!["otlp"]);
-    assert_eq!(c.warnings, vec!["exporters.nop is defined but not used in any pipeline"]);
+    assert_eq!(
+        c.warnings,
+        vec!["exporters.nop is defined but not used in any pipeline"]
+    );
 }

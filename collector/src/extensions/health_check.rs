@@ -52,7 +52,12 @@ pub fn factory() -> ExtensionFactory {
 
 #[async_trait]
 impl ExtensionBuilder for HealthCheckConfig {
-    async fn start(&self, ctx: &Context, health: Health, stop: Stop) -> Result<Vec<JoinHandle<()>>, String> {
+    async fn start(
+        &self,
+        ctx: &Context,
+        health: Health,
+        stop: Stop,
+    ) -> Result<Vec<JoinHandle<()>>, String> {
         let listener = bind(&self.endpoint).await?;
         let router = Router::new().route(
             &self.path,
@@ -62,14 +67,19 @@ impl ExtensionBuilder for HealthCheckConfig {
                     if ready {
                         (StatusCode::OK, r#"{"status":"Server available"}"#)
                     } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"Server not available"}"#)
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            r#"{"status":"Server not available"}"#,
+                        )
                     }
                 }
             }),
         );
         tracing::info!(extension = %ctx.id, endpoint = %self.endpoint, "health check listening");
         Ok(vec![tokio::spawn(async move {
-            let _ = axum::serve(listener, router).with_graceful_shutdown(stop.wait()).await;
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(stop.wait())
+                .await;
         })])
     }
 }

@@ -31,7 +31,12 @@ impl Health {
 #[async_trait]
 pub trait ExtensionBuilder: Send + Sync {
     /// Starts serving until `stop`.
-    async fn start(&self, ctx: &Context, health: Health, stop: Stop) -> Result<Vec<JoinHandle<()>>, String>;
+    async fn start(
+        &self,
+        ctx: &Context,
+        health: Health,
+        stop: Stop,
+    ) -> Result<Vec<JoinHandle<()>>, String>;
 }
 
 /// An extension type.

@@ -46,7 +46,12 @@ impl Stop {
 pub trait ReceiverBuilder: Send + Sync {
     /// Binds its endpoints and serves until `stop`; returns the serving tasks,
     /// which end once in-flight requests are answered.
-    async fn start(&self, consumers: SignalConsumers, ctx: &Context, stop: Stop) -> Result<Vec<JoinHandle<()>>, String>;
+    async fn start(
+        &self,
+        consumers: SignalConsumers,
+        ctx: &Context,
+        stop: Stop,
+    ) -> Result<Vec<JoinHandle<()>>, String>;
 }
 
 /// A receiver type.
@@ -72,11 +77,20 @@ impl ReceiverMetrics {
     pub fn new(reg: &Registry, id: &str, transport: &str) -> ReceiverMetrics {
         let labels = [("receiver", id), ("transport", transport)];
         let mk = |what: &str, help: &'static str| {
-            Signal::ALL.map(|s| reg.counter(&format!("observatory_receiver_{what}_{}_total", s.item_name()), help, &labels))
+            Signal::ALL.map(|s| {
+                reg.counter(
+                    &format!("observatory_receiver_{what}_{}_total", s.item_name()),
+                    help,
+                    &labels,
+                )
+            })
         };
         ReceiverMetrics {
             accepted: mk("accepted", "Items the pipeline took."),
-            refused: mk("refused", "Items refused (the client was told to retry or that the data is bad)."),
+            refused: mk(
+                "refused",
+                "Items refused (the client was told to retry or that the data is bad).",
+            ),
             malformed: reg.counter(
                 "observatory_receiver_malformed_requests_total",
                 "Requests refused before their items could be counted (bad encoding, size, type).",
@@ -88,14 +102,6 @@ impl ReceiverMetrics {
     /// Counts a request refused before parsing.
     pub fn malformed(&self) {
         self.malformed.add(1);
-    }
-
-    /// Counts a refused HTTP request as malformed unless the pipeline itself
-    /// refused it (503), which `deliver` already counted by item.
-    pub fn malformed_if_unparsed(&self, status: http::StatusCode) {
-        if status != http::StatusCode::SERVICE_UNAVAILABLE {
-            self.malformed();
-        }
     }
 
     /// Hands a batch to the pipeline and counts the outcome.

@@ -69,7 +69,11 @@ fn lines(batch: &Batch) -> Vec<String> {
     let mut out = Vec::new();
     match batch.signal {
         Signal::Traces => {
-            for rs in batch.decode_traces().map(|r| r.resource_spans).unwrap_or_default() {
+            for rs in batch
+                .decode_traces()
+                .map(|r| r.resource_spans)
+                .unwrap_or_default()
+            {
                 for s in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
                     out.push(format!(
                         "{} trace_id={} span_id={} duration={}ns status={}",
@@ -83,17 +87,34 @@ fn lines(batch: &Batch) -> Vec<String> {
             }
         }
         Signal::Logs => {
-            for rl in batch.decode_logs().map(|r| r.resource_logs).unwrap_or_default() {
+            for rl in batch
+                .decode_logs()
+                .map(|r| r.resource_logs)
+                .unwrap_or_default()
+            {
                 for l in rl.scope_logs.iter().flat_map(|sl| &sl.log_records) {
-                    let body = l.body.as_ref().and_then(|b| serde_json::to_string(b).ok()).unwrap_or_default();
+                    let body = l
+                        .body
+                        .as_ref()
+                        .and_then(|b| serde_json::to_string(b).ok())
+                        .unwrap_or_default();
                     out.push(format!("{} {}", l.severity_text, body));
                 }
             }
         }
         Signal::Metrics => {
-            for rm in batch.decode_metrics().map(|r| r.resource_metrics).unwrap_or_default() {
+            for rm in batch
+                .decode_metrics()
+                .map(|r| r.resource_metrics)
+                .unwrap_or_default()
+            {
                 for m in rm.scope_metrics.iter().flat_map(|sm| &sm.metrics) {
-                    out.push(format!("{} {} points={}", m.name, m.unit, pipeline::batch::metric_points(m)));
+                    out.push(format!(
+                        "{} {} points={}",
+                        m.name,
+                        m.unit,
+                        pipeline::batch::metric_points(m)
+                    ));
                 }
             }
         }

@@ -43,7 +43,10 @@ impl Default for RetryConfig {
 impl Validate for RetryConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         if !(0.0..=1.0).contains(&self.randomization_factor) {
-            return Err(ConfigError::new("randomization_factor", "must be between 0 and 1"));
+            return Err(ConfigError::new(
+                "randomization_factor",
+                "must be between 0 and 1",
+            ));
         }
         if self.multiplier < 1.0 {
             return Err(ConfigError::new("multiplier", "must be at least 1"));
@@ -109,7 +112,9 @@ pub struct EngineSettings {
 impl EngineSettings {
     /// Validates both sub-configs, naming the offending key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.retry.validate().map_err(|e| e.under("retry_on_failure"))?;
+        self.retry
+            .validate()
+            .map_err(|e| e.under("retry_on_failure"))?;
         self.queue.validate().map_err(|e| e.under("sending_queue"))
     }
 }

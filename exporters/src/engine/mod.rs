@@ -78,8 +78,14 @@ impl ExporterMetrics {
         };
         ExporterMetrics {
             sent: mk("sent", "Items the backend accepted."),
-            failed: mk("send_failed", "Items given up on: refused permanently or out of retries."),
-            enqueue_failed: mk("enqueue_failed", "Items refused because the sending queue was full (the client was told to retry)."),
+            failed: mk(
+                "send_failed",
+                "Items given up on: refused permanently or out of retries.",
+            ),
+            enqueue_failed: mk(
+                "enqueue_failed",
+                "Items refused because the sending queue was full (the client was told to retry).",
+            ),
         }
     }
 
@@ -115,11 +121,17 @@ impl Shared {
             } else {
                 tokio::time::timeout(self.settings.timeout, attempt)
                     .await
-                    .unwrap_or_else(|_| Err(ExportError::Retryable(format!("export timed out after {:?}", self.settings.timeout))))
+                    .unwrap_or_else(|_| {
+                        Err(ExportError::Retryable(format!(
+                            "export timed out after {:?}",
+                            self.settings.timeout
+                        )))
+                    })
             };
             let err = match result {
                 Ok(sent) => {
-                    self.metrics.sent(batch.signal, items - sent.rejected.min(items));
+                    self.metrics
+                        .sent(batch.signal, items - sent.rejected.min(items));
                     if sent.rejected > 0 {
                         self.metrics.failed(batch.signal, sent.rejected.min(items));
                         tracing::warn!(exporter = %self.id, rejected = sent.rejected, message = %sent.message, "backend partially rejected a batch");
@@ -142,7 +154,8 @@ impl Shared {
                     if let ExportError::Throttled { after, .. } = &err {
                         wait = wait.max(*after);
                     }
-                    let over = !retry.max_elapsed_time.is_zero() && started.elapsed() + wait > retry.max_elapsed_time;
+                    let over = !retry.max_elapsed_time.is_zero()
+                        && started.elapsed() + wait > retry.max_elapsed_time;
                     (!over).then_some(wait)
                 }
             };
@@ -175,10 +188,13 @@ impl Consumer for Queued {
         self.tx.try_send(batch).map_err(|e| {
             self.shared.metrics.enqueue_failed[slot(signal)].add(items as u64);
             match e {
-                async_channel::TrySendError::Full(_) => {
-                    ConsumeError::Retryable(format!("sending queue of exporter {} is full", self.shared.id))
+                async_channel::TrySendError::Full(_) => ConsumeError::Retryable(format!(
+                    "sending queue of exporter {} is full",
+                    self.shared.id
+                )),
+                async_channel::TrySendError::Closed(_) => {
+                    ConsumeError::Retryable("collector is shutting down".into())
                 }
-                async_channel::TrySendError::Closed(_) => ConsumeError::Retryable("collector is shutting down".into()),
             }
         })
     }
@@ -211,9 +227,19 @@ pub fn start(ctx: &Context, settings: EngineSettings, exporter: Arc<dyn Exporter
     let (tx, rx) = async_channel::bounded::<Batch>(shared.settings.queue.queue_size);
     let labels = [("exporter", ctx.id.as_str())];
     let capacity = shared.settings.queue.queue_size as f64;
-    ctx.metrics.gauge("observatory_exporter_queue_capacity", "Batches the sending queue can hold.", &labels, move || capacity);
+    ctx.metrics.gauge(
+        "observatory_exporter_queue_capacity",
+        "Batches the sending queue can hold.",
+        &labels,
+        move || capacity,
+    );
     let probe = rx.clone();
-    ctx.metrics.gauge("observatory_exporter_queue_size", "Batches in the sending queue.", &labels, move || probe.len() as f64);
+    ctx.metrics.gauge(
+        "observatory_exporter_queue_size",
+        "Batches in the sending queue.",
+        &labels,
+        move || probe.len() as f64,
+    );
     for _ in 0..shared.settings.queue.num_consumers {
         let rx = rx.clone();
         let shared = shared.clone();

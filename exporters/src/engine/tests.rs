@@ -14,7 +14,10 @@ struct Scripted {
 #[async_trait]
 impl Exporter for Scripted {
     async fn export(&self, _batch: &Batch) -> Result<Sent, ExportError> {
-        self.attempts.lock().unwrap().push(tokio::time::Instant::now());
+        self.attempts
+            .lock()
+            .unwrap()
+            .push(tokio::time::Instant::now());
         let mut s = self.script.lock().unwrap();
         if s.is_empty() {
             Ok(Sent::default())
@@ -92,7 +95,10 @@ async fn retryable_failures_back_off_exponentially_then_succeed() {
     assert_eq!(t[1] - t[0], Duration::from_secs(5));
     assert_eq!(t[2] - t[1], Duration::from_millis(7500));
     assert_eq!(value(&c, "observatory_exporter_sent_spans_total"), 10.0);
-    assert_eq!(value(&c, "observatory_exporter_send_failed_spans_total"), 0.0);
+    assert_eq!(
+        value(&c, "observatory_exporter_send_failed_spans_total"),
+        0.0
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -117,9 +123,16 @@ async fn permanent_errors_and_exhausted_retries_count_as_failed() {
     input.consume(batch(3)).await.unwrap();
     drain(input, &c).await;
     assert_eq!(exp.attempts.lock().unwrap().len(), 1);
-    assert_eq!(value(&c, "observatory_exporter_send_failed_spans_total"), 3.0);
+    assert_eq!(
+        value(&c, "observatory_exporter_send_failed_spans_total"),
+        3.0
+    );
 
-    let exp = scripted((0..100).map(|_| Err(ExportError::Retryable("down".into()))).collect());
+    let exp = scripted(
+        (0..100)
+            .map(|_| Err(ExportError::Retryable("down".into())))
+            .collect(),
+    );
     let c = ctx();
     let input = start(&c, settings(false), exp.clone());
     let err = input.consume(batch(4)).await.unwrap_err();
@@ -128,7 +141,10 @@ async fn permanent_errors_and_exhausted_retries_count_as_failed() {
     let t = exp.attempts.lock().unwrap().clone();
     assert!(t.last().unwrap().duration_since(t[0]) <= Duration::from_secs(300));
     assert!(t.len() > 5, "{} attempts", t.len());
-    assert_eq!(value(&c, "observatory_exporter_send_failed_spans_total"), 4.0);
+    assert_eq!(
+        value(&c, "observatory_exporter_send_failed_spans_total"),
+        4.0
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -141,7 +157,10 @@ async fn partial_success_counts_rejected_items_as_failed() {
     let input = start(&c, settings(false), exp);
     input.consume(batch(5)).await.unwrap();
     assert_eq!(value(&c, "observatory_exporter_sent_spans_total"), 3.0);
-    assert_eq!(value(&c, "observatory_exporter_send_failed_spans_total"), 2.0);
+    assert_eq!(
+        value(&c, "observatory_exporter_send_failed_spans_total"),
+        2.0
+    );
 }
 
 /// Never finishes an export.
@@ -167,5 +186,8 @@ async fn a_full_queue_refuses_with_a_retryable_error_and_reports_its_size() {
     assert!(err.is_retryable(), "{err}");
     assert_eq!(value(&c, "observatory_exporter_queue_size"), 2.0);
     assert_eq!(value(&c, "observatory_exporter_queue_capacity"), 2.0);
-    assert_eq!(value(&c, "observatory_exporter_enqueue_failed_spans_total"), 1.0);
+    assert_eq!(
+        value(&c, "observatory_exporter_enqueue_failed_spans_total"),
+        1.0
+    );
 }

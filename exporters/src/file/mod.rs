@@ -60,7 +60,9 @@ pub fn factory() -> ExporterFactory {
 
 impl ExporterBuilder for FileConfig {
     fn build(&self, ctx: &Context) -> Result<BoxConsumer, ConfigError> {
-        let fail = |e: std::io::Error| ConfigError::new("path", format!("cannot open {}: {e}", self.path.display()));
+        let fail = |e: std::io::Error| {
+            ConfigError::new("path", format!("cannot open {}: {e}", self.path.display()))
+        };
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(fail)?;
         }

@@ -58,9 +58,15 @@ impl Validate for OtlpConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         plaintext_url(&self.endpoint, &self.tls)?;
         for (k, v) in &self.headers {
-            let name_ok = tonic::metadata::MetadataKey::<tonic::metadata::Ascii>::from_bytes(k.to_ascii_lowercase().as_bytes()).is_ok();
+            let name_ok = tonic::metadata::MetadataKey::<tonic::metadata::Ascii>::from_bytes(
+                k.to_ascii_lowercase().as_bytes(),
+            )
+            .is_ok();
             if !name_ok || tonic::metadata::MetadataValue::try_from(v.as_str()).is_err() {
-                return Err(ConfigError::new(format!("headers.{k}"), "is not a valid gRPC metadata entry"));
+                return Err(ConfigError::new(
+                    format!("headers.{k}"),
+                    "is not a valid gRPC metadata entry",
+                ));
             }
         }
         self.engine().validate()
@@ -74,7 +80,8 @@ mod tests {
 
     #[test]
     fn documented_example_parses_with_otelcol_defaults() {
-        let yaml = "endpoint: tempo:4317\ntls:\n  insecure: true\nheaders:\n  X-Scope-OrgID: acme\n";
+        let yaml =
+            "endpoint: tempo:4317\ntls:\n  insecure: true\nheaders:\n  X-Scope-OrgID: acme\n";
         let cfg: OtlpConfig = parse_config(serde_yaml::from_str(yaml).unwrap()).unwrap();
         assert_eq!(cfg.compression, Compression::Gzip);
         assert_eq!(cfg.timeout, Duration::from_secs(5));
@@ -86,9 +93,18 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let err = parse_config::<OtlpConfig>(serde_yaml::from_str("endpoint: a:1\ntls: {insecure: true}\nsending_queue: {queue_size: 0}").unwrap()).unwrap_err();
+        let err = parse_config::<OtlpConfig>(
+            serde_yaml::from_str(
+                "endpoint: a:1\ntls: {insecure: true}\nsending_queue: {queue_size: 0}",
+            )
+            .unwrap(),
+        )
+        .unwrap_err();
         assert_eq!(err.path, "sending_queue.queue_size");
-        let err = parse_config::<OtlpConfig>(serde_yaml::from_str("endpoint: a:1\ncompression: lzma").unwrap()).unwrap_err();
+        let err = parse_config::<OtlpConfig>(
+            serde_yaml::from_str("endpoint: a:1\ncompression: lzma").unwrap(),
+        )
+        .unwrap_err();
         assert_eq!(err.path, "compression");
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pipeline::component::{parse_config, Context, ConfigError};
+use pipeline::component::{parse_config, ConfigError, Context};
 use pipeline::{Batch, BoxConsumer, Signal};
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
@@ -41,7 +41,8 @@ impl ExporterBuilder for OtlpConfig {
             .connect_lazy();
         let mut headers = MetadataMap::new();
         for (k, v) in &self.headers {
-            let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes()).expect("validated");
+            let key =
+                MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes()).expect("validated");
             headers.insert(key, MetadataValue::try_from(v.as_str()).expect("validated"));
         }
         let compression = match self.compression {
@@ -71,11 +72,21 @@ pub fn classify(status: &Status) -> ExportError {
     match (status.code(), delay) {
         (Code::ResourceExhausted, None) => ExportError::Permanent(message),
         (_, Some(after)) => ExportError::Throttled { after, message },
-        (Code::Cancelled | Code::DeadlineExceeded | Code::Aborted | Code::OutOfRange | Code::Unavailable | Code::DataLoss, None) => {
+        (
+            Code::Cancelled
+            | Code::DeadlineExceeded
+            | Code::Aborted
+            | Code::OutOfRange
+            | Code::Unavailable
+            | Code::DataLoss,
+            None,
+        ) => ExportError::Retryable(message),
+        // tonic reports connection failures as Unknown with a transport source.
+        (Code::Unknown, None)
+            if status.message().contains("transport") || status.message().contains("connect") =>
+        {
             ExportError::Retryable(message)
         }
-        // tonic reports connection failures as Unknown with a transport source.
-        (Code::Unknown, None) if status.message().contains("transport") || status.message().contains("connect") => ExportError::Retryable(message),
         _ => ExportError::Permanent(message),
     }
 }
@@ -110,9 +121,18 @@ mod tests {
 
     #[test]
     fn grpc_codes_are_classified_per_the_spec() {
-        assert!(matches!(classify(&Status::unavailable("x")), ExportError::Retryable(_)));
-        assert!(matches!(classify(&Status::invalid_argument("x")), ExportError::Permanent(_)));
-        assert!(matches!(classify(&Status::resource_exhausted("x")), ExportError::Permanent(_)));
+        assert!(matches!(
+            classify(&Status::unavailable("x")),
+            ExportError::Retryable(_)
+        ));
+        assert!(matches!(
+            classify(&Status::invalid_argument("x")),
+            ExportError::Permanent(_)
+        ));
+        assert!(matches!(
+            classify(&Status::resource_exhausted("x")),
+            ExportError::Permanent(_)
+        ));
         let throttled = Status::with_error_details(
             Code::ResourceExhausted,
             "slow down",

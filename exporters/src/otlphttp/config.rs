@@ -83,8 +83,12 @@ impl OtlpHttpConfig {
             Signal::Logs => &self.logs_endpoint,
         };
         match explicit {
-            Some(url) => plaintext_url(url, &self.tls).map_err(|e| ConfigError::new(format!("{signal}_endpoint"), e.message)),
-            None => Ok(format!("{}/v1/{signal}", plaintext_url(&self.endpoint, &self.tls)?)),
+            Some(url) => plaintext_url(url, &self.tls)
+                .map_err(|e| ConfigError::new(format!("{signal}_endpoint"), e.message)),
+            None => Ok(format!(
+                "{}/v1/{signal}",
+                plaintext_url(&self.endpoint, &self.tls)?
+            )),
         }
     }
 }
@@ -95,8 +99,13 @@ impl Validate for OtlpHttpConfig {
             self.url(s)?;
         }
         for (k, v) in &self.headers {
-            if http::HeaderName::try_from(k.as_str()).is_err() || http::HeaderValue::try_from(v.as_str()).is_err() {
-                return Err(ConfigError::new(format!("headers.{k}"), "is not a valid HTTP header"));
+            if http::HeaderName::try_from(k.as_str()).is_err()
+                || http::HeaderValue::try_from(v.as_str()).is_err()
+            {
+                return Err(ConfigError::new(
+                    format!("headers.{k}"),
+                    "is not a valid HTTP header",
+                ));
             }
         }
         self.engine().validate()
@@ -112,8 +121,14 @@ mod tests {
     fn documented_example_parses_and_builds_urls() {
         let yaml = "endpoint: http://tempo:4318\nheaders:\n  X-Scope-OrgID: acme\nlogs_endpoint: http://loki:3100/otlp/v1/logs\n";
         let cfg: OtlpHttpConfig = parse_config(serde_yaml::from_str(yaml).unwrap()).unwrap();
-        assert_eq!(cfg.url(Signal::Traces).unwrap(), "http://tempo:4318/v1/traces");
-        assert_eq!(cfg.url(Signal::Logs).unwrap(), "http://loki:3100/otlp/v1/logs");
+        assert_eq!(
+            cfg.url(Signal::Traces).unwrap(),
+            "http://tempo:4318/v1/traces"
+        );
+        assert_eq!(
+            cfg.url(Signal::Logs).unwrap(),
+            "http://loki:3100/otlp/v1/logs"
+        );
         assert_eq!(cfg.timeout, Duration::from_secs(30));
         assert_eq!(cfg.compression, Compression::Gzip);
         assert_eq!(cfg.encoding, Encoding::Proto);

@@ -66,7 +66,10 @@ pub fn compress(body: &[u8], c: Compression) -> std::io::Result<Vec<u8>> {
     match c {
         Compression::None => Ok(body.to_vec()),
         Compression::Gzip => {
-            let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 4),
+                flate2::Compression::fast(),
+            );
             enc.write_all(body)?;
             enc.finish()
         }
@@ -76,7 +79,11 @@ pub fn compress(body: &[u8], c: Compression) -> std::io::Result<Vec<u8>> {
 
 /// Reads a `Retry-After` header given in seconds.
 fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
-    let v = resp.headers().get(http::header::RETRY_AFTER)?.to_str().ok()?;
+    let v = resp
+        .headers()
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
@@ -99,7 +106,10 @@ impl Exporter for OtlpHttp {
     async fn export(&self, batch: &Batch) -> Result<Sent, ExportError> {
         let (body, content_type) = match self.encoding {
             Encoding::Proto => (batch.to_bytes(), "application/x-protobuf"),
-            Encoding::Json => (Bytes::from(json_body(batch).map_err(ExportError::Permanent)?), "application/json"),
+            Encoding::Json => (
+                Bytes::from(json_body(batch).map_err(ExportError::Permanent)?),
+                "application/json",
+            ),
         };
         let mut req = self
             .client
@@ -110,7 +120,11 @@ impl Exporter for OtlpHttp {
             c => {
                 req = req.header(
                     http::header::CONTENT_ENCODING,
-                    if c == Compression::Gzip { "gzip" } else { "zstd" },
+                    if c == Compression::Gzip {
+                        "gzip"
+                    } else {
+                        "zstd"
+                    },
                 );
                 Bytes::from(compress(&body, c).map_err(|e| ExportError::Permanent(e.to_string()))?)
             }
@@ -134,9 +148,13 @@ impl Exporter for OtlpHttp {
             return Ok(partial_success(batch.signal, &body));
         }
         let detail = if is_json {
-            serde_json::from_slice::<RpcStatus>(&body).map(|s| s.message).unwrap_or_default()
+            serde_json::from_slice::<RpcStatus>(&body)
+                .map(|s| s.message)
+                .unwrap_or_default()
         } else {
-            RpcStatus::decode(body.as_ref()).map(|s| s.message).unwrap_or_default()
+            RpcStatus::decode(body.as_ref())
+                .map(|s| s.message)
+                .unwrap_or_default()
         };
         let message = format!("HTTP {status}: {detail}");
         Err(match (status.as_u16(), after) {

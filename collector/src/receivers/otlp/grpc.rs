@@ -11,12 +11,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use exporters::grpc_codec::{Parts, RawCodec};
 use pipeline::{Batch, BoxConsumer, ConsumeError, Signal};
+use tokio::task::JoinHandle;
 use tonic::codec::CompressionEncoding;
 use tonic::server::{NamedService, UnaryService};
 use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
-use tokio::task::JoinHandle;
 
 use super::config::GrpcConfig;
 use crate::receivers::{bind, ReceiverMetrics, SignalConsumers, Stop};
@@ -34,7 +34,11 @@ struct Export {
 /// Maps a pipeline refusal to the OTLP status.
 fn refusal(e: ConsumeError) -> Status {
     match e {
-        ConsumeError::Retryable(m) => Status::with_error_details(Code::Unavailable, m, ErrorDetails::with_retry_info(Some(RETRY_DELAY))),
+        ConsumeError::Retryable(m) => Status::with_error_details(
+            Code::Unavailable,
+            m,
+            ErrorDetails::with_retry_info(Some(RETRY_DELAY)),
+        ),
         ConsumeError::Permanent(m) => Status::invalid_argument(m),
     }
 }
@@ -46,7 +50,10 @@ impl Export {
             Status::invalid_argument(e.to_string())
         })?;
         if batch.items() > 0 {
-            self.metrics.deliver(&self.consumer, batch).await.map_err(refusal)?;
+            self.metrics
+                .deliver(&self.consumer, batch)
+                .await
+                .map_err(refusal)?;
         }
         // An empty Export*ServiceResponse encodes to nothing.
         Ok(Vec::new())
@@ -62,7 +69,12 @@ impl UnaryService<Bytes> for Call {
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let export = self.0.clone();
-        Box::pin(async move { export.handle(request.into_inner()).await.map(tonic::Response::new) })
+        Box::pin(async move {
+            export
+                .handle(request.into_inner())
+                .await
+                .map(tonic::Response::new)
+        })
     }
 }
 
@@ -99,7 +111,10 @@ impl<const S: usize> tower::Service<http::Request<BoxBody>> for SignalService<S>
         let max = self.max_message;
         Box::pin(async move {
             let Some(export) = export.filter(|_| req.uri().path().ends_with("/Export")) else {
-                return Ok(Status::unimplemented("no pipeline takes this signal from this receiver").into_http());
+                return Ok(Status::unimplemented(
+                    "no pipeline takes this signal from this receiver",
+                )
+                .into_http());
             };
             let mut grpc = tonic::server::Grpc::new(RawCodec)
                 .accept_compressed(CompressionEncoding::Gzip)
@@ -118,14 +133,24 @@ impl<const S: usize> tower::Service<http::Request<BoxBody>> for SignalService<S>
 fn too_large_is_resource_exhausted(resp: &mut http::Response<BoxBody>) {
     let h = resp.headers_mut();
     let too_large = h.get("grpc-status").is_some_and(|v| v == "11")
-        && h.get("grpc-message").is_some_and(|m| m.to_str().is_ok_and(|m| m.contains("message%20length%20too%20large") || m.contains("message length too large")));
+        && h.get("grpc-message").is_some_and(|m| {
+            m.to_str().is_ok_and(|m| {
+                m.contains("message%20length%20too%20large")
+                    || m.contains("message length too large")
+            })
+        });
     if too_large {
         h.insert("grpc-status", http::HeaderValue::from_static("8"));
     }
 }
 
 /// Binds the gRPC endpoint and serves until `stop`.
-pub async fn serve(cfg: &GrpcConfig, consumers: SignalConsumers, metrics: ReceiverMetrics, stop: Stop) -> Result<JoinHandle<()>, String> {
+pub async fn serve(
+    cfg: &GrpcConfig,
+    consumers: SignalConsumers,
+    metrics: ReceiverMetrics,
+    stop: Stop,
+) -> Result<JoinHandle<()>, String> {
     let listener = bind(&cfg.endpoint).await?;
     let max_message = (cfg.max_recv_msg_size_mib as usize) << 20;
     let export = |s: Signal| {
@@ -157,7 +182,10 @@ pub async fn serve(cfg: &GrpcConfig, consumers: SignalConsumers, metrics: Receiv
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let endpoint = cfg.endpoint.clone();
     Ok(tokio::spawn(async move {
-        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop.wait()).await {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, stop.wait())
+            .await
+        {
             tracing::error!(%endpoint, error = %e, "OTLP/gRPC server failed");
         }
     }))

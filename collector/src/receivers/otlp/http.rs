@@ -43,100 +43,144 @@ struct Endpoint {
     response_headers: HeaderMap,
 }
 
-/// A response carrying `google.rpc.Status` in the request's encoding.
-fn status_response(status: StatusCode, code: i32, message: String, enc: Encoding) -> Response {
-    let s = RpcStatus {
-        code,
-        message,
-        details: Vec::new(),
-    };
-    let (body, ctype) = match enc {
-        Encoding::Proto => (s.encode_to_vec(), PROTOBUF),
-        Encoding::Json => (serde_json::to_vec(&s).unwrap_or_default(), JSON),
-    };
-    let mut r = Response::new(Body::from(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
-    r
+/// Why a request was refused: its HTTP status, `google.rpc.Code` and message.
+struct Refusal {
+    status: StatusCode,
+    code: i32,
+    message: String,
 }
 
-fn bad_request(message: String, enc: Encoding) -> Response {
-    status_response(StatusCode::BAD_REQUEST, 3, message, enc)
-}
+impl Refusal {
+    fn bad_request(message: String) -> Refusal {
+        Refusal {
+            status: StatusCode::BAD_REQUEST,
+            code: 3,
+            message,
+        }
+    }
 
-fn too_large(limit: usize, enc: Encoding) -> Response {
-    status_response(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        8,
-        format!("request body exceeds max_request_body_size ({limit} bytes)"),
-        enc,
-    )
+    fn too_large(limit: usize) -> Refusal {
+        Refusal {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: 8,
+            message: format!("request body exceeds max_request_body_size ({limit} bytes)"),
+        }
+    }
+
+    /// The response, carrying `google.rpc.Status` in the request's encoding.
+    fn into_response(self, enc: Encoding) -> Response {
+        let s = RpcStatus {
+            code: self.code,
+            message: self.message,
+            details: Vec::new(),
+        };
+        let (body, ctype) = match enc {
+            Encoding::Proto => (s.encode_to_vec(), PROTOBUF),
+            Encoding::Json => (serde_json::to_vec(&s).unwrap_or_default(), JSON),
+        };
+        let mut r = Response::new(Body::from(body));
+        *r.status_mut() = self.status;
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        r
+    }
 }
 
 /// Decompresses `body` per `Content-Encoding`, refusing output over `limit`.
-fn decompress(body: Bytes, encoding: &str, limit: usize, enc: Encoding) -> Result<Bytes, Response> {
+fn decompress(body: Bytes, encoding: &str, limit: usize) -> Result<Bytes, Refusal> {
     let reader: Box<dyn Read> = match encoding {
         "" | "identity" => return Ok(body),
         "gzip" | "x-gzip" => Box::new(flate2::read::GzDecoder::new(&body[..])),
         "deflate" => Box::new(flate2::read::ZlibDecoder::new(&body[..])),
         "zstd" => match zstd::stream::read::Decoder::new(&body[..]) {
             Ok(d) => Box::new(d),
-            Err(e) => return Err(bad_request(format!("invalid zstd body: {e}"), enc)),
+            Err(e) => return Err(Refusal::bad_request(format!("invalid zstd body: {e}"))),
         },
         other => {
-            return Err(bad_request(
-                format!("unsupported Content-Encoding {other:?}: use gzip, zstd, deflate or none"),
-                enc,
-            ))
+            return Err(Refusal::bad_request(format!(
+                "unsupported Content-Encoding {other:?}: use gzip, zstd, deflate or none"
+            )))
         }
     };
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
     match reader.take(limit as u64 + 1).read_to_end(&mut out) {
-        Ok(_) if out.len() > limit => Err(too_large(limit, enc)),
+        Ok(_) if out.len() > limit => Err(Refusal::too_large(limit)),
         Ok(_) => Ok(Bytes::from(out)),
-        Err(e) => Err(bad_request(format!("invalid {encoding} body: {e}"), enc)),
+        Err(e) => Err(Refusal::bad_request(format!(
+            "invalid {encoding} body: {e}"
+        ))),
     }
 }
 
 /// Converts an OTLP/JSON body to the protobuf bytes the pipeline carries.
 fn json_to_proto(signal: Signal, body: &[u8]) -> Result<Bytes, String> {
     let bytes = match signal {
-        Signal::Traces => serde_json::from_slice::<ExportTraceServiceRequest>(body).map(|r| r.encode_to_vec()),
-        Signal::Metrics => serde_json::from_slice::<ExportMetricsServiceRequest>(body).map(|r| r.encode_to_vec()),
-        Signal::Logs => serde_json::from_slice::<ExportLogsServiceRequest>(body).map(|r| r.encode_to_vec()),
+        Signal::Traces => {
+            serde_json::from_slice::<ExportTraceServiceRequest>(body).map(|r| r.encode_to_vec())
+        }
+        Signal::Metrics => {
+            serde_json::from_slice::<ExportMetricsServiceRequest>(body).map(|r| r.encode_to_vec())
+        }
+        Signal::Logs => {
+            serde_json::from_slice::<ExportLogsServiceRequest>(body).map(|r| r.encode_to_vec())
+        }
     };
-    bytes.map(Bytes::from).map_err(|e| format!("invalid OTLP/JSON: {e}"))
+    bytes
+        .map(Bytes::from)
+        .map_err(|e| format!("invalid OTLP/JSON: {e}"))
+}
+
+/// The request's encoding from its `Content-Type`.
+fn encoding_of(req: &Request) -> Result<Encoding, Refusal> {
+    let ctype = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    match ctype.as_str() {
+        PROTOBUF | "application/protobuf" => Ok(Encoding::Proto),
+        JSON => Ok(Encoding::Json),
+        _ => Err(Refusal {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: 3,
+            message: format!("unsupported Content-Type {ctype:?}: use {PROTOBUF} or {JSON}"),
+        }),
+    }
 }
 
 impl Endpoint {
     async fn handle(&self, req: Request) -> Response {
-        let mut resp = self.answer(req).await;
-        if resp.status() != StatusCode::OK {
-            self.metrics.malformed_if_unparsed(resp.status());
+        let (mut resp, refused_by_pipeline) = match encoding_of(&req) {
+            Err(r) => (r.into_response(Encoding::Proto), false),
+            Ok(enc) => match self.answer(req, enc).await {
+                Ok(r) => (r, false),
+                Err((r, by_pipeline)) => (r.into_response(enc), by_pipeline),
+            },
+        };
+        if resp.status() != StatusCode::OK && !refused_by_pipeline {
+            self.metrics.malformed();
         }
         resp.headers_mut().extend(self.response_headers.clone());
         resp
     }
 
-    async fn answer(&self, req: Request) -> Response {
-        let ctype = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-            .unwrap_or_default();
-        let enc = match ctype.as_str() {
-            PROTOBUF | "application/protobuf" => Encoding::Proto,
-            JSON => Encoding::Json,
-            _ => {
-                return status_response(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    3,
-                    format!("unsupported Content-Type {ctype:?}: use {PROTOBUF} or {JSON}"),
-                    Encoding::Proto,
-                )
-            }
-        };
+    /// Reads, checks and delivers one request; on refusal, says whether the
+    /// pipeline refused it (already counted by item) or the input was bad.
+    async fn answer(&self, req: Request, enc: Encoding) -> Result<Response, (Refusal, bool)> {
+        let bad = |r: Refusal| (r, false);
         let content_encoding = req
             .headers()
             .get(header::CONTENT_ENCODING)
@@ -149,56 +193,63 @@ impl Endpoint {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.limit as u64) {
-            return too_large(self.limit, enc);
+            return Err(bad(Refusal::too_large(self.limit)));
         }
         let body = match Limited::new(req.into_body(), self.limit).collect().await {
             Ok(c) => c.to_bytes(),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(self.limit, enc),
-            Err(e) => return bad_request(format!("reading request body: {e}"), enc),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                return Err(bad(Refusal::too_large(self.limit)))
+            }
+            Err(e) => {
+                return Err(bad(Refusal::bad_request(format!(
+                    "reading request body: {e}"
+                ))))
+            }
         };
-        let body = match decompress(body, &content_encoding, self.limit, enc) {
-            Ok(b) => b,
-            Err(r) => return r,
-        };
+        let body = decompress(body, &content_encoding, self.limit).map_err(bad)?;
         let proto = match enc {
             Encoding::Proto => body,
-            Encoding::Json => match json_to_proto(self.signal, &body) {
-                Ok(b) => b,
-                Err(m) => return bad_request(m, enc),
-            },
-        };
-        let batch = match Batch::parse(self.signal, proto) {
-            Ok(b) => b,
-            Err(e) => return bad_request(e.to_string(), enc),
-        };
-        if batch.items() > 0 {
-            if let Err(e) = self.metrics.deliver(&self.consumer, batch).await {
-                return refusal(e, enc);
+            Encoding::Json => {
+                json_to_proto(self.signal, &body).map_err(|m| bad(Refusal::bad_request(m)))?
             }
+        };
+        let batch = Batch::parse(self.signal, proto)
+            .map_err(|e| bad(Refusal::bad_request(e.to_string())))?;
+        if batch.items() > 0 {
+            self.metrics
+                .deliver(&self.consumer, batch)
+                .await
+                .map_err(|e| (refusal(e), true))?;
         }
         let (body, ct) = match enc {
             Encoding::Proto => (Vec::new(), PROTOBUF),
             Encoding::Json => (b"{}".to_vec(), JSON),
         };
         let mut r = Response::new(Body::from(body));
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-        r
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        Ok(r)
     }
 }
 
-fn refusal(e: ConsumeError, enc: Encoding) -> Response {
+fn refusal(e: ConsumeError) -> Refusal {
     match e {
-        ConsumeError::Retryable(m) => {
-            let mut r = status_response(StatusCode::SERVICE_UNAVAILABLE, 14, m, enc);
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
-            r
-        }
-        ConsumeError::Permanent(m) => bad_request(m, enc),
+        ConsumeError::Retryable(message) => Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: 14,
+            message,
+        },
+        ConsumeError::Permanent(m) => Refusal::bad_request(m),
     }
 }
 
 /// Binds the HTTP endpoint and serves until `stop`.
-pub async fn serve(cfg: &HttpConfig, consumers: SignalConsumers, metrics: ReceiverMetrics, stop: Stop) -> Result<JoinHandle<()>, String> {
+pub async fn serve(
+    cfg: &HttpConfig,
+    consumers: SignalConsumers,
+    metrics: ReceiverMetrics,
+    stop: Stop,
+) -> Result<JoinHandle<()>, String> {
     let listener = bind(&cfg.endpoint).await?;
     let mut response_headers = HeaderMap::new();
     for (k, v) in &cfg.response_headers {
@@ -213,7 +264,9 @@ pub async fn serve(cfg: &HttpConfig, consumers: SignalConsumers, metrics: Receiv
         (Signal::Metrics, &cfg.metrics_url_path),
         (Signal::Logs, &cfg.logs_url_path),
     ] {
-        let Some(consumer) = consumers.get(signal) else { continue };
+        let Some(consumer) = consumers.get(signal) else {
+            continue;
+        };
         let ep = Arc::new(Endpoint {
             signal,
             consumer: consumer.clone(),
@@ -221,23 +274,34 @@ pub async fn serve(cfg: &HttpConfig, consumers: SignalConsumers, metrics: Receiv
             limit: cfg.max_request_body_size as usize,
             response_headers: response_headers.clone(),
         });
-        router = router.route(path, post(move |req: Request| async move { ep.handle(req).await }));
+        router = router.route(
+            path,
+            post(move |req: Request| async move { ep.handle(req).await }),
+        );
     }
     let router = router
         .method_not_allowed_fallback(|| async {
-            status_response(StatusCode::METHOD_NOT_ALLOWED, 12, "only POST is allowed".into(), Encoding::Proto)
+            Refusal {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                code: 12,
+                message: "only POST is allowed".into(),
+            }
+            .into_response(Encoding::Proto)
         })
         .fallback(|req: Request| async move {
-            status_response(
-                StatusCode::NOT_FOUND,
-                5,
-                format!("no OTLP endpoint at {}", req.uri().path()),
-                Encoding::Proto,
-            )
+            Refusal {
+                status: StatusCode::NOT_FOUND,
+                code: 5,
+                message: format!("no OTLP endpoint at {}", req.uri().path()),
+            }
+            .into_response(Encoding::Proto)
         });
     let endpoint = cfg.endpoint.clone();
     Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop.wait()).await {
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(stop.wait())
+            .await
+        {
             tracing::error!(%endpoint, error = %e, "OTLP/HTTP server failed");
         }
     }))

@@ -27,7 +27,12 @@ pub fn factory() -> ReceiverFactory {
 
 #[async_trait]
 impl ReceiverBuilder for OtlpReceiverConfig {
-    async fn start(&self, consumers: SignalConsumers, ctx: &Context, stop: Stop) -> Result<Vec<JoinHandle<()>>, String> {
+    async fn start(
+        &self,
+        consumers: SignalConsumers,
+        ctx: &Context,
+        stop: Stop,
+    ) -> Result<Vec<JoinHandle<()>>, String> {
         let mut tasks = Vec::new();
         if let Some(g) = &self.protocols.grpc {
             let metrics = ReceiverMetrics::new(&ctx.metrics, &ctx.id, "grpc");

@@ -59,11 +59,15 @@ mod tests {
 
     #[test]
     fn bad_keys_are_named() {
-        let err = parse_config::<BatchConfig>(serde_yaml::from_str("timeoutt: 1s").unwrap()).unwrap_err();
+        let err =
+            parse_config::<BatchConfig>(serde_yaml::from_str("timeoutt: 1s").unwrap()).unwrap_err();
         assert!(err.message.contains("unknown field `timeoutt`"), "{err}");
-        let err = parse_config::<BatchConfig>(serde_yaml::from_str("timeout: 5").unwrap()).unwrap_err();
+        let err =
+            parse_config::<BatchConfig>(serde_yaml::from_str("timeout: 5").unwrap()).unwrap_err();
         assert_eq!(err.path, "timeout");
-        let err = parse_config::<BatchConfig>(serde_yaml::from_str("send_batch_max_size: 5").unwrap()).unwrap_err();
+        let err =
+            parse_config::<BatchConfig>(serde_yaml::from_str("send_batch_max_size: 5").unwrap())
+                .unwrap_err();
         assert_eq!(err.path, "send_batch_max_size");
     }
 }

@@ -72,8 +72,12 @@ struct BatchInput {
 impl Consumer for BatchInput {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
         self.tx.try_send(batch).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => ConsumeError::Retryable("batch processor queue is full".into()),
-            mpsc::error::TrySendError::Closed(_) => ConsumeError::Retryable("collector is shutting down".into()),
+            mpsc::error::TrySendError::Full(_) => {
+                ConsumeError::Retryable("batch processor queue is full".into())
+            }
+            mpsc::error::TrySendError::Closed(_) => {
+                ConsumeError::Retryable("collector is shutting down".into())
+            }
         })
     }
 }

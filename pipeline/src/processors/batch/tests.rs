@@ -51,7 +51,15 @@ async fn never_exceeds_max_and_never_loses_or_reorders_a_span() {
         let mut sent_ids = Vec::new();
         for _ in 0..rng.random_range(1..30) {
             let b = traces(&mut gen, rng.random_range(1..700));
-            sent_ids.extend(b.requests[0].index.as_ref().unwrap().spans.iter().map(|s| s.span_id));
+            sent_ids.extend(
+                b.requests[0]
+                    .index
+                    .as_ref()
+                    .unwrap()
+                    .spans
+                    .iter()
+                    .map(|s| s.span_id),
+            );
             // A full queue is a retryable refusal: the client would retry.
             while input.consume(b.clone()).await.is_err() {
                 tokio::task::yield_now().await;
@@ -94,7 +102,11 @@ async fn timeout_sends_a_partial_batch() {
     assert_eq!(sink.sizes(), vec![10]);
     let by_timeout = c.metrics.value(
         "observatory_processor_batch_sends_total",
-        &[("processor", "batch"), ("signal", "traces"), ("trigger", "timeout")],
+        &[
+            ("processor", "batch"),
+            ("signal", "traces"),
+            ("trigger", "timeout"),
+        ],
     );
     assert_eq!(by_timeout, Some(1.0));
     drain(input, &c).await;
@@ -140,5 +152,10 @@ async fn a_full_queue_is_a_retryable_refusal() {
             break;
         }
     }
-    assert_eq!(refused, Some(ConsumeError::Retryable("batch processor queue is full".into())));
+    assert_eq!(
+        refused,
+        Some(ConsumeError::Retryable(
+            "batch processor queue is full".into()
+        ))
+    );
 }
