@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need, then runs every unit,
+# component and end-to-end test (the latter start the real binary on real
+# sockets). Run from anywhere: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Tools the suite needs beyond the Rust toolchain; installed when missing.
+need=()
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v kill >/dev/null 2>&1 || need+=(procps)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -q && apt-get install -y -q "${need[@]}"
+  else
+    sudo apt-get update -q && sudo apt-get install -y -q "${need[@]}"
+  fi
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -q -- -D warnings
+cargo test --workspace
