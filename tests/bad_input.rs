@@ -229,14 +229,7 @@ exporters:
     sending_queue:
       num_consumers: 1
       queue_size: 1
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:@HEALTH@
 service:
-  extensions: [health_check]
-  telemetry:
-    metrics:
-      address: 127.0.0.1:@METRICS@
   pipelines:
     traces:
       receivers: [otlp]

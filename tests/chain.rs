@@ -24,14 +24,7 @@ processors:
     send_batch_max_size: 150
 exporters:
 {exporter}
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:@HEALTH@
 service:
-  extensions: [health_check]
-  telemetry:
-    metrics:
-      address: 127.0.0.1:@METRICS@
   pipelines:
     traces:
       receivers: [otlp]

@@ -61,14 +61,7 @@ exporters:
     retry_on_failure:
       initial_interval: 100ms
       max_elapsed_time: 3s
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:@HEALTH@
 service:
-  extensions: [health_check]
-  telemetry:
-    metrics:
-      address: 127.0.0.1:@METRICS@
   pipelines:
     traces:
       receivers: [otlp]

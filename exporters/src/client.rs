@@ -11,12 +11,13 @@ use serde::{Deserialize, Deserializer};
 
 use crate::engine::Sent;
 
-/// Request body compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Request body compression; gzip by default, as otelcol.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Compression {
     /// No compression (`none` or empty).
     None,
     /// gzip.
+    #[default]
     Gzip,
     /// zstd.
     Zstd,

@@ -44,9 +44,9 @@ pub fn binary() -> &'static str {
 
 impl Collector {
     /// Starts the binary on `template`, where `@GRPC@`, `@HTTP@`, `@HEALTH@`,
-    /// `@METRICS@` become free ports and `@DIR@` a fresh directory. The
-    /// template must enable `health_check` at `@HEALTH@`; start returns once
-    /// it answers 200.
+    /// `@METRICS@` become free ports and `@DIR@` a fresh directory. A second
+    /// `--config` file ([`HARNESS`]) adds `health_check` and the metrics
+    /// address, merged over the template; start returns once health is 200.
     pub fn start(template: &str) -> Collector {
         Collector::start_with(template, &[])
     }
@@ -66,10 +66,17 @@ impl Collector {
         }
         let cfg = dir.path().join("config.yaml");
         std::fs::write(&cfg, text).unwrap();
+        let harness = dir.path().join("harness.yaml");
+        let harness_text = HARNESS
+            .replace("@HEALTH@", &health.to_string())
+            .replace("@METRICS@", &metrics.to_string());
+        std::fs::write(&harness, harness_text).unwrap();
         let log = dir.path().join("collector.log");
         let child = Command::new(binary())
             .arg("--config")
             .arg(&cfg)
+            .arg("--config")
+            .arg(&harness)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -339,6 +346,10 @@ pub fn count_points(lines: &[String]) -> usize {
     pipeline::batch::point_count(&metrics_from(lines))
 }
 
+/// Merged over every test config: the health check the harness waits on and
+/// the metrics endpoint tests read.
+pub const HARNESS: &str = "extensions:\n  health_check:\n    endpoint: 127.0.0.1:@HEALTH@\nservice:\n  extensions: [health_check]\n  telemetry:\n    metrics:\n      address: 127.0.0.1:@METRICS@\n";
+
 /// A config with OTLP in on both protocols, `batch`, and one `file`
 /// exporter per signal under `@DIR@`.
 pub const FILE_CONFIG: &str = r#"
@@ -360,14 +371,7 @@ exporters:
     path: @DIR@/metrics.jsonl
   file/logs:
     path: @DIR@/logs.jsonl
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:@HEALTH@
 service:
-  extensions: [health_check]
-  telemetry:
-    metrics:
-      address: 127.0.0.1:@METRICS@
   pipelines:
     traces:
       receivers: [otlp]

@@ -63,20 +63,35 @@ pub fn component_type<'a>(section: &str, id: &'a str) -> Result<&'a str, ConfigE
     Ok(ty)
 }
 
-fn ids(section: &str, m: &Mapping) -> Result<Vec<(String, serde_yaml::Value)>, ConfigError> {
-    m.iter()
-        .map(|(k, v)| match k.as_str() {
-            Some(s) => Ok((s.to_string(), v.clone())),
-            None => Err(ConfigError::new(section, "component ids must be strings")),
-        })
-        .collect()
-}
-
-fn unknown(section: &str, id: &str, ty: &str, known: Vec<&str>) -> ConfigError {
-    ConfigError::new(
-        format!("{section}.{id}"),
-        format!("unknown type {ty:?}; known {section}: {}", known.join(", ")),
-    )
+/// Parses every component of one section through the factory its type
+/// names; returns each id with its parsed config and its factory.
+fn parse_section<'r, F, B>(
+    section: &str,
+    m: &Mapping,
+    factories: &'r [F],
+    type_name: fn(&F) -> &'static str,
+    parse: fn(&F, serde_yaml::Value) -> Result<B, ConfigError>,
+) -> Result<BTreeMap<String, (B, &'r F)>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (k, v) in m {
+        let id = k
+            .as_str()
+            .ok_or_else(|| ConfigError::new(section, "component ids must be strings"))?;
+        let ty = component_type(section, id)?;
+        let f = factories
+            .iter()
+            .find(|f| type_name(f) == ty)
+            .ok_or_else(|| {
+                let known: Vec<&str> = factories.iter().map(type_name).collect();
+                ConfigError::new(
+                    format!("{section}.{id}"),
+                    format!("unknown type {ty:?}; known {section}: {}", known.join(", ")),
+                )
+            })?;
+        let built = parse(f, v.clone()).map_err(|e| e.under(&format!("{section}.{id}")))?;
+        out.insert(id.to_string(), (built, f));
+    }
+    Ok(out)
 }
 
 /// Runs every check on a parsed config.
@@ -89,88 +104,50 @@ pub fn check(raw: RawConfig) -> Result<Checked, ConfigError> {
             "connectors are not available yet",
         ));
     }
-    let mut receivers = BTreeMap::new();
-    let mut receiver_signals = BTreeMap::new();
-    for (id, v) in ids("receivers", &raw.receivers)? {
-        let ty = component_type("receivers", &id)?;
-        let f = reg
-            .receivers
-            .iter()
-            .find(|f| f.type_name == ty)
-            .ok_or_else(|| {
-                unknown(
-                    "receivers",
-                    &id,
-                    ty,
-                    reg.receivers.iter().map(|f| f.type_name).collect(),
-                )
-            })?;
-        let b = (f.parse)(v).map_err(|e| e.under(&format!("receivers.{id}")))?;
-        receiver_signals.insert(id.clone(), f.signals);
-        receivers.insert(id, b);
-    }
-    let mut processors = BTreeMap::new();
-    for (id, v) in ids("processors", &raw.processors)? {
-        let ty = component_type("processors", &id)?;
-        let f = reg
-            .processors
-            .iter()
-            .find(|f| f.type_name == ty)
-            .ok_or_else(|| {
-                unknown(
-                    "processors",
-                    &id,
-                    ty,
-                    reg.processors.iter().map(|f| f.type_name).collect(),
-                )
-            })?;
-        processors.insert(
-            id.clone(),
-            (f.parse)(v).map_err(|e| e.under(&format!("processors.{id}")))?,
-        );
-    }
-    let mut exporters = BTreeMap::new();
-    let mut exporter_signals = BTreeMap::new();
-    for (id, v) in ids("exporters", &raw.exporters)? {
-        let ty = component_type("exporters", &id)?;
-        let f = reg
-            .exporters
-            .iter()
-            .find(|f| f.type_name == ty)
-            .ok_or_else(|| {
-                unknown(
-                    "exporters",
-                    &id,
-                    ty,
-                    reg.exporters.iter().map(|f| f.type_name).collect(),
-                )
-            })?;
-        exporter_signals.insert(id.clone(), f.signals);
-        exporters.insert(
-            id.clone(),
-            (f.parse)(v).map_err(|e| e.under(&format!("exporters.{id}")))?,
-        );
-    }
-    let mut extensions_defined = BTreeMap::new();
-    for (id, v) in ids("extensions", &raw.extensions)? {
-        let ty = component_type("extensions", &id)?;
-        let f = reg
-            .extensions
-            .iter()
-            .find(|f| f.type_name == ty)
-            .ok_or_else(|| {
-                unknown(
-                    "extensions",
-                    &id,
-                    ty,
-                    reg.extensions.iter().map(|f| f.type_name).collect(),
-                )
-            })?;
-        extensions_defined.insert(
-            id.clone(),
-            (f.parse)(v).map_err(|e| e.under(&format!("extensions.{id}")))?,
-        );
-    }
+    let receivers = parse_section(
+        "receivers",
+        &raw.receivers,
+        &reg.receivers,
+        |f| f.type_name,
+        |f, v| (f.parse)(v),
+    )?;
+    let receiver_signals: BTreeMap<String, &[Signal]> = receivers
+        .iter()
+        .map(|(id, (_, f))| (id.clone(), f.signals))
+        .collect();
+    let mut receivers: BTreeMap<_, _> = receivers.into_iter().map(|(id, (b, _))| (id, b)).collect();
+    let processors: BTreeMap<_, _> = parse_section(
+        "processors",
+        &raw.processors,
+        &reg.processors,
+        |f| f.type_name,
+        |f, v| (f.parse)(v),
+    )?
+    .into_iter()
+    .map(|(id, (b, _))| (id, b))
+    .collect();
+    let exporters = parse_section(
+        "exporters",
+        &raw.exporters,
+        &reg.exporters,
+        |f| f.type_name,
+        |f, v| (f.parse)(v),
+    )?;
+    let exporter_signals: BTreeMap<String, &[Signal]> = exporters
+        .iter()
+        .map(|(id, (_, f))| (id.clone(), f.signals))
+        .collect();
+    let mut exporters: BTreeMap<_, _> = exporters.into_iter().map(|(id, (b, _))| (id, b)).collect();
+    let extensions_defined: BTreeMap<_, _> = parse_section(
+        "extensions",
+        &raw.extensions,
+        &reg.extensions,
+        |f| f.type_name,
+        |f, v| (f.parse)(v),
+    )?
+    .into_iter()
+    .map(|(id, (b, _))| (id, b))
+    .collect();
 
     let mut extensions = Vec::new();
     for (i, id) in raw.service.extensions.iter().enumerate() {

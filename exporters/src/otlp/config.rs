@@ -22,7 +22,7 @@ pub struct OtlpConfig {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// Request compression: gzip (default), zstd or none.
-    #[serde(default = "gzip")]
+    #[serde(default)]
     pub compression: Compression,
     /// Per-attempt timeout.
     #[serde(default = "five_seconds", with = "pipeline::duration")]
@@ -33,10 +33,6 @@ pub struct OtlpConfig {
     /// The bounded queue in front of the exporter.
     #[serde(default)]
     pub sending_queue: QueueConfig,
-}
-
-fn gzip() -> Compression {
-    Compression::Gzip
 }
 
 fn five_seconds() -> Duration {

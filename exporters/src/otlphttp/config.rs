@@ -41,7 +41,7 @@ pub struct OtlpHttpConfig {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// Body compression: gzip (default), zstd or none.
-    #[serde(default = "gzip")]
+    #[serde(default)]
     pub compression: Compression,
     /// Body encoding: proto (default) or json.
     #[serde(default)]
@@ -55,10 +55,6 @@ pub struct OtlpHttpConfig {
     /// The bounded queue in front of the exporter.
     #[serde(default)]
     pub sending_queue: QueueConfig,
-}
-
-fn gzip() -> Compression {
-    Compression::Gzip
 }
 
 fn thirty_seconds() -> Duration {
