@@ -269,8 +269,6 @@ fn status(buf: &[u8], f: &Field) -> Result<u8, WireError> {
     while let Some(f) = r.next_field()? {
         match f.number {
             2 => r.expect_str(&f)?,
-            // Field 1 is the deprecated code; prost still checks its type.
-            1 => r.expect(&f, VARINT)?,
             3 => {
                 r.expect(&f, VARINT)?;
                 code = f.value.min(u64::from(u8::MAX)) as u8;
@@ -281,9 +279,57 @@ fn status(buf: &[u8], f: &Field) -> Result<u8, WireError> {
     Ok(code)
 }
 
-/// Validates a `KeyValue` field.
+/// Whether `v` is a varint of at most 9 bytes filling `v` exactly (9 bytes
+/// cannot overflow 64 bits, so no further check is needed).
+#[inline(always)]
+fn whole_short_varint(v: &[u8]) -> bool {
+    match v.split_last() {
+        Some((last, head)) => *last < 0x80 && head.len() < 9 && head.iter().all(|b| *b >= 0x80),
+        None => false,
+    }
+}
+
+/// The shape nearly every attribute has: `key` (ASCII) then an `AnyValue`
+/// holding one ASCII string, int, bool or double, all with one-byte lengths.
+/// Accepts only what the general path accepts; anything else goes there.
+#[inline(always)]
+fn common_key_value(b: &[u8]) -> bool {
+    let [0x0a, klen, rest @ ..] = b else {
+        return false;
+    };
+    let klen = *klen as usize;
+    if klen >= 0x80 || rest.len() < klen + 2 {
+        return false;
+    }
+    let (key, rest) = rest.split_at(klen);
+    let [0x12, vlen, v @ ..] = rest else {
+        return false;
+    };
+    if *vlen as usize != v.len() || !key.is_ascii() {
+        return false;
+    }
+    match v {
+        [] => true,
+        [0x0a, slen, text @ ..] => (*slen as usize) == text.len() && text.is_ascii(),
+        [0x10 | 0x18, n @ ..] => whole_short_varint(n),
+        [0x21, d @ ..] => d.len() == 8,
+        _ => false,
+    }
+}
+
+/// Validates a `KeyValue` field; the common shape is checked inline.
+#[inline(always)]
 fn key_value(buf: &[u8], parent: &Reader, f: &Field, depth: u32) -> Result<(), WireError> {
     parent.expect(f, LEN)?;
+    if common_key_value(&buf[f.body.0..f.body.1]) {
+        return Ok(());
+    }
+    key_value_general(buf, f, depth)
+}
+
+/// Validates any `KeyValue`, field by field.
+#[inline(never)]
+fn key_value_general(buf: &[u8], f: &Field, depth: u32) -> Result<(), WireError> {
     let mut r = Reader::new(buf, f.body.0, f.body.1, "KeyValue");
     while let Some(f) = r.next_field()? {
         match f.number {
@@ -382,6 +428,49 @@ mod tests {
             assert_eq!(&ss.spans[0], s);
         }
         assert!(idx.spans.iter().any(|s| s.status_code == 2));
+    }
+
+    #[test]
+    fn corrupted_requests_get_the_same_verdict_as_prost() {
+        use rand::{Rng, SeedableRng};
+        let original = sample().encode_to_vec();
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(42);
+        let mut idx = SpanIndex::default();
+        let (mut refused, mut accepted) = (0, 0);
+        for _ in 0..6_000 {
+            let mut b = original.clone();
+            for _ in 0..rng.random_range(1..4) {
+                let at = rng.random_range(0..b.len());
+                b[at] = match rng.random_range(0..4) {
+                    0 => rng.random(),
+                    1 => b[at] ^ 0x80,
+                    2 => 0xff,
+                    _ => b[at].wrapping_add(1),
+                };
+            }
+            let ours = scan_traces(&b, &mut idx).is_ok();
+            let theirs = ExportTraceServiceRequest::decode(b.as_slice()).is_ok();
+            // prost does not check id lengths; we do (as otelcol does), so
+            // we may refuse what prost takes, never the other way round.
+            if ours != theirs {
+                assert!(theirs && !ours, "scanner accepted what prost refuses");
+                let e = scan_traces(&b, &mut idx).unwrap_err();
+                assert!(
+                    e.what.ends_with("id must be 16 bytes")
+                        || e.what.ends_with("id must be 8 bytes"),
+                    "{e}"
+                );
+            }
+            if ours {
+                accepted += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        assert!(
+            refused > 300 && accepted > 300,
+            "{refused} refused, {accepted} accepted"
+        );
     }
 
     #[test]
