@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::metrics::v1::Metric;
 use prost::Message;
 
 use crate::batch::{metric_points, Request, Signal};
-use crate::scan::{scan_traces, Span32, SpanIndex};
+use crate::scan::{ResourceEntry, ScopeEntry, Span32, SpanEntry, SpanIndex};
 use crate::wire::{len_header_size, put_len_header};
 
 fn slice(buf: &[u8], r: Span32) -> &[u8] {
@@ -23,12 +23,25 @@ fn width(r: Span32) -> usize {
     (r.1 - r.0) as usize
 }
 
+/// Appends `range` of `buf` to `out`; returns where it landed in `out`.
+fn copy(out: &mut Vec<u8>, buf: &[u8], range: Span32) -> Span32 {
+    let at = out.len() as u32;
+    out.extend_from_slice(slice(buf, range));
+    (at, out.len() as u32)
+}
+
 /// Encodes the spans `spans` of an indexed traces request as a new request,
-/// keeping each span's resource and scope.
-pub fn encode_span_range(buf: &[u8], index: &SpanIndex, spans: std::ops::Range<usize>) -> Vec<u8> {
-    // Group the selected spans into runs of one scope, then of one resource.
+/// keeping each span's resource and scope, and indexes it while writing (the
+/// new index is the old one with shifted ranges, so nothing is re-scanned).
+pub fn encode_span_range(
+    buf: &[u8],
+    index: &SpanIndex,
+    spans: std::ops::Range<usize>,
+) -> (Vec<u8>, SpanIndex) {
     let picked = &index.spans[spans];
     let mut out = Vec::with_capacity(picked.iter().map(|s| width(s.range)).sum::<usize>() + 256);
+    let mut new = SpanIndex::default();
+    new.spans.reserve(picked.len());
     let mut i = 0;
     while i < picked.len() {
         let resource = index.scopes[picked[i].scope as usize].resource;
@@ -37,8 +50,8 @@ pub fn encode_span_range(buf: &[u8], index: &SpanIndex, spans: std::ops::Range<u
             j += 1;
         }
         let run = &picked[i..j];
-        // Sizes of each scope group inside this resource run.
-        let mut scope_sizes: Vec<(u32, usize, usize, usize)> = Vec::new(); // scope, from, to, body
+        // (scope, from, to, body size) for each run of one scope.
+        let mut groups: Vec<(u32, usize, usize, usize)> = Vec::new();
         let mut k = 0;
         while k < run.len() {
             let sc = run[k].scope;
@@ -50,37 +63,49 @@ pub fn encode_span_range(buf: &[u8], index: &SpanIndex, spans: std::ops::Range<u
             }
             let entry = &index.scopes[sc as usize];
             body += width(entry.scope) + width(entry.schema_url);
-            scope_sizes.push((sc, k, l, body));
+            groups.push((sc, k, l, body));
             k = l;
         }
         let res = &index.resources[resource as usize];
         let rs_body: usize = width(res.resource)
             + width(res.schema_url)
-            + scope_sizes
+            + groups
                 .iter()
-                .map(|s| len_header_size(2, s.3) + s.3)
+                .map(|g| len_header_size(2, g.3) + g.3)
                 .sum::<usize>();
         put_len_header(&mut out, 1, rs_body);
-        out.extend_from_slice(slice(buf, res.resource));
-        for (sc, from, to, body) in scope_sizes {
+        let new_ri = new.resources.len() as u32;
+        let resource_field = copy(&mut out, buf, res.resource);
+        for (sc, from, to, body) in groups {
             let entry = &index.scopes[sc as usize];
             put_len_header(&mut out, 2, body);
-            out.extend_from_slice(slice(buf, entry.scope));
+            let new_si = new.scopes.len() as u32;
+            let scope_field = copy(&mut out, buf, entry.scope);
             for span in &run[from..to] {
-                out.extend_from_slice(slice(buf, span.range));
+                new.spans.push(SpanEntry {
+                    scope: new_si,
+                    range: copy(&mut out, buf, span.range),
+                    ..span.clone()
+                });
             }
-            out.extend_from_slice(slice(buf, entry.schema_url));
+            let schema_url = copy(&mut out, buf, entry.schema_url);
+            new.scopes.push(ScopeEntry {
+                resource: new_ri,
+                scope: scope_field,
+                schema_url,
+            });
         }
-        out.extend_from_slice(slice(buf, res.schema_url));
+        let schema_url = copy(&mut out, buf, res.schema_url);
+        new.resources.push(ResourceEntry {
+            resource: resource_field,
+            schema_url,
+        });
         i = j;
     }
-    out
+    (out, new)
 }
 
-fn traces_request(bytes: Vec<u8>) -> Request {
-    let mut index = SpanIndex::default();
-    // The bytes were framed from a validated request; a failure here is a bug.
-    scan_traces(&bytes, &mut index).expect("re-framed spans scan cleanly");
+fn traces_request((bytes, index): (Vec<u8>, SpanIndex)) -> Request {
     Request {
         items: index.spans.len(),
         bytes: Bytes::from(bytes),
@@ -225,6 +250,12 @@ mod tests {
         for n in [1, 2, 40, 102] {
             let (head, rest) = split_request(Signal::Traces, &parsed, n);
             assert_eq!((head.items, rest.items), (n, 103 - n));
+            // The index built while writing is exactly what a scan finds.
+            for part in [&head, &rest] {
+                let mut scanned = SpanIndex::default();
+                crate::scan::scan_traces(&part.bytes, &mut scanned).unwrap();
+                assert_eq!(part.index.as_deref(), Some(&scanned));
+            }
             // Head and rest concatenated decode to the original spans, each
             // under the same resource and scope as before.
             let both = Batch {

@@ -4,6 +4,7 @@
 
 mod config;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,7 +50,7 @@ impl ProcessorBuilder for BatchConfig {
             cfg: self.clone(),
             signal,
             next,
-            pending: Vec::new(),
+            pending: VecDeque::new(),
             pending_items: 0,
             by_size: sends("size"),
             by_timeout: sends("timeout"),
@@ -86,7 +87,7 @@ struct Batcher {
     cfg: BatchConfig,
     signal: Signal,
     next: BoxConsumer,
-    pending: Vec<Request>,
+    pending: VecDeque<Request>,
     pending_items: usize,
     by_size: Counter,
     by_timeout: Counter,
@@ -108,7 +109,7 @@ impl Batcher {
                     Some(batch) => {
                         for r in batch.requests {
                             self.pending_items += r.items;
-                            self.pending.push(r);
+                            self.pending.push_back(r);
                         }
                         let by_size = self.cfg.timeout.is_zero() || self.pending_items >= self.cfg.send_batch_size.max(1);
                         if by_size {
@@ -150,10 +151,10 @@ impl Batcher {
         };
         let mut out = Vec::new();
         let mut items = 0;
-        while let Some(first) = self.pending.first() {
+        while let Some(first) = self.pending.front() {
             if items + first.items <= max {
                 items += first.items;
-                out.push(self.pending.remove(0));
+                out.extend(self.pending.pop_front());
             } else {
                 let (head, rest) = split_request(self.signal, first, max - items);
                 items += head.items;
