@@ -1,6 +1,7 @@
 //! An `otlp` / `otlphttp` exporter feeding a second Observatory: what the
 //! first receives arrives at the second's file exporter unchanged; a backend
-//! that comes up late still gets everything.
+//! that comes up late still gets everything; headers and compression reach
+//! the wire.
 
 mod common;
 
@@ -126,4 +127,72 @@ async fn a_backend_that_starts_late_still_gets_everything() {
         f.metric("observatory_exporter_send_failed_spans_total{exporter=\"otlp/back\"}"),
         Some(0.0)
     );
+}
+
+/// Accepts one HTTP/1.1 request, answers 200 with an empty protobuf body,
+/// and returns the request's header block and body.
+async fn capture_one(listener: tokio::net::TcpListener) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut sock, _) = listener.accept().await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let (head, body_start, len) = loop {
+        let n = sock.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed before a full request");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..pos]).to_string();
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .expect("content-length");
+            break (head, pos + 4, len);
+        }
+    };
+    while buf.len() < body_start + len {
+        let n = sock.read(&mut chunk).await.unwrap();
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    sock.write_all(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    (head, buf[body_start..body_start + len].to_vec())
+}
+
+#[tokio::test]
+async fn otlphttp_sends_headers_compression_and_the_request_bytes() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let f = Collector::start(&front(&format!(
+        "  otlphttp/tempo:\n    endpoint: http://127.0.0.1:{port}\n    headers:\n      X-Scope-OrgID: tenant-a\n"
+    )));
+    let sent = Generator::new(GeneratorOptions::default()).spans(20);
+    grpc_send(f.grpc, Signal::Traces, sent.encode_to_vec(), None)
+        .await
+        .unwrap();
+    let (head, body) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), capture_one(listener))
+            .await
+            .unwrap();
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("post /v1/traces http/1.1"), "{head}");
+    assert!(head.contains("x-scope-orgid: tenant-a"), "{head}");
+    assert!(
+        head.contains("content-type: application/x-protobuf"),
+        "{head}"
+    );
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut raw).unwrap();
+    let got = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
+        &raw[..],
+    )
+    .unwrap();
+    assert_rows_eq(&span_rows(&got), &span_rows(&sent));
 }

@@ -233,3 +233,41 @@ async fn several_named_receivers_listen_on_their_own_ports() {
     assert_eq!(c.metric("observatory_receiver_accepted_spans_total{receiver=\"otlp/claude\",transport=\"grpc\"}"), Some(5.0));
     assert_eq!(c.metric("observatory_receiver_accepted_spans_total{receiver=\"otlp/claude\",transport=\"http\"}"), Some(6.0));
 }
+
+#[tokio::test]
+async fn debug_exporter_logs_at_each_verbosity() {
+    for (verbosity, expect) in [
+        ("basic", "items=5"),
+        ("normal", "llm.chat_completion trace_id="),
+        ("detailed", "\"name\":\"llm.chat_completion\""),
+    ] {
+        let template = FILE_CONFIG
+            .replace(
+                "exporters:\n",
+                &format!("exporters:\n  debug:\n    verbosity: {verbosity}\n"),
+            )
+            .replace(
+                "exporters: [file/traces]",
+                "exporters: [file/traces, debug]",
+            );
+        let c = Collector::start(&template);
+        grpc_send(
+            c.grpc,
+            Signal::Traces,
+            gen(30).spans(5).encode_to_vec(),
+            None,
+        )
+        .await
+        .unwrap();
+        wait_for_lines(&c.path("traces.jsonl"), count_spans, 5);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !c.logs().contains(expect) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(
+            c.logs().contains(expect),
+            "{verbosity}: {expect:?} not in:\n{}",
+            c.logs()
+        );
+    }
+}
