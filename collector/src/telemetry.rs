@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::routing::get;
 use axum::Router;
 use pipeline::component::ConfigError;
-use pipeline::telemetry::Registry;
+use pipeline::telemetry::{proc_status_bytes, Registry};
 use tokio::task::JoinHandle;
 use tracing_subscriber::EnvFilter;
 
@@ -51,15 +51,6 @@ pub fn init_logs(cfg: &LogsConfig) {
     };
 }
 
-/// A field of `/proc/self/status` in bytes (`VmRSS`, `VmHWM`).
-fn proc_status_bytes(field: &str) -> f64 {
-    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb * 1024.0)
-}
-
 /// User + system CPU seconds of this process.
 pub fn cpu_seconds() -> f64 {
     let text = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -78,13 +69,13 @@ pub fn register_process(reg: &Registry) {
         "observatory_process_memory_rss_bytes",
         "Resident set size.",
         &[],
-        || proc_status_bytes("VmRSS"),
+        || proc_status_bytes("VmRSS") as f64,
     );
     reg.gauge(
         "observatory_process_memory_peak_rss_bytes",
         "Peak resident set size.",
         &[],
-        || proc_status_bytes("VmHWM"),
+        || proc_status_bytes("VmHWM") as f64,
     );
     reg.gauge(
         "observatory_process_cpu_seconds",

@@ -145,6 +145,34 @@ impl Registry {
     }
 }
 
+/// A memory field of `/proc/self/status` in bytes (`VmRSS`, `VmHWM`); 0 if
+/// unreadable.
+pub fn proc_status_bytes(field: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Memory this machine or container may use: the cgroup v2 limit when one
+/// is set, else the machine's total.
+pub fn total_memory_bytes() -> u64 {
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let machine = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024);
+    match cgroup {
+        Some(limit) if limit < machine => limit,
+        _ => machine,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,11 @@
 //! Every processor, one module each.
 
 pub mod batch;
+pub mod memory_limiter;
 
 use crate::component::ProcessorFactory;
 
 /// The built-in processor types.
 pub fn factories() -> Vec<ProcessorFactory> {
-    vec![batch::factory()]
+    vec![batch::factory(), memory_limiter::factory()]
 }

@@ -1,0 +1,64 @@
+//! The memory limiter's cost per span on the accept path: one atomic load
+//! per batch in front of a consumer that only counts.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use pipeline::component::{Context, Tasks};
+use pipeline::generate::{Generator, GeneratorOptions};
+use pipeline::processors::memory_limiter::MemoryLimiterConfig;
+use pipeline::telemetry::Registry;
+use pipeline::{Batch, ConsumeError, Consumer, Signal};
+use prost::Message;
+
+const SPANS: usize = 512;
+
+struct Count(AtomicUsize);
+
+#[async_trait]
+impl Consumer for Count {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        self.0.fetch_add(batch.items(), Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let batch = Batch::parse(
+        Signal::Traces,
+        Generator::new(GeneratorOptions::default())
+            .spans(SPANS)
+            .encode_to_vec()
+            .into(),
+    )
+    .unwrap();
+    let ctx = Context {
+        id: "memory_limiter".into(),
+        metrics: Registry::new(),
+        tasks: Tasks::default(),
+    };
+    let cfg = MemoryLimiterConfig {
+        check_interval: Duration::from_secs(1),
+        limit_mib: 1 << 20,
+        ..Default::default()
+    };
+    let sink = Arc::new(Count(AtomicUsize::new(0)));
+    let limiter =
+        rt.block_on(async { cfg.build_with_probe(Signal::Traces, sink, &ctx, Arc::new(|| 0)) });
+    let mut g = c.benchmark_group("memory_limiter");
+    g.throughput(Throughput::Elements(SPANS as u64));
+    g.bench_function("accept_512_spans", |b| {
+        b.iter(|| rt.block_on(limiter.consume(batch.clone())).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
