@@ -3,12 +3,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod actions;
 pub mod batch;
 pub mod component;
 pub mod consumer;
 pub mod duration;
 pub mod generate;
 pub mod processors;
+pub mod rewrite;
 pub mod rpc_status;
 pub mod scan;
 pub mod split;

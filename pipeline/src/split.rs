@@ -38,6 +38,17 @@ pub fn encode_span_range(
     index: &SpanIndex,
     spans: std::ops::Range<usize>,
 ) -> (Vec<u8>, SpanIndex) {
+    reframe(buf, index, spans, &[])
+}
+
+/// As [`encode_span_range`], writing `new_resources[i]` (a whole `resource`
+/// field, tag included) in place of resource `i` where it is `Some`.
+pub fn reframe(
+    buf: &[u8],
+    index: &SpanIndex,
+    spans: std::ops::Range<usize>,
+    new_resources: &[Option<Vec<u8>>],
+) -> (Vec<u8>, SpanIndex) {
     let picked = &index.spans[spans];
     let mut out = Vec::with_capacity(picked.iter().map(|s| width(s.range)).sum::<usize>() + 256);
     let mut new = SpanIndex::default();
@@ -67,7 +78,11 @@ pub fn encode_span_range(
             k = l;
         }
         let res = &index.resources[resource as usize];
-        let rs_body: usize = width(res.resource)
+        let replaced = new_resources
+            .get(resource as usize)
+            .and_then(|r| r.as_deref());
+        let resource_width = replaced.map_or(width(res.resource), <[u8]>::len);
+        let rs_body: usize = resource_width
             + width(res.schema_url)
             + groups
                 .iter()
@@ -75,7 +90,10 @@ pub fn encode_span_range(
                 .sum::<usize>();
         put_len_header(&mut out, 1, rs_body);
         let new_ri = new.resources.len() as u32;
-        let resource_field = copy(&mut out, buf, res.resource);
+        let resource_field = match replaced {
+            Some(bytes) => copy(&mut out, bytes, (0, bytes.len() as u32)),
+            None => copy(&mut out, buf, res.resource),
+        };
         for (sc, from, to, body) in groups {
             let entry = &index.scopes[sc as usize];
             put_len_header(&mut out, 2, body);
@@ -105,7 +123,8 @@ pub fn encode_span_range(
     (out, new)
 }
 
-fn traces_request((bytes, index): (Vec<u8>, SpanIndex)) -> Request {
+/// A traces request from re-framed bytes and their index.
+pub fn traces_request((bytes, index): (Vec<u8>, SpanIndex)) -> Request {
     Request {
         items: index.spans.len(),
         bytes: Bytes::from(bytes),

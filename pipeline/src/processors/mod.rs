@@ -2,10 +2,15 @@
 
 pub mod batch;
 pub mod memory_limiter;
+pub mod resource;
 
 use crate::component::ProcessorFactory;
 
 /// The built-in processor types.
 pub fn factories() -> Vec<ProcessorFactory> {
-    vec![batch::factory(), memory_limiter::factory()]
+    vec![
+        batch::factory(),
+        memory_limiter::factory(),
+        resource::factory(),
+    ]
 }

@@ -1,0 +1,156 @@
+//! Copy-on-write changes to requests: decode only the parts a processor
+//! changes, re-encode them, and splice them back between the untouched
+//! bytes. A request nothing changes is kept as it is.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+
+use crate::batch::{Request, Signal};
+use crate::split::{reframe, traces_request};
+use crate::wire::{put_len_header, Reader};
+
+/// Applies `f` to every resource of a request; returns the rewritten request
+/// when `f` changed any, or `None` to keep the original. Traces decode only
+/// their resources, never a span; logs and metrics go through prost.
+pub fn rewrite_resources(
+    signal: Signal,
+    req: &Request,
+    mut f: impl FnMut(&mut Resource) -> bool,
+) -> Option<Request> {
+    match signal {
+        Signal::Traces => {
+            let index = req.index.as_ref()?;
+            let mut replaced: Vec<Option<Vec<u8>>> = vec![None; index.resources.len()];
+            let mut any = false;
+            for (i, entry) in index.resources.iter().enumerate() {
+                let (start, end) = (entry.resource.0 as usize, entry.resource.1 as usize);
+                let mut resource = if start == end {
+                    Resource::default()
+                } else {
+                    // The field was validated by the scan; read past its header.
+                    let mut r = Reader::new(&req.bytes, start, end, "Resource");
+                    let field = r.next_field().ok()??;
+                    Resource::decode(&req.bytes[field.body.0..field.body.1]).ok()?
+                };
+                if f(&mut resource) {
+                    let mut out = Vec::with_capacity(resource.encoded_len() + 4);
+                    put_len_header(&mut out, 1, resource.encoded_len());
+                    resource.encode_raw(&mut out);
+                    replaced[i] = Some(out);
+                    any = true;
+                }
+            }
+            any.then(|| traces_request(reframe(&req.bytes, index, 0..index.spans.len(), &replaced)))
+        }
+        Signal::Logs => {
+            let mut decoded = ExportLogsServiceRequest::decode(req.bytes.clone()).ok()?;
+            let mut any = false;
+            for rl in &mut decoded.resource_logs {
+                any |= f(rl.resource.get_or_insert_with(Resource::default));
+            }
+            any.then(|| reencoded(decoded.encode_to_vec(), req.items))
+        }
+        Signal::Metrics => {
+            let mut decoded = ExportMetricsServiceRequest::decode(req.bytes.clone()).ok()?;
+            let mut any = false;
+            for rm in &mut decoded.resource_metrics {
+                any |= f(rm.resource.get_or_insert_with(Resource::default));
+            }
+            any.then(|| reencoded(decoded.encode_to_vec(), req.items))
+        }
+    }
+}
+
+fn reencoded(bytes: Vec<u8>, items: usize) -> Request {
+    Request {
+        bytes: Bytes::from(bytes),
+        items,
+        index: None::<Arc<_>>,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::Batch;
+    use crate::generate::{Generator, GeneratorOptions};
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+
+    fn tag(r: &mut Resource) -> bool {
+        r.attributes.push(KeyValue {
+            key: "telemetry.source".into(),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue("claude".into())),
+            }),
+            ..Default::default()
+        });
+        true
+    }
+
+    #[test]
+    fn traces_get_new_resources_and_keep_every_span_byte() {
+        let sent = Generator::new(GeneratorOptions::default()).spans(40);
+        let req = Batch::parse(Signal::Traces, sent.encode_to_vec().into())
+            .unwrap()
+            .requests
+            .remove(0);
+        let out = rewrite_resources(Signal::Traces, &req, tag).unwrap();
+        let got =
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
+                out.bytes.clone(),
+            )
+            .unwrap();
+        assert_eq!(got.resource_spans.len(), sent.resource_spans.len());
+        for (g, s) in got.resource_spans.iter().zip(&sent.resource_spans) {
+            let mut want = s.resource.clone().unwrap();
+            tag(&mut want);
+            assert_eq!(g.resource.as_ref(), Some(&want));
+            assert_eq!(g.scope_spans, s.scope_spans, "spans untouched");
+        }
+        // The index written alongside is exactly what a scan finds.
+        let mut scanned = crate::scan::SpanIndex::default();
+        crate::scan::scan_traces(&out.bytes, &mut scanned).unwrap();
+        assert_eq!(out.index.as_deref(), Some(&scanned));
+        // Every span's bytes are the original bytes.
+        let old = req.index.as_ref().unwrap();
+        for (a, b) in old.spans.iter().zip(&scanned.spans) {
+            assert_eq!(
+                &req.bytes[a.range.0 as usize..a.range.1 as usize],
+                &out.bytes[b.range.0 as usize..b.range.1 as usize]
+            );
+        }
+    }
+
+    #[test]
+    fn unchanged_requests_are_kept() {
+        let sent = Generator::new(GeneratorOptions::default()).spans(5);
+        let req = Batch::parse(Signal::Traces, sent.encode_to_vec().into())
+            .unwrap()
+            .requests
+            .remove(0);
+        assert!(rewrite_resources(Signal::Traces, &req, |_| false).is_none());
+    }
+
+    #[test]
+    fn logs_and_metrics_resources_are_rewritten() {
+        let mut g = Generator::new(GeneratorOptions::default());
+        for (signal, bytes) in [
+            (Signal::Logs, g.logs(4).encode_to_vec()),
+            (Signal::Metrics, g.metrics(6).encode_to_vec()),
+        ] {
+            let req = Batch::parse(signal, bytes.into())
+                .unwrap()
+                .requests
+                .remove(0);
+            let out = rewrite_resources(signal, &req, tag).unwrap();
+            assert_eq!(out.items, req.items);
+            let text = format!("{:?}", out.bytes);
+            assert!(text.contains("telemetry.source"), "{signal}");
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Processors through the real binary: per-receiver source tagging with
+//! `resource`, two receivers feeding one exporter.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use pipeline::generate::{Generator, GeneratorOptions};
+use pipeline::Signal;
+use prost::Message;
+
+const TAGGED: &str = r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:@GRPC@
+  otlp/claude:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:@CLAUDE@
+processors:
+  resource/app:
+    attributes:
+      - key: telemetry.source
+        value: app
+        action: upsert
+  resource/claude:
+    attributes:
+      - key: telemetry.source
+        value: claude
+        action: upsert
+      - key: host.name
+        action: hash
+exporters:
+  file:
+    path: @DIR@/traces.jsonl
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [resource/app]
+      exporters: [file]
+    traces/claude:
+      receivers: [otlp/claude]
+      processors: [resource/claude]
+      exporters: [file]
+"#;
+
+#[tokio::test]
+async fn each_receiver_tags_its_own_source() {
+    let claude = free_port();
+    let c = Collector::start_with(TAGGED, &[("CLAUDE", claude.to_string())]);
+    let app_req = Generator::new(GeneratorOptions {
+        seed: 1,
+        ..Default::default()
+    })
+    .spans(10);
+    let claude_req = Generator::new(GeneratorOptions {
+        seed: 2,
+        ..Default::default()
+    })
+    .spans(15);
+    grpc_send(c.grpc, Signal::Traces, app_req.encode_to_vec(), None)
+        .await
+        .unwrap();
+    grpc_send(claude, Signal::Traces, claude_req.encode_to_vec(), None)
+        .await
+        .unwrap();
+
+    let lines = wait_for_lines(&c.path("traces.jsonl"), count_spans, 25);
+    let got = traces_from(&lines);
+    let mut source_of: HashMap<Vec<u8>, (String, String)> = HashMap::new();
+    for rs in &got.resource_spans {
+        let attrs = &rs.resource.as_ref().unwrap().attributes;
+        let text = |k: &str| match attrs
+            .iter()
+            .find(|a| a.key == k)
+            .and_then(|a| a.value.as_ref()?.value.clone())
+        {
+            Some(Value::StringValue(s)) => s,
+            other => panic!("{k}: {other:?}"),
+        };
+        for s in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+            source_of.insert(
+                s.span_id.clone(),
+                (text("telemetry.source"), text("host.name")),
+            );
+        }
+    }
+    for (req, want) in [(&app_req, "app"), (&claude_req, "claude")] {
+        for rs in &req.resource_spans {
+            for s in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+                let (source, host) = &source_of[&s.span_id];
+                assert_eq!(source, want);
+                // Only the claude pipeline hashes host.name (SHA-1 hex).
+                assert_eq!(
+                    host.len() == 40 && !host.contains('-'),
+                    want == "claude",
+                    "{host}"
+                );
+            }
+        }
+    }
+    // The spans themselves are untouched.
+    let strip =
+        |r: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest| {
+            let mut v: Vec<_> = r
+                .resource_spans
+                .iter()
+                .flat_map(|rs| rs.scope_spans.iter().flat_map(|ss| ss.spans.clone()))
+                .collect();
+            v.sort_by(|a, b| a.span_id.cmp(&b.span_id));
+            v
+        };
+    let mut sent = app_req.clone();
+    sent.resource_spans
+        .extend(claude_req.resource_spans.clone());
+    assert_eq!(strip(&got), strip(&sent));
+}
