@@ -8,10 +8,12 @@ use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
 use crate::batch::{Request, Signal};
-use crate::split::{reframe, traces_request};
+use crate::scan::{span_entry, SpanEntry};
+use crate::split::{reframe, traces_request, Replacements};
 use crate::wire::{put_len_header, Reader};
 
 /// Applies `f` to every resource of a request; returns the rewritten request
@@ -45,7 +47,11 @@ pub fn rewrite_resources(
                     any = true;
                 }
             }
-            any.then(|| traces_request(reframe(&req.bytes, index, 0..index.spans.len(), &replaced)))
+            let repl = Replacements {
+                resources: replaced,
+                spans: Vec::new(),
+            };
+            any.then(|| traces_request(reframe(&req.bytes, index, 0..index.spans.len(), &repl)))
         }
         Signal::Logs => {
             let mut decoded = ExportLogsServiceRequest::decode(req.bytes.clone()).ok()?;
@@ -64,6 +70,50 @@ pub fn rewrite_resources(
             any.then(|| reencoded(decoded.encode_to_vec(), req.items))
         }
     }
+}
+
+/// Applies `f` to the spans whose encoded field passes `wants` (a cheap
+/// byte-level filter, so spans that cannot match are never decoded); returns
+/// the rewritten request when `f` changed any span, or `None`.
+pub fn rewrite_spans(
+    req: &Request,
+    mut wants: impl FnMut(&[u8]) -> bool,
+    mut f: impl FnMut(&mut Span) -> bool,
+) -> Option<Request> {
+    let index = req.index.as_ref()?;
+    let mut spans: Vec<Option<(Vec<u8>, SpanEntry)>> = Vec::new();
+    for (i, entry) in index.spans.iter().enumerate() {
+        let field = &req.bytes[entry.range.0 as usize..entry.range.1 as usize];
+        if !wants(field) {
+            continue;
+        }
+        let mut r = Reader::new(field, 0, field.len(), "ScopeSpans");
+        let body = r.next_field().ok()??.body;
+        let mut span = Span::decode(&field[body.0..body.1]).ok()?;
+        if f(&mut span) {
+            let mut out = Vec::with_capacity(span.encoded_len() + 4);
+            put_len_header(&mut out, 2, span.encoded_len());
+            span.encode_raw(&mut out);
+            let entry = span_entry(&out).ok()?;
+            if spans.is_empty() {
+                spans.resize(index.spans.len(), None);
+            }
+            spans[i] = Some((out, entry));
+        }
+    }
+    if spans.is_empty() {
+        return None;
+    }
+    let repl = Replacements {
+        resources: Vec::new(),
+        spans,
+    };
+    Some(traces_request(reframe(
+        &req.bytes,
+        index,
+        0..index.spans.len(),
+        &repl,
+    )))
 }
 
 fn reencoded(bytes: Vec<u8>, items: usize) -> Request {
@@ -124,6 +174,50 @@ mod tests {
                 &out.bytes[b.range.0 as usize..b.range.1 as usize]
             );
         }
+    }
+
+    #[test]
+    fn only_the_spans_changed_are_decoded_and_replaced() {
+        let sent = Generator::new(GeneratorOptions::default()).spans(40);
+        let req = Batch::parse(Signal::Traces, sent.encode_to_vec().into())
+            .unwrap()
+            .requests
+            .remove(0);
+        let mut decoded = 0;
+        let out = rewrite_spans(
+            &req,
+            |field| field.windows(19).any(|w| w == b"llm.chat_completion"),
+            |span| {
+                decoded += 1;
+                span.name.push_str(".priced");
+                true
+            },
+        )
+        .unwrap();
+        assert_eq!(decoded, 8, "only the 8 LLM spans are decoded");
+        let got =
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
+                out.bytes.clone(),
+            )
+            .unwrap();
+        let names = |r: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest| -> Vec<String> {
+            r.resource_spans.iter().flat_map(|rs| rs.scope_spans.iter().flat_map(|ss| ss.spans.iter().map(|s| s.name.clone()))).collect()
+        };
+        let want: Vec<String> = names(&sent)
+            .into_iter()
+            .map(|n| {
+                if n == "llm.chat_completion" {
+                    format!("{n}.priced")
+                } else {
+                    n
+                }
+            })
+            .collect();
+        assert_eq!(names(&got), want);
+        let mut scanned = crate::scan::SpanIndex::default();
+        crate::scan::scan_traces(&out.bytes, &mut scanned).unwrap();
+        assert_eq!(out.index.as_deref(), Some(&scanned));
+        assert!(rewrite_spans(&req, |_| true, |_| false).is_none());
     }
 
     #[test]

@@ -166,6 +166,20 @@ fn scope_spans(buf: &[u8], f: Field, ri: u32, index: &mut SpanIndex) -> Result<(
     Ok(())
 }
 
+/// Validates and indexes one span given as a whole `spans` field (tag,
+/// length, message); ranges in the entry are relative to `field`.
+pub fn span_entry(field: &[u8]) -> Result<SpanEntry, WireError> {
+    let mut r = Reader::new(field, 0, field.len(), "ScopeSpans");
+    match r.next_field()? {
+        Some(f) if f.number == 2 && f.wire == LEN && f.body.1 == field.len() => span(field, &f),
+        _ => Err(WireError {
+            offset: 0,
+            what: "not a single span field",
+            message: "ScopeSpans",
+        }),
+    }
+}
+
 fn scope(buf: &[u8], f: &Field) -> Result<(), WireError> {
     let mut r = Reader::new(buf, f.body.0, f.body.1, "InstrumentationScope");
     while let Some(f) = r.next_field()? {

@@ -38,19 +38,45 @@ pub fn encode_span_range(
     index: &SpanIndex,
     spans: std::ops::Range<usize>,
 ) -> (Vec<u8>, SpanIndex) {
-    reframe(buf, index, spans, &[])
+    reframe(buf, index, spans, &Replacements::default())
 }
 
-/// As [`encode_span_range`], writing `new_resources[i]` (a whole `resource`
-/// field, tag included) in place of resource `i` where it is `Some`.
+/// New bytes for some resources and spans, by their index in the original
+/// request; each is a whole field (`resource` or `spans`), tag included.
+#[derive(Debug, Default)]
+pub struct Replacements {
+    /// Per resource: its new `resource` field.
+    pub resources: Vec<Option<Vec<u8>>>,
+    /// Per span: its new `spans` field and its index entry.
+    pub spans: Vec<Option<(Vec<u8>, SpanEntry)>>,
+}
+
+impl Replacements {
+    fn resource(&self, i: usize) -> Option<&[u8]> {
+        self.resources.get(i).and_then(|r| r.as_deref())
+    }
+
+    fn span(&self, i: usize) -> Option<&(Vec<u8>, SpanEntry)> {
+        self.spans.get(i).and_then(|s| s.as_ref())
+    }
+}
+
+/// As [`encode_span_range`], writing replacements in place of the original
+/// resources and spans where given.
 pub fn reframe(
     buf: &[u8],
     index: &SpanIndex,
     spans: std::ops::Range<usize>,
-    new_resources: &[Option<Vec<u8>>],
+    repl: &Replacements,
 ) -> (Vec<u8>, SpanIndex) {
+    let first = spans.start;
     let picked = &index.spans[spans];
-    let mut out = Vec::with_capacity(picked.iter().map(|s| width(s.range)).sum::<usize>() + 256);
+    // Width of span `k` of `picked` as it will be written.
+    let span_width = |k: usize| {
+        repl.span(first + k)
+            .map_or(width(picked[k].range), |(b, _)| b.len())
+    };
+    let mut out = Vec::with_capacity((0..picked.len()).map(span_width).sum::<usize>() + 256);
     let mut new = SpanIndex::default();
     new.spans.reserve(picked.len());
     let mut i = 0;
@@ -60,16 +86,16 @@ pub fn reframe(
         while j < picked.len() && index.scopes[picked[j].scope as usize].resource == resource {
             j += 1;
         }
-        let run = &picked[i..j];
-        // (scope, from, to, body size) for each run of one scope.
+        // (scope, from, to, body size) for each run of one scope, with
+        // from/to as positions in `picked`.
         let mut groups: Vec<(u32, usize, usize, usize)> = Vec::new();
-        let mut k = 0;
-        while k < run.len() {
-            let sc = run[k].scope;
+        let mut k = i;
+        while k < j {
+            let sc = picked[k].scope;
             let mut l = k;
             let mut body = 0;
-            while l < run.len() && run[l].scope == sc {
-                body += width(run[l].range);
+            while l < j && picked[l].scope == sc {
+                body += span_width(l);
                 l += 1;
             }
             let entry = &index.scopes[sc as usize];
@@ -78,9 +104,7 @@ pub fn reframe(
             k = l;
         }
         let res = &index.resources[resource as usize];
-        let replaced = new_resources
-            .get(resource as usize)
-            .and_then(|r| r.as_deref());
+        let replaced = repl.resource(resource as usize);
         let resource_width = replaced.map_or(width(res.resource), <[u8]>::len);
         let rs_body: usize = resource_width
             + width(res.schema_url)
@@ -99,11 +123,15 @@ pub fn reframe(
             put_len_header(&mut out, 2, body);
             let new_si = new.scopes.len() as u32;
             let scope_field = copy(&mut out, buf, entry.scope);
-            for span in &run[from..to] {
+            for (k, span) in picked.iter().enumerate().take(to).skip(from) {
+                let (range, base) = match repl.span(first + k) {
+                    Some((bytes, e)) => (copy(&mut out, bytes, (0, bytes.len() as u32)), e),
+                    None => (copy(&mut out, buf, span.range), span),
+                };
                 new.spans.push(SpanEntry {
                     scope: new_si,
-                    range: copy(&mut out, buf, span.range),
-                    ..span.clone()
+                    range,
+                    ..base.clone()
                 });
             }
             let schema_url = copy(&mut out, buf, entry.schema_url);
