@@ -1,7 +1,8 @@
 //! Processors' cost per span on 512-span LLM requests, each in front of a
 //! consumer that only counts: the memory limiter's accept path (one atomic
 //! load per batch) and `resource` (decodes, changes and re-encodes only the
-//! resources; spans are copied as bytes).
+//! resources; spans are copied as bytes) and `llm_cost` (decodes only the
+//! 2 in 5 spans that carry token usage).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -71,6 +72,17 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(SPANS as u64));
     g.bench_function("upsert_512_spans", |b| {
         b.iter(|| rt.block_on(resource.consume(batch.clone())).unwrap())
+    });
+    g.finish();
+
+    let llm_cost = pipeline::processors::llm_cost::LlmCostConfig::default();
+    let sink = Arc::new(Count(AtomicUsize::new(0)));
+    let llm_cost =
+        pipeline::component::ProcessorBuilder::build(&llm_cost, Signal::Traces, sink, &ctx);
+    let mut g = c.benchmark_group("llm_cost");
+    g.throughput(Throughput::Elements(SPANS as u64));
+    g.bench_function("price_512_spans", |b| {
+        b.iter(|| rt.block_on(llm_cost.consume(batch.clone())).unwrap())
     });
     g.finish();
 }

@@ -111,6 +111,8 @@ pub trait ProcessorBuilder: Send + Sync {
 pub struct ProcessorFactory {
     /// Type name in configs (`batch`).
     pub type_name: &'static str,
+    /// Signals it can process.
+    pub signals: &'static [Signal],
     /// Parses and validates a config.
     pub parse: fn(serde_yaml::Value) -> Result<Arc<dyn ProcessorBuilder>, ConfigError>,
 }

@@ -116,16 +116,18 @@ pub fn check(raw: RawConfig) -> Result<Checked, ConfigError> {
         .map(|(id, (_, f))| (id.clone(), f.signals))
         .collect();
     let mut receivers: BTreeMap<_, _> = receivers.into_iter().map(|(id, (b, _))| (id, b)).collect();
-    let processors: BTreeMap<_, _> = parse_section(
+    let processors = parse_section(
         "processors",
         &raw.processors,
         &reg.processors,
         |f| f.type_name,
         |f, v| (f.parse)(v),
-    )?
-    .into_iter()
-    .map(|(id, (b, _))| (id, b))
-    .collect();
+    )?;
+    let processor_signals: BTreeMap<String, &[Signal]> = processors
+        .iter()
+        .map(|(id, (_, f))| (id.clone(), f.signals))
+        .collect();
+    let processors: BTreeMap<_, _> = processors.into_iter().map(|(id, (b, _))| (id, b)).collect();
     let exporters = parse_section(
         "exporters",
         &raw.exporters,
@@ -207,7 +209,10 @@ pub fn check(raw: RawConfig) -> Result<Checked, ConfigError> {
                         receivers.contains_key(id),
                         receiver_signals.get(id).copied(),
                     ),
-                    "processors" => (processors.contains_key(id), None),
+                    "processors" => (
+                        processors.contains_key(id),
+                        processor_signals.get(id).copied(),
+                    ),
                     _ => (
                         exporters.contains_key(id),
                         exporter_signals.get(id).copied(),

@@ -1,6 +1,7 @@
 //! Every processor, one module each.
 
 pub mod batch;
+pub mod llm_cost;
 pub mod memory_limiter;
 pub mod resource;
 

@@ -29,6 +29,7 @@ const QUEUE_REQUESTS: usize = 64;
 pub fn factory() -> ProcessorFactory {
     ProcessorFactory {
         type_name: "batch",
+        signals: &Signal::ALL,
         parse: |v| Ok(Arc::new(parse_config::<BatchConfig>(v)?)),
     }
 }

@@ -29,6 +29,7 @@ pub type MemoryProbe = Arc<dyn Fn() -> u64 + Send + Sync>;
 pub fn factory() -> ProcessorFactory {
     ProcessorFactory {
         type_name: "memory_limiter",
+        signals: &Signal::ALL,
         parse: |v| Ok(Arc::new(parse_config::<MemoryLimiterConfig>(v)?)),
     }
 }

@@ -34,6 +34,7 @@ struct Checked(Arc<Vec<Action>>);
 pub fn factory() -> ProcessorFactory {
     ProcessorFactory {
         type_name: "resource",
+        signals: &Signal::ALL,
         parse: |v| {
             let cfg: ResourceConfig = crate::component::parse_config(v)?;
             Ok(Arc::new(Checked(Arc::new(check_all(

@@ -1,0 +1,258 @@
+//! `llm_cost` (ours): prices GenAI spans from their token usage and writes
+//! the cost in USD to `gen_ai.usage.cost`. Only spans whose bytes mention
+//! token usage are decoded; every other span stays as its original bytes.
+//! Unknown models are counted, never guessed.
+
+mod config;
+mod pricing;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use memchr::memmem::Finder;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::Span;
+
+pub use config::{LlmCostConfig, Price};
+pub use pricing::PRICES_AS_OF;
+
+use crate::batch::{Batch, Signal};
+use crate::component::{parse_config, Context, ProcessorBuilder, ProcessorFactory};
+use crate::consumer::{BoxConsumer, ConsumeError, Consumer};
+use crate::rewrite::rewrite_spans;
+use crate::telemetry::Counter;
+
+/// Input-token attributes, newest convention first.
+const INPUT: [&str; 3] = [
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.prompt_tokens",
+    "llm.usage.prompt_tokens",
+];
+/// Output-token attributes, newest convention first.
+const OUTPUT: [&str; 3] = [
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.completion_tokens",
+    "llm.usage.completion_tokens",
+];
+/// Cached input tokens (a part of the input tokens).
+const CACHED: [&str; 2] = [
+    "gen_ai.usage.cache_read_input_tokens",
+    "gen_ai.usage.cache_read.input_tokens",
+];
+/// The model, most precise first.
+const MODEL: [&str; 3] = [
+    "gen_ai.response.model",
+    "gen_ai.request.model",
+    "llm.request.model",
+];
+/// The provider.
+const PROVIDER: [&str; 2] = ["gen_ai.provider.name", "gen_ai.system"];
+/// Longer model names are treated as unknown.
+const MAX_MODEL_NAME: usize = 256;
+/// Distinct unknown model names logged (each once); beyond it they are only counted.
+const UNKNOWN_LOGGED: usize = 100;
+
+/// The registry entry.
+pub fn factory() -> ProcessorFactory {
+    ProcessorFactory {
+        type_name: "llm_cost",
+        signals: &[Signal::Traces],
+        parse: |v| Ok(Arc::new(parse_config::<LlmCostConfig>(v)?)),
+    }
+}
+
+/// `*` and `?` glob match.
+fn glob(pattern: &[u8], name: &[u8]) -> bool {
+    match (pattern.split_first(), name.split_first()) {
+        (None, None) => true,
+        (Some((b'*', rest)), _) => {
+            glob(rest, name) || (!name.is_empty() && glob(pattern, &name[1..]))
+        }
+        (Some((b'?', rest)), Some((_, n))) => glob(rest, n),
+        (Some((p, rest)), Some((c, n))) if p == c => glob(rest, n),
+        _ => false,
+    }
+}
+
+/// The pricing tables in the order they are consulted.
+pub struct PriceBook {
+    tables: Vec<Vec<Price>>,
+}
+
+impl PriceBook {
+    /// The book a config describes.
+    pub fn new(cfg: &LlmCostConfig) -> PriceBook {
+        let mut tables = vec![cfg.pricing.clone()];
+        if cfg.use_default_pricing {
+            tables.push(pricing::defaults());
+        }
+        PriceBook { tables }
+    }
+
+    /// The price for `model` from `provider`: in each table in turn, an exact
+    /// name beats a glob and a longer glob beats a shorter one.
+    pub fn find(&self, model: &str, provider: Option<&str>) -> Option<&Price> {
+        // Names come from clients; glob matching is super-linear in them.
+        if model.len() > MAX_MODEL_NAME {
+            return None;
+        }
+        let fits = |p: &&Price| {
+            p.provider
+                .as_deref()
+                .is_none_or(|want| Some(want) == provider)
+        };
+        for table in &self.tables {
+            if let Some(p) = table.iter().filter(fits).find(|p| p.model == model) {
+                return Some(p);
+            }
+            let best = table
+                .iter()
+                .filter(fits)
+                .filter(|p| glob(p.model.as_bytes(), model.as_bytes()))
+                .max_by_key(|p| p.model.len());
+            if best.is_some() {
+                return best;
+            }
+        }
+        None
+    }
+}
+
+fn attr<'a>(span: &'a Span, keys: &[&str]) -> Option<&'a Value> {
+    keys.iter()
+        .find_map(|k| span.attributes.iter().find(|a| a.key == *k))
+        .and_then(|a| a.value.as_ref()?.value.as_ref())
+}
+
+fn number(v: Option<&Value>) -> Option<f64> {
+    match v? {
+        Value::IntValue(i) => Some(*i as f64),
+        Value::DoubleValue(d) => Some(*d),
+        Value::StringValue(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn text(v: Option<&Value>) -> Option<&str> {
+    match v? {
+        Value::StringValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// Cost in USD of a call with these token counts at `price`. Cached tokens
+/// are part of the input tokens.
+pub fn cost(price: &Price, input: f64, output: f64, cached: f64) -> f64 {
+    let cached = cached.min(input).max(0.0);
+    let cached_price = price
+        .cached_input_per_million
+        .unwrap_or(price.input_per_million);
+    ((input - cached) * price.input_per_million
+        + cached * cached_price
+        + output * price.output_per_million)
+        / 1e6
+}
+
+struct LlmCost {
+    book: PriceBook,
+    cost_attribute: String,
+    usage: Finder<'static>,
+    next: BoxConsumer,
+    priced: Counter,
+    unknown: Counter,
+    unknown_seen: Mutex<HashSet<String>>,
+    id: String,
+}
+
+impl LlmCost {
+    /// Prices one span; true when it changed.
+    fn price(&self, span: &mut Span) -> bool {
+        let input = number(attr(span, &INPUT));
+        let output = number(attr(span, &OUTPUT));
+        if input.is_none() && output.is_none() {
+            return false;
+        }
+        let Some(model) = text(attr(span, &MODEL)).map(str::to_string) else {
+            return false;
+        };
+        let provider = text(attr(span, &PROVIDER)).map(str::to_string);
+        let Some(price) = self.book.find(&model, provider.as_deref()) else {
+            self.unknown.add(1);
+            let mut seen = self.unknown_seen.lock().unwrap();
+            if seen.len() < UNKNOWN_LOGGED && seen.insert(model.clone()) {
+                tracing::warn!(processor = %self.id, %model, provider = provider.as_deref().unwrap_or(""), "no price for this model; its spans are counted, not priced");
+            }
+            return false;
+        };
+        let usd = cost(
+            price,
+            input.unwrap_or(0.0),
+            output.unwrap_or(0.0),
+            number(attr(span, &CACHED)).unwrap_or(0.0),
+        );
+        let value = Some(AnyValue {
+            value: Some(Value::DoubleValue(usd)),
+        });
+        match span
+            .attributes
+            .iter_mut()
+            .find(|a| a.key == self.cost_attribute)
+        {
+            Some(a) => a.value = value,
+            None => span.attributes.push(KeyValue {
+                key: self.cost_attribute.clone(),
+                value,
+                ..Default::default()
+            }),
+        }
+        self.priced.add(1);
+        true
+    }
+}
+
+#[async_trait]
+impl Consumer for LlmCost {
+    async fn consume(&self, mut batch: Batch) -> Result<(), ConsumeError> {
+        for req in &mut batch.requests {
+            // Every usage attribute key contains "usage."; spans without it
+            // are never decoded.
+            if let Some(new) = rewrite_spans(
+                req,
+                |field| self.usage.find(field).is_some(),
+                |s| self.price(s),
+            ) {
+                *req = new;
+            }
+        }
+        self.next.consume(batch).await
+    }
+}
+
+impl ProcessorBuilder for LlmCostConfig {
+    fn build(&self, _signal: Signal, next: BoxConsumer, ctx: &Context) -> BoxConsumer {
+        let labels = [("processor", ctx.id.as_str())];
+        Arc::new(LlmCost {
+            book: PriceBook::new(self),
+            cost_attribute: self.cost_attribute.clone(),
+            usage: Finder::new(b"usage.").into_owned(),
+            next,
+            priced: ctx.metrics.counter(
+                "observatory_processor_llm_cost_priced_spans_total",
+                "Spans given a cost.",
+                &labels,
+            ),
+            unknown: ctx.metrics.counter(
+                "observatory_processor_llm_cost_unknown_model_spans_total",
+                "Spans with token usage whose model has no price (left unpriced).",
+                &labels,
+            ),
+            unknown_seen: Mutex::new(HashSet::new()),
+            id: ctx.id.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
