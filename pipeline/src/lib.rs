@@ -9,6 +9,7 @@ pub mod component;
 pub mod consumer;
 pub mod duration;
 pub mod generate;
+pub mod inplace;
 pub mod processors;
 pub mod rewrite;
 pub mod rpc_status;

@@ -72,34 +72,37 @@ pub fn rewrite_resources(
     }
 }
 
-/// Applies `f` to the spans whose encoded field passes `wants` (a cheap
-/// byte-level filter, so spans that cannot match are never decoded); returns
-/// the rewritten request when `f` changed any span, or `None`.
-pub fn rewrite_spans(
+/// How far a span replacement can reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Only attributes changed: ids, times and status are as before, so the
+    /// original index entry still holds.
+    AttributesOnly,
+    /// Anything may have changed: validate and index the new bytes.
+    Anything,
+}
+
+/// Offers each span's whole field (tag included) to `f`; where `f` returns
+/// new field bytes they replace the span. Returns the rewritten request, or
+/// `None` when `f` replaced nothing. The rest are copied as they are.
+pub fn replace_spans(
     req: &Request,
-    mut wants: impl FnMut(&[u8]) -> bool,
-    mut f: impl FnMut(&mut Span) -> bool,
+    reach: Reach,
+    mut f: impl FnMut(&[u8]) -> Option<Vec<u8>>,
 ) -> Option<Request> {
     let index = req.index.as_ref()?;
     let mut spans: Vec<Option<(Vec<u8>, SpanEntry)>> = Vec::new();
     for (i, entry) in index.spans.iter().enumerate() {
         let field = &req.bytes[entry.range.0 as usize..entry.range.1 as usize];
-        if !wants(field) {
-            continue;
+        let Some(out) = f(field) else { continue };
+        let entry = match reach {
+            Reach::AttributesOnly => entry.clone(),
+            Reach::Anything => span_entry(&out).ok()?,
+        };
+        if spans.is_empty() {
+            spans.resize(index.spans.len(), None);
         }
-        let mut r = Reader::new(field, 0, field.len(), "ScopeSpans");
-        let body = r.next_field().ok()??.body;
-        let mut span = Span::decode(&field[body.0..body.1]).ok()?;
-        if f(&mut span) {
-            let mut out = Vec::with_capacity(span.encoded_len() + 4);
-            put_len_header(&mut out, 2, span.encoded_len());
-            span.encode_raw(&mut out);
-            let entry = span_entry(&out).ok()?;
-            if spans.is_empty() {
-                spans.resize(index.spans.len(), None);
-            }
-            spans[i] = Some((out, entry));
-        }
+        spans[i] = Some((out, entry));
     }
     if spans.is_empty() {
         return None;
@@ -114,6 +117,38 @@ pub fn rewrite_spans(
         0..index.spans.len(),
         &repl,
     )))
+}
+
+/// Decodes the span in a whole `spans` field, lets `f` change it, and
+/// returns the re-encoded field when `f` says it changed.
+pub fn edit_span(field: &[u8], f: impl FnOnce(&mut Span) -> bool) -> Option<Vec<u8>> {
+    let mut r = Reader::new(field, 0, field.len(), "ScopeSpans");
+    let body = r.next_field().ok()??.body;
+    let mut span = Span::decode(&field[body.0..body.1]).ok()?;
+    if !f(&mut span) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(span.encoded_len() + 4);
+    put_len_header(&mut out, 2, span.encoded_len());
+    span.encode_raw(&mut out);
+    Some(out)
+}
+
+/// Applies `f` to the spans whose encoded field passes `wants` (a cheap
+/// byte-level filter, so spans that cannot match are never decoded); returns
+/// the rewritten request when `f` changed any span, or `None`.
+pub fn rewrite_spans(
+    req: &Request,
+    mut wants: impl FnMut(&[u8]) -> bool,
+    mut f: impl FnMut(&mut Span) -> bool,
+) -> Option<Request> {
+    replace_spans(req, Reach::Anything, |field| {
+        if wants(field) {
+            edit_span(field, &mut f)
+        } else {
+            None
+        }
+    })
 }
 
 fn reencoded(bytes: Vec<u8>, items: usize) -> Request {

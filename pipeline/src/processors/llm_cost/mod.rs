@@ -1,6 +1,7 @@
 //! `llm_cost` (ours): prices GenAI spans from their token usage and writes
-//! the cost in USD to `gen_ai.usage.cost`. Only spans whose bytes mention
-//! token usage are decoded; every other span stays as its original bytes.
+//! the cost in USD to `gen_ai.usage.cost`. Spans are never decoded: the few
+//! attributes pricing needs are read in place and the cost is appended to
+//! the span's bytes; spans without usage stay exactly as they came.
 //! Unknown models are counted, never guessed.
 
 mod config;
@@ -21,7 +22,7 @@ pub use pricing::PRICES_AS_OF;
 use crate::batch::{Batch, Signal};
 use crate::component::{parse_config, Context, ProcessorBuilder, ProcessorFactory};
 use crate::consumer::{BoxConsumer, ConsumeError, Consumer};
-use crate::rewrite::rewrite_spans;
+use crate::rewrite::{replace_spans, Reach};
 use crate::telemetry::Counter;
 
 /// Input-token attributes, newest convention first.
@@ -166,8 +167,82 @@ struct LlmCost {
     id: String,
 }
 
+/// What pricing needs from a span's attributes, read in place.
+#[derive(Default)]
+struct Usage<'a> {
+    input: Option<(usize, f64)>,
+    output: Option<(usize, f64)>,
+    cached: Option<(usize, f64)>,
+    model: Option<(usize, &'a str)>,
+    provider: Option<(usize, &'a str)>,
+    has_cost: bool,
+}
+
+/// Keeps the value whose key comes earliest in `keys` (the newest convention).
+fn prefer<T>(slot: &mut Option<(usize, T)>, keys: &[&str], key: &[u8], value: Option<T>) {
+    if let (Some(rank), Some(v)) = (keys.iter().position(|k| k.as_bytes() == key), value) {
+        if slot.as_ref().is_none_or(|(r, _)| rank < *r) {
+            *slot = Some((rank, v));
+        }
+    }
+}
+
 impl LlmCost {
-    /// Prices one span; true when it changed.
+    /// The price for a model, counting (and logging once) unknown ones.
+    fn lookup(&self, model: &str, provider: Option<&str>) -> Option<&Price> {
+        let price = self.book.find(model, provider);
+        if price.is_none() {
+            self.unknown.add(1);
+            let mut seen = self.unknown_seen.lock().unwrap();
+            if seen.len() < UNKNOWN_LOGGED && seen.insert(model.to_string()) {
+                tracing::warn!(processor = %self.id, %model, provider = provider.unwrap_or(""), "no price for this model; its spans are counted, not priced");
+            }
+        }
+        price
+    }
+
+    /// Prices a span given as its encoded field: reads the attributes in
+    /// place and appends the cost. Falls back to a decode only when the
+    /// span already carries the cost attribute (it must be replaced).
+    fn price_field(&self, field: &[u8]) -> Option<Vec<u8>> {
+        if self.usage.find(field).is_none() {
+            return None;
+        }
+        let mut u = Usage::default();
+        let cost_key = self.cost_attribute.as_bytes();
+        crate::inplace::for_each_attribute(field, |key, value| {
+            prefer(&mut u.input, &INPUT, key, value.number());
+            prefer(&mut u.output, &OUTPUT, key, value.number());
+            prefer(&mut u.cached, &CACHED, key, value.number());
+            let text = match value {
+                crate::inplace::AttrValue::Str(s) => Some(s),
+                _ => None,
+            };
+            prefer(&mut u.model, &MODEL, key, text);
+            prefer(&mut u.provider, &PROVIDER, key, text);
+            u.has_cost |= key == cost_key;
+        });
+        if u.input.is_none() && u.output.is_none() {
+            return None;
+        }
+        let (_, model) = u.model?;
+        if u.has_cost {
+            // Replacing a value inside the span means a decode; still only
+            // attributes change, so the span's index entry holds.
+            return crate::rewrite::edit_span(field, |s| self.price(s));
+        }
+        let price = self.lookup(model, u.provider.map(|p| p.1))?;
+        let usd = cost(
+            price,
+            u.input.map_or(0.0, |x| x.1),
+            u.output.map_or(0.0, |x| x.1),
+            u.cached.map_or(0.0, |x| x.1),
+        );
+        self.priced.add(1);
+        crate::inplace::append_double_attribute(field, &self.cost_attribute, usd)
+    }
+
+    /// Prices one decoded span; true when it changed.
     fn price(&self, span: &mut Span) -> bool {
         let input = number(attr(span, &INPUT));
         let output = number(attr(span, &OUTPUT));
@@ -178,12 +253,7 @@ impl LlmCost {
             return false;
         };
         let provider = text(attr(span, &PROVIDER)).map(str::to_string);
-        let Some(price) = self.book.find(&model, provider.as_deref()) else {
-            self.unknown.add(1);
-            let mut seen = self.unknown_seen.lock().unwrap();
-            if seen.len() < UNKNOWN_LOGGED && seen.insert(model.clone()) {
-                tracing::warn!(processor = %self.id, %model, provider = provider.as_deref().unwrap_or(""), "no price for this model; its spans are counted, not priced");
-            }
+        let Some(price) = self.lookup(&model, provider.as_deref()) else {
             return false;
         };
         let usd = cost(
@@ -217,12 +287,10 @@ impl Consumer for LlmCost {
     async fn consume(&self, mut batch: Batch) -> Result<(), ConsumeError> {
         for req in &mut batch.requests {
             // Every usage attribute key contains "usage."; spans without it
-            // are never decoded.
-            if let Some(new) = rewrite_spans(
-                req,
-                |field| self.usage.find(field).is_some(),
-                |s| self.price(s),
-            ) {
+            // are not even read attribute by attribute.
+            if let Some(new) =
+                replace_spans(req, Reach::AttributesOnly, |field| self.price_field(field))
+            {
                 *req = new;
             }
         }

@@ -148,6 +148,45 @@ fn cost_follows_the_price_and_every_usage_convention() {
     let mut e = span(&[("gen_ai.request.model", s("m"))]);
     assert!(!p.price(&mut e));
     assert_eq!(p.priced.get(), 3);
+
+    // The in-place path prices the encoded span identically, and replaces
+    // (not duplicates) a cost that is already there.
+    let encode = |sp: &Span| {
+        opentelemetry_proto::tonic::trace::v1::ScopeSpans {
+            spans: vec![sp.clone()],
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    let decode = |b: Vec<u8>| {
+        opentelemetry_proto::tonic::trace::v1::ScopeSpans::decode(b.as_slice())
+            .unwrap()
+            .spans
+            .remove(0)
+    };
+    let raw = span(&[
+        ("gen_ai.request.model", s("m")),
+        ("gen_ai.usage.input_tokens", Value::IntValue(1_000_000)),
+        (
+            "gen_ai.usage.cache_read_input_tokens",
+            Value::IntValue(200_000),
+        ),
+        ("gen_ai.usage.output_tokens", Value::IntValue(100_000)),
+    ]);
+    let priced = decode(p.price_field(&encode(&raw)).unwrap());
+    assert_eq!(priced, a, "in place == decoded");
+    let again = decode(p.price_field(&encode(&priced)).unwrap());
+    assert_eq!(
+        again
+            .attributes
+            .iter()
+            .filter(|x| x.key == "gen_ai.usage.cost")
+            .count(),
+        1
+    );
+    assert!(p
+        .price_field(&encode(&span(&[("gen_ai.request.model", s("m"))])))
+        .is_none());
 }
 
 #[tokio::test]

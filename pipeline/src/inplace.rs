@@ -1,0 +1,154 @@
+//! Reading and adding span attributes in the encoded bytes, for processors
+//! that look at a few attributes and add one: no decode, no re-encode.
+
+use crate::wire::{put_len_header, put_varint, Reader, FIXED64, LEN, VARINT};
+
+/// An attribute value read in place.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AttrValue<'a> {
+    /// `string_value`.
+    Str(&'a str),
+    /// `int_value`.
+    Int(i64),
+    /// `double_value`.
+    Double(f64),
+    /// `bool_value`.
+    Bool(bool),
+    /// Arrays, maps, bytes, or no value.
+    Other,
+}
+
+impl AttrValue<'_> {
+    /// The value as a number, if it is one (or a string holding one).
+    pub fn number(&self) -> Option<f64> {
+        match self {
+            AttrValue::Int(i) => Some(*i as f64),
+            AttrValue::Double(d) => Some(*d),
+            AttrValue::Str(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+}
+
+fn any_value(buf: &[u8], start: usize, end: usize) -> AttrValue<'_> {
+    let mut r = Reader::new(buf, start, end, "AnyValue");
+    let mut v = AttrValue::Other;
+    // The last value field wins, as in a decode.
+    while let Ok(Some(f)) = r.next_field() {
+        v = match (f.number, f.wire) {
+            (1, LEN) => std::str::from_utf8(&buf[f.body.0..f.body.1])
+                .map_or(AttrValue::Other, AttrValue::Str),
+            (2, VARINT) => AttrValue::Bool(f.value != 0),
+            (3, VARINT) => AttrValue::Int(f.value as i64),
+            (4, FIXED64) => AttrValue::Double(f64::from_bits(f.value)),
+            _ => AttrValue::Other,
+        };
+    }
+    v
+}
+
+/// Calls `f(key, value)` for each attribute of a span given as a whole
+/// `spans` field (tag included) of a validated request.
+pub fn for_each_attribute<'a>(field: &'a [u8], mut f: impl FnMut(&'a [u8], AttrValue<'a>)) {
+    let mut outer = Reader::new(field, 0, field.len(), "ScopeSpans");
+    let Ok(Some(span)) = outer.next_field() else {
+        return;
+    };
+    let mut r = Reader::new(field, span.body.0, span.body.1, "Span");
+    while let Ok(Some(a)) = r.next_field() {
+        if a.number != 9 || a.wire != LEN {
+            continue;
+        }
+        let mut kv = Reader::new(field, a.body.0, a.body.1, "KeyValue");
+        let (mut key, mut value) = (&field[0..0], AttrValue::Other);
+        while let Ok(Some(x)) = kv.next_field() {
+            match (x.number, x.wire) {
+                (1, LEN) => key = &field[x.body.0..x.body.1],
+                (2, LEN) => value = any_value(field, x.body.0, x.body.1),
+                _ => {}
+            }
+        }
+        f(key, value);
+    }
+}
+
+/// The span field with a double attribute appended (repeated fields append,
+/// so the result decodes to the span plus the attribute).
+pub fn append_double_attribute(field: &[u8], key: &str, value: f64) -> Option<Vec<u8>> {
+    let mut outer = Reader::new(field, 0, field.len(), "ScopeSpans");
+    let span = outer.next_field().ok()??;
+    let body = &field[span.body.0..span.body.1];
+    // KeyValue { key = 1; value = 2: AnyValue { double_value = 4 } }
+    let mut kv = Vec::with_capacity(key.len() + 16);
+    put_len_header(&mut kv, 1, key.len());
+    kv.extend_from_slice(key.as_bytes());
+    put_len_header(&mut kv, 2, 9);
+    put_varint(&mut kv, (4 << 3) | u64::from(FIXED64));
+    kv.extend_from_slice(&value.to_bits().to_le_bytes());
+    let mut attr = Vec::with_capacity(kv.len() + 3);
+    put_len_header(&mut attr, 9, kv.len());
+    attr.extend_from_slice(&kv);
+    let mut out = Vec::with_capacity(field.len() + attr.len() + 4);
+    put_len_header(&mut out, 2, body.len() + attr.len());
+    out.extend_from_slice(body);
+    out.extend_from_slice(&attr);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::{Generator, GeneratorOptions};
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use opentelemetry_proto::tonic::trace::v1::ScopeSpans;
+    use prost::Message;
+
+    #[test]
+    fn reads_what_prost_reads_and_appends_what_prost_decodes() {
+        let req = Generator::new(GeneratorOptions::default()).spans(10);
+        for span in req
+            .resource_spans
+            .iter()
+            .flat_map(|r| r.scope_spans[0].spans.iter())
+        {
+            let field = ScopeSpans {
+                spans: vec![span.clone()],
+                ..Default::default()
+            }
+            .encode_to_vec();
+            let mut seen = Vec::new();
+            for_each_attribute(&field, |k, v| {
+                seen.push((String::from_utf8(k.to_vec()).unwrap(), format!("{v:?}")))
+            });
+            let want: Vec<(String, String)> = span
+                .attributes
+                .iter()
+                .map(|a| {
+                    let v = match a.value.as_ref().and_then(|v| v.value.as_ref()) {
+                        Some(Value::StringValue(s)) => format!("{:?}", AttrValue::Str(s)),
+                        Some(Value::IntValue(i)) => format!("{:?}", AttrValue::Int(*i)),
+                        Some(Value::DoubleValue(d)) => format!("{:?}", AttrValue::Double(*d)),
+                        Some(Value::BoolValue(b)) => format!("{:?}", AttrValue::Bool(*b)),
+                        _ => format!("{:?}", AttrValue::Other),
+                    };
+                    (a.key.clone(), v)
+                })
+                .collect();
+            assert_eq!(seen, want);
+
+            let out = append_double_attribute(&field, "gen_ai.usage.cost", 0.125).unwrap();
+            let back = ScopeSpans::decode(out.as_slice()).unwrap().spans.remove(0);
+            let mut expect = span.clone();
+            expect
+                .attributes
+                .push(opentelemetry_proto::tonic::common::v1::KeyValue {
+                    key: "gen_ai.usage.cost".into(),
+                    value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                        value: Some(Value::DoubleValue(0.125)),
+                    }),
+                    ..Default::default()
+                });
+            assert_eq!(back, expect);
+        }
+    }
+}
