@@ -120,3 +120,77 @@ async fn each_receiver_tags_its_own_source() {
         .extend(claude_req.resource_spans.clone());
     assert_eq!(strip(&got), strip(&sent));
 }
+
+const PRICED: &str = r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:@HTTP@
+processors:
+  llm_cost:
+exporters:
+  file:
+    path: @DIR@/traces.jsonl
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [llm_cost]
+      exporters: [file]
+"#;
+
+#[tokio::test]
+async fn an_empty_llm_cost_config_prices_with_the_built_in_table() {
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    let c = Collector::start(PRICED);
+    let kv = |k: &str, v: Value| KeyValue {
+        key: k.into(),
+        value: Some(opentelemetry_proto::tonic::common::v1::AnyValue { value: Some(v) }),
+        ..Default::default()
+    };
+    let mut req = Generator::new(GeneratorOptions::default()).spans(1);
+    // One gpt-4o-mini call: 10,000 input and 2,000 output tokens cost
+    // 10,000 × 0.15 + 2,000 × 0.60 per million = 0.0027 USD.
+    req.resource_spans[0].scope_spans[0].spans = vec![Span {
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        name: "chat gpt-4o-mini".into(),
+        attributes: vec![
+            kv("gen_ai.system", Value::StringValue("openai".into())),
+            kv(
+                "gen_ai.request.model",
+                Value::StringValue("gpt-4o-mini".into()),
+            ),
+            kv("gen_ai.usage.input_tokens", Value::IntValue(10_000)),
+            kv("gen_ai.usage.output_tokens", Value::IntValue(2_000)),
+        ],
+        ..Default::default()
+    }];
+    let (status, _, _) = http_post(
+        c.http,
+        "/v1/traces",
+        "application/json",
+        None,
+        serde_json::to_vec(&req).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let lines = wait_for_lines(&c.path("traces.jsonl"), count_spans, 1);
+    let got = traces_from(&lines);
+    let span = &got.resource_spans[0].scope_spans[0].spans[0];
+    let cost = span
+        .attributes
+        .iter()
+        .find(|a| a.key == "gen_ai.usage.cost")
+        .and_then(|a| a.value.as_ref()?.value.clone());
+    match cost {
+        Some(Value::DoubleValue(usd)) => assert!((usd - 0.0027).abs() < 1e-12, "{usd}"),
+        other => panic!("no cost: {other:?}"),
+    }
+    assert_eq!(
+        c.metric("observatory_processor_llm_cost_priced_spans_total{processor=\"llm_cost\"}"),
+        Some(1.0)
+    );
+}

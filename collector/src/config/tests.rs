@@ -169,6 +169,24 @@ fn graph_errors_are_named() {
 }
 
 #[test]
+fn a_processor_in_a_pipeline_of_another_signal_is_refused() {
+    let yaml = MINIMAL
+        .replace(
+            "exporters:\n  nop:\n",
+            "exporters:\n  nop:\nprocessors:\n  llm_cost:\n",
+        )
+        .replace(
+            "    traces:\n      receivers: [otlp]\n",
+            "    logs:\n      receivers: [otlp]\n      processors: [llm_cost]\n",
+        );
+    let e = err(&yaml);
+    assert!(
+        e.contains("service.pipelines.logs.processors: \"llm_cost\" does not support logs"),
+        "{e}"
+    );
+}
+
+#[test]
 fn unused_components_are_warnings() {
     let c = load(&MINIMAL.replace("  nop:\n", "  nop:\n  debug:\n")).unwrap();
     assert_eq!(

@@ -11,6 +11,7 @@ use crate::component::ProcessorFactory;
 pub fn factories() -> Vec<ProcessorFactory> {
     vec![
         batch::factory(),
+        llm_cost::factory(),
         memory_limiter::factory(),
         resource::factory(),
     ]

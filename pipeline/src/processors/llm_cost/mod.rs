@@ -205,9 +205,7 @@ impl LlmCost {
     /// place and appends the cost. Falls back to a decode only when the
     /// span already carries the cost attribute (it must be replaced).
     fn price_field(&self, field: &[u8]) -> Option<Vec<u8>> {
-        if self.usage.find(field).is_none() {
-            return None;
-        }
+        self.usage.find(field)?;
         let mut u = Usage::default();
         let cost_key = self.cost_attribute.as_bytes();
         crate::inplace::for_each_attribute(field, |key, value| {
