@@ -2,7 +2,8 @@
 //! consumer that only counts: the memory limiter's accept path (one atomic
 //! load per batch) and `resource` (decodes, changes and re-encodes only the
 //! resources; spans are copied as bytes) and `llm_cost` (decodes only the
-//! 2 in 5 spans that carry token usage).
+//! 2 in 5 spans that carry token usage) and `attributes` (decodes each span
+//! to match its name, changes 1 in 5).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -72,6 +73,19 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(SPANS as u64));
     g.bench_function("upsert_512_spans", |b| {
         b.iter(|| rt.block_on(resource.consume(batch.clone())).unwrap())
+    });
+    g.finish();
+
+    let yaml = "include:\n  match_type: strict\n  span_names: [llm.chat_completion]\nactions:\n  - {key: reviewed, value: true, action: upsert}\n";
+    let attributes =
+        (pipeline::processors::attributes::factory().parse)(serde_yaml::from_str(yaml).unwrap())
+            .unwrap();
+    let sink = Arc::new(Count(AtomicUsize::new(0)));
+    let attributes = attributes.build(Signal::Traces, sink, &ctx);
+    let mut g = c.benchmark_group("attributes");
+    g.throughput(Throughput::Elements(SPANS as u64));
+    g.bench_function("upsert_on_1_in_5_spans", |b| {
+        b.iter(|| rt.block_on(attributes.consume(batch.clone())).unwrap())
     });
     g.finish();
 

@@ -12,9 +12,50 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
 use crate::batch::{Request, Signal};
-use crate::scan::{span_entry, SpanEntry};
+use crate::scan::{span_entry, Span32, SpanEntry};
 use crate::split::{reframe, traces_request, Replacements};
 use crate::wire::{put_len_header, Reader};
+
+/// Decodes a whole field (tag included) recorded in an index; `None` for an
+/// absent field.
+pub fn decode_field<M: Message + Default>(buf: &[u8], range: Span32) -> Option<M> {
+    let (start, end) = (range.0 as usize, range.1 as usize);
+    if start == end {
+        return None;
+    }
+    // The field was validated by the scan; read past its header.
+    let mut r = Reader::new(buf, start, end, "field");
+    let field = r.next_field().ok()??;
+    M::decode(&buf[field.body.0..field.body.1]).ok()
+}
+
+/// Decodes a logs or metrics request, lets `f` change it (it gets the one
+/// that matches the signal), and re-encodes it when `f` says it changed.
+pub fn rewrite_decoded(
+    signal: Signal,
+    req: &Request,
+    f: impl FnOnce(
+        Option<&mut ExportLogsServiceRequest>,
+        Option<&mut ExportMetricsServiceRequest>,
+    ) -> bool,
+) -> Option<Request> {
+    let bytes = match signal {
+        Signal::Traces => return None,
+        Signal::Logs => {
+            let mut decoded = ExportLogsServiceRequest::decode(req.bytes.clone()).ok()?;
+            f(Some(&mut decoded), None).then(|| decoded.encode_to_vec())?
+        }
+        Signal::Metrics => {
+            let mut decoded = ExportMetricsServiceRequest::decode(req.bytes.clone()).ok()?;
+            f(None, Some(&mut decoded)).then(|| decoded.encode_to_vec())?
+        }
+    };
+    Some(Request {
+        bytes: Bytes::from(bytes),
+        items: req.items,
+        index: None::<Arc<_>>,
+    })
+}
 
 /// Applies `f` to every resource of a request; returns the rewritten request
 /// when `f` changed any, or `None` to keep the original. Traces decode only
@@ -24,52 +65,39 @@ pub fn rewrite_resources(
     req: &Request,
     mut f: impl FnMut(&mut Resource) -> bool,
 ) -> Option<Request> {
-    match signal {
-        Signal::Traces => {
-            let index = req.index.as_ref()?;
-            let mut replaced: Vec<Option<Vec<u8>>> = vec![None; index.resources.len()];
+    if signal != Signal::Traces {
+        return rewrite_decoded(signal, req, |logs, metrics| {
             let mut any = false;
-            for (i, entry) in index.resources.iter().enumerate() {
-                let (start, end) = (entry.resource.0 as usize, entry.resource.1 as usize);
-                let mut resource = if start == end {
-                    Resource::default()
-                } else {
-                    // The field was validated by the scan; read past its header.
-                    let mut r = Reader::new(&req.bytes, start, end, "Resource");
-                    let field = r.next_field().ok()??;
-                    Resource::decode(&req.bytes[field.body.0..field.body.1]).ok()?
-                };
-                if f(&mut resource) {
-                    let mut out = Vec::with_capacity(resource.encoded_len() + 4);
-                    put_len_header(&mut out, 1, resource.encoded_len());
-                    resource.encode_raw(&mut out);
-                    replaced[i] = Some(out);
-                    any = true;
-                }
-            }
-            let repl = Replacements {
-                resources: replaced,
-                spans: Vec::new(),
-            };
-            any.then(|| traces_request(reframe(&req.bytes, index, 0..index.spans.len(), &repl)))
-        }
-        Signal::Logs => {
-            let mut decoded = ExportLogsServiceRequest::decode(req.bytes.clone()).ok()?;
-            let mut any = false;
-            for rl in &mut decoded.resource_logs {
+            for rl in logs.into_iter().flat_map(|l| l.resource_logs.iter_mut()) {
                 any |= f(rl.resource.get_or_insert_with(Resource::default));
             }
-            any.then(|| reencoded(decoded.encode_to_vec(), req.items))
-        }
-        Signal::Metrics => {
-            let mut decoded = ExportMetricsServiceRequest::decode(req.bytes.clone()).ok()?;
-            let mut any = false;
-            for rm in &mut decoded.resource_metrics {
+            for rm in metrics
+                .into_iter()
+                .flat_map(|m| m.resource_metrics.iter_mut())
+            {
                 any |= f(rm.resource.get_or_insert_with(Resource::default));
             }
-            any.then(|| reencoded(decoded.encode_to_vec(), req.items))
+            any
+        });
+    }
+    let index = req.index.as_ref()?;
+    let mut replaced: Vec<Option<Vec<u8>>> = vec![None; index.resources.len()];
+    let mut any = false;
+    for (i, entry) in index.resources.iter().enumerate() {
+        let mut resource: Resource = decode_field(&req.bytes, entry.resource).unwrap_or_default();
+        if f(&mut resource) {
+            let mut out = Vec::with_capacity(resource.encoded_len() + 4);
+            put_len_header(&mut out, 1, resource.encoded_len());
+            resource.encode_raw(&mut out);
+            replaced[i] = Some(out);
+            any = true;
         }
     }
+    let repl = Replacements {
+        resources: replaced,
+        spans: Vec::new(),
+    };
+    any.then(|| traces_request(reframe(&req.bytes, index, 0..index.spans.len(), &repl)))
 }
 
 /// How far a span replacement can reach.
@@ -82,19 +110,20 @@ pub enum Reach {
     Anything,
 }
 
-/// Offers each span's whole field (tag included) to `f`; where `f` returns
-/// new field bytes they replace the span. Returns the rewritten request, or
-/// `None` when `f` replaced nothing. The rest are copied as they are.
+/// Offers each span's index entry and whole field (tag included) to `f`;
+/// where `f` returns new field bytes they replace the span. Returns the
+/// rewritten request, or `None` when `f` replaced nothing. The rest are
+/// copied as they are.
 pub fn replace_spans(
     req: &Request,
     reach: Reach,
-    mut f: impl FnMut(&[u8]) -> Option<Vec<u8>>,
+    mut f: impl FnMut(&SpanEntry, &[u8]) -> Option<Vec<u8>>,
 ) -> Option<Request> {
     let index = req.index.as_ref()?;
     let mut spans: Vec<Option<(Vec<u8>, SpanEntry)>> = Vec::new();
     for (i, entry) in index.spans.iter().enumerate() {
         let field = &req.bytes[entry.range.0 as usize..entry.range.1 as usize];
-        let Some(out) = f(field) else { continue };
+        let Some(out) = f(entry, field) else { continue };
         let entry = match reach {
             Reach::AttributesOnly => entry.clone(),
             Reach::Anything => span_entry(&out).ok()?,
@@ -142,21 +171,13 @@ pub fn rewrite_spans(
     mut wants: impl FnMut(&[u8]) -> bool,
     mut f: impl FnMut(&mut Span) -> bool,
 ) -> Option<Request> {
-    replace_spans(req, Reach::Anything, |field| {
+    replace_spans(req, Reach::Anything, |_, field| {
         if wants(field) {
             edit_span(field, &mut f)
         } else {
             None
         }
     })
-}
-
-fn reencoded(bytes: Vec<u8>, items: usize) -> Request {
-    Request {
-        bytes: Bytes::from(bytes),
-        items,
-        index: None::<Arc<_>>,
-    }
 }
 
 #[cfg(test)]

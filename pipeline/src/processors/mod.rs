@@ -1,5 +1,6 @@
 //! Every processor, one module each.
 
+pub mod attributes;
 pub mod batch;
 pub mod llm_cost;
 pub mod memory_limiter;
@@ -10,6 +11,7 @@ use crate::component::ProcessorFactory;
 /// The built-in processor types.
 pub fn factories() -> Vec<ProcessorFactory> {
     vec![
+        attributes::factory(),
         batch::factory(),
         llm_cost::factory(),
         memory_limiter::factory(),

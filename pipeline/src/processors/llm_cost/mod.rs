@@ -286,9 +286,9 @@ impl Consumer for LlmCost {
         for req in &mut batch.requests {
             // Every usage attribute key contains "usage."; spans without it
             // are not even read attribute by attribute.
-            if let Some(new) =
-                replace_spans(req, Reach::AttributesOnly, |field| self.price_field(field))
-            {
+            if let Some(new) = replace_spans(req, Reach::AttributesOnly, |_, field| {
+                self.price_field(field)
+            }) {
                 *req = new;
             }
         }
