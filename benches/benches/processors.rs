@@ -3,7 +3,8 @@
 //! load per batch) and `resource` (decodes, changes and re-encodes only the
 //! resources; spans are copied as bytes) and `llm_cost` (decodes only the
 //! 2 in 5 spans that carry token usage) and `attributes` (decodes each span
-//! to match its name, changes 1 in 5).
+//! to match its name, changes 1 in 5) and `probabilistic_sampler` (hashes
+//! trace ids from the index, copies the kept spans' bytes).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -86,6 +87,18 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(SPANS as u64));
     g.bench_function("upsert_on_1_in_5_spans", |b| {
         b.iter(|| rt.block_on(attributes.consume(batch.clone())).unwrap())
+    });
+    g.finish();
+
+    let sampler: pipeline::processors::probabilistic_sampler::ProbabilisticSamplerConfig =
+        serde_yaml::from_str("sampling_percentage: 10\n").unwrap();
+    let sink = Arc::new(Count(AtomicUsize::new(0)));
+    let sampler =
+        pipeline::component::ProcessorBuilder::build(&sampler, Signal::Traces, sink, &ctx);
+    let mut g = c.benchmark_group("probabilistic_sampler");
+    g.throughput(Throughput::Elements(SPANS as u64));
+    g.bench_function("keep_10_percent", |b| {
+        b.iter(|| rt.block_on(sampler.consume(batch.clone())).unwrap())
     });
     g.finish();
 

@@ -151,6 +151,28 @@ pub fn reframe(
     (out, new)
 }
 
+/// The request with only the spans `keep` accepts (their bytes copied as
+/// they are); `None` when it keeps all of them.
+pub fn filter_spans(req: &Request, mut keep: impl FnMut(&SpanEntry) -> bool) -> Option<Request> {
+    let index = req.index.as_ref().expect("traces requests carry an index");
+    let kept: Vec<SpanEntry> = index.spans.iter().filter(|s| keep(s)).cloned().collect();
+    if kept.len() == index.spans.len() {
+        return None;
+    }
+    let subset = SpanIndex {
+        resources: index.resources.clone(),
+        scopes: index.scopes.clone(),
+        spans: kept,
+    };
+    let n = subset.spans.len();
+    Some(traces_request(reframe(
+        &req.bytes,
+        &subset,
+        0..n,
+        &Replacements::default(),
+    )))
+}
+
 /// A traces request from re-framed bytes and their index.
 pub fn traces_request((bytes, index): (Vec<u8>, SpanIndex)) -> Request {
     Request {

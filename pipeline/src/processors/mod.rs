@@ -4,6 +4,7 @@ pub mod attributes;
 pub mod batch;
 pub mod llm_cost;
 pub mod memory_limiter;
+pub mod probabilistic_sampler;
 pub mod resource;
 
 use crate::component::ProcessorFactory;
@@ -15,6 +16,7 @@ pub fn factories() -> Vec<ProcessorFactory> {
         batch::factory(),
         llm_cost::factory(),
         memory_limiter::factory(),
+        probabilistic_sampler::factory(),
         resource::factory(),
     ]
 }
