@@ -4,7 +4,8 @@
 //! resources; spans are copied as bytes) and `llm_cost` (decodes only the
 //! 2 in 5 spans that carry token usage) and `attributes` (decodes each span
 //! to match its name, changes 1 in 5) and `probabilistic_sampler` (hashes
-//! trace ids from the index, copies the kept spans' bytes).
+//! trace ids from the index, copies the kept spans' bytes) and `redaction`
+//! (decodes every span to scan its strings).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -99,6 +100,19 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(SPANS as u64));
     g.bench_function("keep_10_percent", |b| {
         b.iter(|| rt.block_on(sampler.consume(batch.clone())).unwrap())
+    });
+    g.finish();
+
+    let yaml = "allow_all_keys: true\nblocked_value_presets: [email, credit_card, api_key]\n";
+    let redaction =
+        (pipeline::processors::redaction::factory().parse)(serde_yaml::from_str(yaml).unwrap())
+            .unwrap();
+    let sink = Arc::new(Count(AtomicUsize::new(0)));
+    let redaction = redaction.build(Signal::Traces, sink, &ctx);
+    let mut g = c.benchmark_group("redaction");
+    g.throughput(Throughput::Elements(SPANS as u64));
+    g.bench_function("three_presets_no_hits", |b| {
+        b.iter(|| rt.block_on(redaction.consume(batch.clone())).unwrap())
     });
     g.finish();
 

@@ -72,6 +72,21 @@ pub fn for_each_attribute<'a>(field: &'a [u8], mut f: impl FnMut(&'a [u8], AttrV
     }
 }
 
+/// Whether a span (whole `spans` field) has any event or link.
+pub fn has_events_or_links(field: &[u8]) -> bool {
+    let mut outer = Reader::new(field, 0, field.len(), "ScopeSpans");
+    let Ok(Some(span)) = outer.next_field() else {
+        return false;
+    };
+    let mut r = Reader::new(field, span.body.0, span.body.1, "Span");
+    while let Ok(Some(f)) = r.next_field() {
+        if f.number == 11 || f.number == 13 {
+            return true;
+        }
+    }
+    false
+}
+
 /// The span field with a double attribute appended (repeated fields append,
 /// so the result decodes to the span plus the attribute).
 pub fn append_double_attribute(field: &[u8], key: &str, value: f64) -> Option<Vec<u8>> {

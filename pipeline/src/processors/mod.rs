@@ -5,6 +5,7 @@ pub mod batch;
 pub mod llm_cost;
 pub mod memory_limiter;
 pub mod probabilistic_sampler;
+pub mod redaction;
 pub mod resource;
 
 use crate::component::ProcessorFactory;
@@ -17,6 +18,7 @@ pub fn factories() -> Vec<ProcessorFactory> {
         llm_cost::factory(),
         memory_limiter::factory(),
         probabilistic_sampler::factory(),
+        redaction::factory(),
         resource::factory(),
     ]
 }

@@ -1,0 +1,476 @@
+//! `redaction`: removes attributes not on an allow-list and masks secrets
+//! and personal data in the rest, with otelcol's keys; adds named presets
+//! and a switch that drops GenAI prompt and completion content. Applies to
+//! span, span event and link, and resource attributes, log bodies (strings,
+//! maps and arrays, recursively) and attributes, and metric data point
+//! attributes.
+
+mod config;
+mod presets;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use regex::{Regex, RegexSet};
+use sha2::Digest;
+
+pub use config::RedactionConfig;
+pub use presets::{luhn, preset, Preset, NAMES as PRESET_NAMES};
+
+use crate::batch::{Batch, Request, Signal};
+use crate::component::{parse_config, ConfigError, Context, ProcessorBuilder, ProcessorFactory};
+use crate::consumer::{BoxConsumer, ConsumeError, Consumer};
+use crate::rewrite::{rewrite_decoded, rewrite_resources, rewrite_spans};
+
+/// GenAI content attributes (current and older conventions).
+const GENAI_KEYS: [&str; 5] = [
+    "gen_ai.prompt",
+    "gen_ai.completion",
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.system_instructions",
+];
+/// GenAI content events and log event names.
+const GENAI_EVENTS: [&str; 8] = [
+    "gen_ai.content.prompt",
+    "gen_ai.content.completion",
+    "gen_ai.system.message",
+    "gen_ai.user.message",
+    "gen_ai.assistant.message",
+    "gen_ai.tool.message",
+    "gen_ai.choice",
+    "gen_ai.client.inference.operation.details",
+];
+
+fn genai_key(k: &str) -> bool {
+    GENAI_KEYS.contains(&k)
+        || k.starts_with("gen_ai.prompt.")
+        || k.starts_with("gen_ai.completion.")
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Hash {
+    None,
+    Md5,
+    Sha1,
+    Sha256,
+    Sha3,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Summary {
+    Silent,
+    Info,
+    Debug,
+}
+
+/// A checked redaction config.
+pub struct Redactor {
+    allow_all: bool,
+    allowed: HashSet<String>,
+    ignored: HashSet<String>,
+    blocked_keys: Vec<Regex>,
+    blocked_values: Vec<Regex>,
+    allowed_values: Vec<Regex>,
+    presets: Vec<Preset>,
+    /// Every value pattern at once: one pass says whether any can match.
+    any_blocked: RegexSet,
+    hash: Hash,
+    summary: Summary,
+    drop_genai: bool,
+}
+
+fn regexes(at: &str, list: &[String]) -> Result<Vec<Regex>, ConfigError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Regex::new(p)
+                .map_err(|e| ConfigError::new(format!("{at}.{i}"), format!("invalid regex: {e}")))
+        })
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Redactor {
+    /// Checks a config.
+    pub fn new(cfg: &RedactionConfig) -> Result<Redactor, ConfigError> {
+        let presets: Vec<Preset> = cfg
+            .blocked_value_presets
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                preset(n).ok_or_else(|| {
+                    ConfigError::new(
+                        format!("blocked_value_presets.{i}"),
+                        format!("unknown preset {n:?}; known: {}", PRESET_NAMES.join(", ")),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let blocked_values = regexes("blocked_values", &cfg.blocked_values)?;
+        let patterns = blocked_values.iter().map(|r| r.as_str().to_string()).chain(
+            presets
+                .iter()
+                .map(|p: &Preset| p.regex.as_str().to_string()),
+        );
+        let any_blocked = RegexSet::new(patterns)
+            .map_err(|e| ConfigError::new("blocked_values", format!("invalid regex: {e}")))?;
+        Ok(Redactor {
+            allow_all: cfg.allow_all_keys,
+            any_blocked,
+            allowed: cfg.allowed_keys.iter().cloned().collect(),
+            ignored: cfg.ignored_keys.iter().cloned().collect(),
+            blocked_keys: regexes("blocked_key_patterns", &cfg.blocked_key_patterns)?,
+            blocked_values,
+            allowed_values: regexes("allowed_values", &cfg.allowed_values)?,
+            presets,
+            hash: match cfg.hash_function.as_str() {
+                "none" | "" => Hash::None,
+                "md5" => Hash::Md5,
+                "sha1" => Hash::Sha1,
+                "sha256" => Hash::Sha256,
+                "sha3" => Hash::Sha3,
+                other => {
+                    return Err(ConfigError::new(
+                        "hash_function",
+                        format!("unknown {other:?}: use sha256, sha1, md5, sha3 or none"),
+                    ))
+                }
+            },
+            summary: match cfg.summary.as_str() {
+                "silent" => Summary::Silent,
+                "info" => Summary::Info,
+                "debug" => Summary::Debug,
+                other => {
+                    return Err(ConfigError::new(
+                        "summary",
+                        format!("unknown {other:?}: use debug, info or silent"),
+                    ))
+                }
+            },
+            drop_genai: cfg.drop_genai_content,
+        })
+    }
+
+    /// What a masked part becomes.
+    fn mask(&self, s: &str) -> String {
+        match self.hash {
+            Hash::None => "****".into(),
+            Hash::Md5 => hex(&md5::Md5::digest(s.as_bytes())),
+            Hash::Sha1 => hex(&sha1::Sha1::digest(s.as_bytes())),
+            Hash::Sha256 => hex(&sha2::Sha256::digest(s.as_bytes())),
+            Hash::Sha3 => hex(&sha3::Sha3_256::digest(s.as_bytes())),
+        }
+    }
+
+    /// The string with every blocked part masked, or `None` if unchanged.
+    pub fn scrub(&self, s: &str) -> Option<String> {
+        if !self.any_blocked.is_match(s) || self.allowed_values.iter().any(|r| r.is_match(s)) {
+            return None;
+        }
+        // Collect the byte ranges to mask, then mask them in one pass.
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        for r in &self.blocked_values {
+            spans.extend(r.find_iter(s).map(|m| (m.start(), m.end())));
+        }
+        for p in &self.presets {
+            for c in p.regex.captures_iter(s) {
+                if let Some(m) = c.get(p.group) {
+                    if (p.check)(m.as_str()) {
+                        spans.push((m.start(), m.end()));
+                    }
+                }
+            }
+        }
+        if spans.is_empty() {
+            return None;
+        }
+        spans.sort_unstable();
+        let mut out = String::with_capacity(s.len());
+        let mut at = 0;
+        for (start, end) in spans {
+            if start < at {
+                continue; // overlaps a part already masked
+            }
+            out.push_str(&s[at..start]);
+            out.push_str(&self.mask(&s[start..end]));
+            at = end;
+        }
+        out.push_str(&s[at..]);
+        Some(out)
+    }
+
+    /// Scrubs a value and everything inside it; true if it changed.
+    pub fn any_value(&self, v: &mut AnyValue) -> bool {
+        match &mut v.value {
+            Some(Value::StringValue(s)) => match self.scrub(s) {
+                Some(new) => {
+                    *s = new;
+                    true
+                }
+                None => false,
+            },
+            Some(Value::ArrayValue(a)) => a
+                .values
+                .iter_mut()
+                .fold(false, |c, v| self.any_value(v) | c),
+            Some(Value::KvlistValue(kv)) => {
+                let mut changed = false;
+                for kv in &mut kv.values {
+                    if self.blocked_keys.iter().any(|r| r.is_match(&kv.key)) {
+                        kv.value = Some(AnyValue {
+                            value: Some(Value::StringValue(self.mask(&format!("{:?}", kv.value)))),
+                        });
+                        changed = true;
+                    } else if let Some(v) = &mut kv.value {
+                        changed |= self.any_value(v);
+                    }
+                }
+                changed
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a span (its whole encoded field) has anything to redact:
+    /// a key to remove or mask, a value to scrub. Spans with events or
+    /// links, or with non-scalar values, are decoded to be sure.
+    fn span_needs_work(&self, field: &[u8]) -> bool {
+        use crate::inplace::{for_each_attribute, AttrValue};
+        let mut hit = crate::inplace::has_events_or_links(field);
+        for_each_attribute(field, |key, value| {
+            if hit {
+                return;
+            }
+            let Ok(key) = std::str::from_utf8(key) else {
+                hit = true;
+                return;
+            };
+            if self.ignored.contains(key) {
+                return;
+            }
+            hit = (self.drop_genai && genai_key(key))
+                || (!self.allow_all && !self.allowed.contains(key))
+                || self.blocked_keys.iter().any(|r| r.is_match(key))
+                || match value {
+                    AttrValue::Str(s) => self.scrub(s).is_some(),
+                    AttrValue::Other => true,
+                    _ => false,
+                };
+        });
+        hit
+    }
+
+    /// Applies the rules to an attribute list; adds the summary when
+    /// `summarize`. Returns whether anything changed.
+    pub fn attrs(&self, attrs: &mut Vec<KeyValue>, summarize: bool) -> bool {
+        let mut redacted: Vec<String> = Vec::new();
+        let mut masked: Vec<String> = Vec::new();
+        let mut ignored = 0i64;
+        attrs.retain_mut(|kv| {
+            if self.ignored.contains(&kv.key) {
+                ignored += 1;
+                return true;
+            }
+            if (self.drop_genai && genai_key(&kv.key))
+                || (!self.allow_all && !self.allowed.contains(&kv.key))
+            {
+                redacted.push(kv.key.clone());
+                return false;
+            }
+            if self.blocked_keys.iter().any(|r| r.is_match(&kv.key)) {
+                let text = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(Value::StringValue(s)) => s.clone(),
+                    other => format!("{other:?}"),
+                };
+                kv.value = Some(AnyValue {
+                    value: Some(Value::StringValue(self.mask(&text))),
+                });
+                masked.push(kv.key.clone());
+            } else if let Some(v) = &mut kv.value {
+                if self.any_value(v) {
+                    masked.push(kv.key.clone());
+                }
+            }
+            true
+        });
+        let changed = !redacted.is_empty() || !masked.is_empty();
+        if summarize && self.summary != Summary::Silent {
+            let mut add = |k: &str, v: Value| {
+                attrs.push(KeyValue {
+                    key: k.into(),
+                    value: Some(AnyValue { value: Some(v) }),
+                    ..Default::default()
+                })
+            };
+            for (what, keys) in [("redacted", &mut redacted), ("masked", &mut masked)] {
+                if keys.is_empty() {
+                    continue;
+                }
+                if self.summary == Summary::Debug {
+                    keys.sort();
+                    add(
+                        &format!("redaction.{what}.keys"),
+                        Value::StringValue(keys.join(",")),
+                    );
+                }
+                add(
+                    &format!("redaction.{what}.count"),
+                    Value::IntValue(keys.len() as i64),
+                );
+            }
+            if ignored > 0 {
+                add("redaction.ignored.count", Value::IntValue(ignored));
+            }
+        }
+        changed
+    }
+}
+
+/// The registry entry.
+pub fn factory() -> ProcessorFactory {
+    ProcessorFactory {
+        type_name: "redaction",
+        signals: &Signal::ALL,
+        parse: |v| {
+            let cfg: RedactionConfig = parse_config(v)?;
+            Ok(Arc::new(Builder(Arc::new(Redactor::new(&cfg)?))))
+        },
+    }
+}
+
+struct Builder(Arc<Redactor>);
+
+impl ProcessorBuilder for Builder {
+    fn build(&self, signal: Signal, next: BoxConsumer, _ctx: &Context) -> BoxConsumer {
+        Arc::new(Redaction {
+            signal,
+            r: self.0.clone(),
+            next,
+        })
+    }
+}
+
+struct Redaction {
+    signal: Signal,
+    r: Arc<Redactor>,
+    next: BoxConsumer,
+}
+
+impl Redaction {
+    fn traces(&self, req: &Request) -> Option<Request> {
+        let r = &self.r;
+        let resources = rewrite_resources(Signal::Traces, req, |res| {
+            r.attrs(&mut res.attributes, false)
+        });
+        let base = resources.as_ref().unwrap_or(req);
+        // Only spans where some rule fires are decoded; the check reads
+        // the attributes in place.
+        let spans = rewrite_spans(
+            base,
+            |field| r.span_needs_work(field),
+            |span| {
+                let mut changed = r.attrs(&mut span.attributes, true);
+                let before = span.events.len();
+                if r.drop_genai {
+                    span.events
+                        .retain(|e| !GENAI_EVENTS.contains(&e.name.as_str()));
+                }
+                changed |= span.events.len() != before;
+                for e in &mut span.events {
+                    changed |= r.attrs(&mut e.attributes, false);
+                }
+                for l in &mut span.links {
+                    changed |= r.attrs(&mut l.attributes, false);
+                }
+                changed
+            },
+        );
+        spans.or(resources)
+    }
+
+    fn logs_or_metrics(&self, req: &Request) -> Option<Request> {
+        let r = &self.r;
+        rewrite_decoded(self.signal, req, |logs, metrics| {
+            let mut changed = false;
+            for rl in logs.into_iter().flat_map(|l| l.resource_logs.iter_mut()) {
+                if let Some(res) = &mut rl.resource {
+                    changed |= r.attrs(&mut res.attributes, false);
+                }
+                for rec in rl
+                    .scope_logs
+                    .iter_mut()
+                    .flat_map(|s| s.log_records.iter_mut())
+                {
+                    if r.drop_genai
+                        && GENAI_EVENTS.contains(&rec.event_name.as_str())
+                        && rec.body.is_some()
+                    {
+                        rec.body = None;
+                        changed = true;
+                    }
+                    if let Some(body) = &mut rec.body {
+                        changed |= r.any_value(body);
+                    }
+                    changed |= r.attrs(&mut rec.attributes, true);
+                }
+            }
+            for rm in metrics
+                .into_iter()
+                .flat_map(|m| m.resource_metrics.iter_mut())
+            {
+                if let Some(res) = &mut rm.resource {
+                    changed |= r.attrs(&mut res.attributes, false);
+                }
+                for m in rm
+                    .scope_metrics
+                    .iter_mut()
+                    .flat_map(|s| s.metrics.iter_mut())
+                {
+                    macro_rules! points {
+                        ($d:expr) => {
+                            for p in &mut $d.data_points {
+                                changed |= r.attrs(&mut p.attributes, true);
+                            }
+                        };
+                    }
+                    match &mut m.data {
+                        Some(Data::Gauge(d)) => points!(d),
+                        Some(Data::Sum(d)) => points!(d),
+                        Some(Data::Histogram(d)) => points!(d),
+                        Some(Data::ExponentialHistogram(d)) => points!(d),
+                        Some(Data::Summary(d)) => points!(d),
+                        None => {}
+                    }
+                }
+            }
+            changed
+        })
+    }
+}
+
+#[async_trait]
+impl Consumer for Redaction {
+    async fn consume(&self, mut batch: Batch) -> Result<(), ConsumeError> {
+        for req in &mut batch.requests {
+            let new = match self.signal {
+                Signal::Traces => self.traces(req),
+                _ => self.logs_or_metrics(req),
+            };
+            if let Some(new) = new {
+                *req = new;
+            }
+        }
+        self.next.consume(batch).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,104 @@
+//! Named detectors for common secrets and personal data. Each is a regex
+//! that finds candidates plus, where a pattern alone would catch harmless
+//! look-alikes, a check on the candidate (Luhn for cards, valid ranges for
+//! SSNs).
+
+use regex::Regex;
+
+/// A detector: what to find, which capture group to mask, and a check.
+pub struct Preset {
+    /// The name used in configs.
+    pub name: &'static str,
+    /// Candidates.
+    pub regex: Regex,
+    /// The group masked (0 = the whole match).
+    pub group: usize,
+    /// Confirms a candidate.
+    pub check: fn(&str) -> bool,
+}
+
+fn any(_: &str) -> bool {
+    true
+}
+
+/// The Luhn checksum over the digits of `s` (13 to 19 digits).
+pub fn luhn(s: &str) -> bool {
+    let digits: Vec<u32> = s.chars().filter_map(|c| c.to_digit(10)).collect();
+    if !(13..=19).contains(&digits.len()) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| {
+            if i % 2 == 1 {
+                if d * 2 > 9 {
+                    d * 2 - 9
+                } else {
+                    d * 2
+                }
+            } else {
+                *d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+/// US SSNs never have area 000, 666 or 9xx, group 00 or serial 0000.
+fn ssn(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let [area, group, serial] = parts.as_slice() else {
+        return false;
+    };
+    *area != "000"
+        && *area != "666"
+        && !area.starts_with('9')
+        && *group != "00"
+        && *serial != "0000"
+}
+
+/// The names presets answer to.
+pub const NAMES: [&str; 7] = [
+    "email",
+    "credit_card",
+    "us_ssn",
+    "ipv4",
+    "bearer_token",
+    "api_key",
+    "url_secret",
+];
+
+/// The preset called `name`.
+pub fn preset(name: &str) -> Option<Preset> {
+    let (regex, group, check): (&str, usize, fn(&str) -> bool) = match name {
+        "email" => (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", 0, any),
+        // 13-19 digits, optionally grouped by spaces or dashes.
+        "credit_card" => (r"\b\d(?:[ -]?\d){12,18}\b", 0, luhn),
+        "us_ssn" => (r"\b\d{3}-\d{2}-\d{4}\b", 0, ssn),
+        "ipv4" => (
+            r"\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b",
+            0,
+            any,
+        ),
+        "bearer_token" => (r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]{8,}=*)", 1, any),
+        "api_key" => (
+            r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{16,}|\bAKIA[0-9A-Z]{16}\b",
+            0,
+            any,
+        ),
+        "url_secret" => (
+            r"(?i)[?&](?:token|access_token|key|api_key|apikey|password|passwd|secret|sig)=([^&#\s]+)",
+            1,
+            any,
+        ),
+        _ => return None,
+    };
+    Some(Preset {
+        name: NAMES.iter().find(|n| **n == name).copied()?,
+        regex: Regex::new(regex).expect("preset regexes are valid"),
+        group,
+        check,
+    })
+}

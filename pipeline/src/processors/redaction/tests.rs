@@ -1,0 +1,257 @@
+use prost::Message;
+
+use super::*;
+use crate::component::Tasks;
+use crate::generate::{Generator, GeneratorOptions};
+use crate::telemetry::Registry;
+use crate::testing::Sink;
+
+fn redactor(yaml: &str) -> Redactor {
+    let cfg: RedactionConfig = parse_config(serde_yaml::from_str(yaml).unwrap()).unwrap();
+    Redactor::new(&cfg).unwrap()
+}
+
+const ALL_PRESETS: &str = "allow_all_keys: true\nhash_function: none\nblocked_value_presets: [email, credit_card, us_ssn, ipv4, bearer_token, api_key, url_secret]\n";
+
+/// (text with a leak, the leaked part) — real-looking, synthetic values.
+const LEAKS: &[(&str, &str)] = &[
+    (
+        "contact jane.doe+billing@example.co.uk about it",
+        "jane.doe+billing@example.co.uk",
+    ),
+    ("card 4111 1111 1111 1111 declined", "4111 1111 1111 1111"),
+    ("card=5555555555554444", "5555555555554444"),
+    ("amex 3782-822463-10005 on file", "3782-822463-10005"),
+    ("ssn 123-45-6789 verified", "123-45-6789"),
+    ("client 203.0.113.42 retried", "203.0.113.42"),
+    (
+        "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl",
+    ),
+    (
+        "OPENAI_API_KEY=sk-proj-AbCdEf0123456789GhIjKl",
+        "sk-proj-AbCdEf0123456789GhIjKl",
+    ),
+    ("aws AKIAIOSFODNN7EXAMPLE in env", "AKIAIOSFODNN7EXAMPLE"),
+    (
+        "GET /v1/files?id=7&token=s3cr3t-t0k3n&page=2",
+        "s3cr3t-t0k3n",
+    ),
+    ("redirect https://x.test/cb?password=hunter2", "hunter2"),
+];
+
+/// Values that only look like secrets and must stay untouched.
+const LOOK_ALIKES: &[&str] = &[
+    "order 1234567890123 shipped",          // 13 digits, fails Luhn
+    "invoice 4111 1111 1111 1112",          // card-shaped, fails Luhn
+    "2024-11-21T23:09:00.123456789Z",       // timestamp
+    "1700000000123456789",                  // unix nanos (19 digits, fails Luhn)
+    "550e8400-e29b-41d4-a716-446655440000", // UUID
+    "ssn-like 000-12-3456 and 666-12-3456 and 123-00-4567", // invalid SSN ranges
+    "version 1.14.2 build 256.1.1.1",       // not an IPv4 (256)
+    "model gpt-4o-2024-08-06",
+    "sk-short",                    // too short for a key
+    "the key=value pair in prose", // not a query string
+];
+
+#[test]
+fn every_leak_in_the_corpus_is_masked() {
+    let r = redactor(ALL_PRESETS);
+    for (text, secret) in LEAKS {
+        let out = r
+            .scrub(text)
+            .unwrap_or_else(|| panic!("not masked: {text}"));
+        assert!(!out.contains(secret), "{text} -> {out}");
+        assert!(out.contains("****"), "{out}");
+    }
+}
+
+#[test]
+fn look_alikes_stay_untouched() {
+    let r = redactor(ALL_PRESETS);
+    for text in LOOK_ALIKES {
+        assert_eq!(
+            r.scrub(text),
+            None,
+            "{text} was changed to {:?}",
+            r.scrub(text)
+        );
+    }
+    assert!(luhn("4111111111111111") && !luhn("4111111111111112"));
+}
+
+#[test]
+fn otelcol_key_rules_and_summary() {
+    let r = redactor(
+        r#"
+allowed_keys: [description, user.email, auth.token, note]
+ignored_keys: [safe]
+blocked_key_patterns: [".*token.*"]
+blocked_values: ["4[0-9]{12}(?:[0-9]{3})?"]
+allowed_values: [".+@mycompany.com"]
+hash_function: sha256
+summary: debug
+"#,
+    );
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    };
+    let mut attrs = vec![
+        kv("description", "fine"),
+        kv("user.email", "ops@mycompany.com"),
+        kv("auth.token", "abc123"),
+        kv("note", "paid with 4111111111111111"),
+        kv("safe", "4111111111111111"),
+        kv("password", "hunter2"),
+    ];
+    assert!(r.attrs(&mut attrs, true));
+    let get = |k: &str| match attrs
+        .iter()
+        .find(|a| a.key == k)
+        .and_then(|a| a.value.as_ref()?.value.clone())
+    {
+        Some(Value::StringValue(s)) => Some(s),
+        Some(Value::IntValue(i)) => Some(i.to_string()),
+        _ => None,
+    };
+    assert_eq!(get("description").as_deref(), Some("fine"));
+    assert_eq!(
+        get("user.email").as_deref(),
+        Some("ops@mycompany.com"),
+        "allowed value"
+    );
+    let sha = |s: &str| hex(&sha2::Sha256::digest(s.as_bytes()));
+    assert_eq!(
+        get("auth.token"),
+        Some(sha("abc123")),
+        "blocked key: whole value hashed"
+    );
+    assert_eq!(
+        get("note"),
+        Some(format!("paid with {}", sha("4111111111111111")))
+    );
+    assert_eq!(
+        get("safe").as_deref(),
+        Some("4111111111111111"),
+        "ignored key untouched"
+    );
+    assert_eq!(get("password"), None, "not on the allow-list: removed");
+    assert_eq!(get("redaction.redacted.keys").as_deref(), Some("password"));
+    assert_eq!(get("redaction.redacted.count").as_deref(), Some("1"));
+    assert_eq!(
+        get("redaction.masked.keys").as_deref(),
+        Some("auth.token,note")
+    );
+    assert_eq!(get("redaction.masked.count").as_deref(), Some("2"));
+    assert_eq!(get("redaction.ignored.count").as_deref(), Some("1"));
+}
+
+#[test]
+fn config_errors_are_named() {
+    let err = |yaml: &str| {
+        parse_config::<RedactionConfig>(serde_yaml::from_str(yaml).unwrap()).unwrap_err()
+    };
+    assert_eq!(err("blocked_values: ['(']").path, "blocked_values.0");
+    assert_eq!(
+        err("blocked_value_presets: [email, passport]").path,
+        "blocked_value_presets.1"
+    );
+    assert_eq!(err("hash_function: crc32").path, "hash_function");
+    assert_eq!(err("summary: loud").path, "summary");
+}
+
+#[tokio::test]
+async fn spans_logs_and_genai_content_through_the_processor() {
+    use opentelemetry_proto::tonic::trace::v1::span::Event;
+    let yaml = "allow_all_keys: true\nblocked_value_presets: [email]\ndrop_genai_content: true\nsummary: info\n";
+    let builder = (factory().parse)(serde_yaml::from_str(yaml).unwrap()).unwrap();
+    let ctx = Context {
+        id: "redaction".into(),
+        metrics: Registry::new(),
+        tasks: Tasks::default(),
+    };
+    let sink = Arc::new(Sink::default());
+    let p = builder.build(Signal::Traces, sink.clone(), &ctx);
+    let mut req = Generator::new(GeneratorOptions::default()).traces(2);
+    let text = |s: &str| {
+        Some(AnyValue {
+            value: Some(Value::StringValue(s.into())),
+        })
+    };
+    let llm = &mut req.resource_spans[2].scope_spans[0].spans[0];
+    llm.attributes.push(KeyValue {
+        key: "gen_ai.prompt".into(),
+        value: text("my email is jane@example.com"),
+        ..Default::default()
+    });
+    llm.events.push(Event {
+        name: "gen_ai.user.message".into(),
+        attributes: vec![KeyValue {
+            key: "content".into(),
+            value: text("secret plans"),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    llm.events.push(Event {
+        name: "retry".into(),
+        attributes: vec![KeyValue {
+            key: "reason".into(),
+            value: text("mail ops@example.com"),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    p.consume(Batch::parse(Signal::Traces, req.encode_to_vec().into()).unwrap())
+        .await
+        .unwrap();
+    let out = sink.batches.lock().unwrap()[0].decode_traces().unwrap();
+    let json = serde_json::to_string(&out).unwrap();
+    for gone in [
+        "jane@example.com",
+        "secret plans",
+        "ops@example.com",
+        "gen_ai.prompt",
+        "gen_ai.user.message",
+    ] {
+        assert!(!json.contains(gone), "{gone} survived");
+    }
+    assert!(json.contains("\"retry\""), "other events stay");
+    assert!(json.contains("redaction.redacted.count") && !json.contains("redaction.masked.count"));
+    // Log bodies: maps and arrays are scrubbed recursively.
+    let p = builder.build(Signal::Logs, sink.clone(), &ctx);
+    let mut logs = Generator::new(GeneratorOptions::default()).logs(1);
+    logs.resource_logs[0].scope_logs[0].log_records[0].body = Some(AnyValue {
+        value: Some(Value::KvlistValue(
+            opentelemetry_proto::tonic::common::v1::KeyValueList {
+                values: vec![KeyValue {
+                    key: "to".into(),
+                    value: Some(AnyValue {
+                        value: Some(Value::ArrayValue(
+                            opentelemetry_proto::tonic::common::v1::ArrayValue {
+                                values: vec![
+                                    text("a@example.org").unwrap(),
+                                    text("no address").unwrap(),
+                                ],
+                            },
+                        )),
+                    }),
+                    ..Default::default()
+                }],
+            },
+        )),
+    });
+    p.consume(Batch::parse(Signal::Logs, logs.encode_to_vec().into()).unwrap())
+        .await
+        .unwrap();
+    let out = sink.batches.lock().unwrap()[1].decode_logs().unwrap();
+    let json = serde_json::to_string(&out).unwrap();
+    assert!(
+        !json.contains("a@example.org") && json.contains("no address"),
+        "{json}"
+    );
+}
