@@ -43,7 +43,7 @@ pub fn luhn(s: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// US SSNs never have area 000, 666 or 9xx, group 00 or serial 0000.
