@@ -82,6 +82,33 @@ impl Consumer for Fanout {
     }
 }
 
+/// Hands a batch on from a stage that owns a task, waiting out retryable
+/// refusals: while it waits, that stage's input queue fills and receivers
+/// refuse new data, so pressure reaches clients instead of data being
+/// dropped here. A permanent refusal is counted in `dropped` and logged.
+pub async fn deliver(
+    next: &BoxConsumer,
+    batch: Batch,
+    dropped: &crate::telemetry::Counter,
+    stage: &str,
+) {
+    let mut wait = std::time::Duration::from_millis(5);
+    loop {
+        match next.consume(batch.clone()).await {
+            Ok(()) => return,
+            Err(ConsumeError::Retryable(_)) => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_millis(500));
+            }
+            Err(ConsumeError::Permanent(reason)) => {
+                dropped.add(batch.items() as u64);
+                tracing::warn!(processor = stage, %reason, items = batch.items(), "downstream refused a batch permanently; dropped");
+                return;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -235,7 +235,10 @@ pub fn wait_for_lines(
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        // A record is complete only once its newline is written; a reader
+        // can catch a long line half-way through.
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        let lines: Vec<String> = complete.lines().map(str::to_string).collect();
         let n = count(&lines);
         if n >= items || Instant::now() > deadline {
             assert_eq!(n, items, "items in {}", path.display());

@@ -6,7 +6,6 @@ mod config;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -16,7 +15,7 @@ pub use config::BatchConfig;
 
 use crate::batch::{Batch, Request, Signal};
 use crate::component::{parse_config, Context, ProcessorBuilder, ProcessorFactory};
-use crate::consumer::{BoxConsumer, ConsumeError, Consumer};
+use crate::consumer::{deliver, BoxConsumer, ConsumeError, Consumer};
 use crate::split::split_request;
 use crate::telemetry::Counter;
 
@@ -165,32 +164,11 @@ impl Batcher {
             }
         }
         self.pending_items -= items;
-        self.deliver(Batch {
+        let batch = Batch {
             signal: self.signal,
             requests: out,
-        })
-        .await;
-    }
-
-    /// Hands a batch on, waiting out retryable refusals: while this waits,
-    /// the input queue fills and receivers refuse new data, so pressure
-    /// reaches the clients instead of data being dropped here.
-    async fn deliver(&self, batch: Batch) {
-        let mut wait = Duration::from_millis(5);
-        loop {
-            match self.next.consume(batch.clone()).await {
-                Ok(()) => return,
-                Err(ConsumeError::Retryable(_)) => {
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_millis(500));
-                }
-                Err(ConsumeError::Permanent(reason)) => {
-                    self.dropped.add(batch.items() as u64);
-                    tracing::warn!(processor = "batch", %reason, items = batch.items(), "downstream refused a batch permanently; dropped");
-                    return;
-                }
-            }
-        }
+        };
+        deliver(&self.next, batch, &self.dropped, "batch").await;
     }
 }
 

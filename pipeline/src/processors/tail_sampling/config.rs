@@ -1,0 +1,202 @@
+//! `tail_sampling` config: otelcol's keys; `decision_wait` defaults to 10 s.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::component::{ConfigError, Validate};
+
+/// `decision_cache`: decisions remembered for spans that arrive late.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionCache {
+    /// Sampled trace ids remembered.
+    pub sampled_cache_size: usize,
+    /// Not-sampled trace ids remembered.
+    pub non_sampled_cache_size: usize,
+}
+
+/// `latency` policy.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Latency {
+    /// Sample traces lasting at least this long (first start to last end).
+    pub threshold_ms: i64,
+    /// And at most this long, when non-zero.
+    pub upper_threshold_ms: i64,
+}
+
+/// `status_code` policy.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusCode {
+    /// `OK`, `ERROR`, `UNSET`.
+    pub status_codes: Vec<String>,
+}
+
+/// `numeric_attribute` policy.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NumericAttribute {
+    /// Attribute key.
+    pub key: String,
+    /// Inclusive lower bound (none when absent).
+    pub min_value: Option<f64>,
+    /// Inclusive upper bound (none when absent).
+    pub max_value: Option<f64>,
+    /// Sample traces with no span in range instead.
+    pub invert_match: bool,
+}
+
+/// `string_attribute` policy.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StringAttribute {
+    /// Attribute key.
+    pub key: String,
+    /// Values (or regexes, with `enabled_regex_matching`).
+    pub values: Vec<String>,
+    /// Treat `values` as regexes.
+    pub enabled_regex_matching: bool,
+    /// Accepted for otelcol compatibility; regexes are compiled once.
+    pub cache_max_size: usize,
+    /// Sample traces with no matching span instead.
+    pub invert_match: bool,
+}
+
+/// `boolean_attribute` policy.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BooleanAttribute {
+    /// Attribute key.
+    pub key: String,
+    /// Required value.
+    pub value: bool,
+    /// Sample traces with no matching span instead.
+    pub invert_match: bool,
+}
+
+/// `probabilistic` policy.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Probabilistic {
+    /// Share of traces sampled, 0–100.
+    pub sampling_percentage: f64,
+    /// Salt for the trace-id hash (otelcol's default salt).
+    pub hash_salt: String,
+}
+
+impl Default for Probabilistic {
+    fn default() -> Self {
+        Probabilistic {
+            sampling_percentage: 0.0,
+            hash_salt: "default-hash-seed".into(),
+        }
+    }
+}
+
+/// `span_count` policy.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpanCount {
+    /// At least this many spans.
+    pub min_spans: usize,
+    /// At most this many, when non-zero.
+    pub max_spans: usize,
+}
+
+/// `and` policy: every sub-policy must sample.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct And {
+    /// The sub-policies.
+    pub and_sub_policy: Vec<PolicyConfig>,
+}
+
+/// `drop` policy: when every sub-policy matches, the trace is dropped
+/// whatever other policies say.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Drop {
+    /// The sub-policies.
+    pub drop_sub_policy: Vec<PolicyConfig>,
+}
+
+/// One policy as written in the config.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Name, used in self-metrics.
+    pub name: String,
+    /// Policy type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `latency` settings.
+    pub latency: Option<Latency>,
+    /// `status_code` settings.
+    pub status_code: Option<StatusCode>,
+    /// `numeric_attribute` settings.
+    pub numeric_attribute: Option<NumericAttribute>,
+    /// `string_attribute` settings.
+    pub string_attribute: Option<StringAttribute>,
+    /// `boolean_attribute` settings.
+    pub boolean_attribute: Option<BooleanAttribute>,
+    /// `probabilistic` settings.
+    pub probabilistic: Option<Probabilistic>,
+    /// `span_count` settings.
+    pub span_count: Option<SpanCount>,
+    /// `and` settings.
+    pub and: Option<And>,
+    /// `drop` settings.
+    pub drop: Option<Drop>,
+}
+
+/// `tail_sampling` processor config.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TailSamplingConfig {
+    /// How long a trace is held from its first span before it is decided.
+    #[serde(with = "crate::duration")]
+    pub decision_wait: Duration,
+    /// Traces held at once; past it the oldest is decided early.
+    pub num_traces: usize,
+    /// Sizing hint, as in otelcol.
+    pub expected_new_traces_per_sec: usize,
+    /// Decisions remembered for late spans.
+    pub decision_cache: DecisionCache,
+    /// A trace holding more encoded bytes than this is decided early; 0 = no cap.
+    pub maximum_trace_size_bytes: usize,
+    /// The policies.
+    pub policies: Vec<PolicyConfig>,
+}
+
+impl Default for TailSamplingConfig {
+    fn default() -> Self {
+        TailSamplingConfig {
+            decision_wait: Duration::from_secs(10),
+            num_traces: 50_000,
+            expected_new_traces_per_sec: 0,
+            decision_cache: DecisionCache::default(),
+            maximum_trace_size_bytes: 0,
+            policies: Vec::new(),
+        }
+    }
+}
+
+impl Validate for TailSamplingConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.decision_wait.is_zero() {
+            return Err(ConfigError::new("decision_wait", "must be greater than zero"));
+        }
+        if self.num_traces == 0 {
+            return Err(ConfigError::new("num_traces", "must be at least 1"));
+        }
+        if self.policies.is_empty() {
+            return Err(ConfigError::new("policies", "must list at least one policy"));
+        }
+        for (i, p) in self.policies.iter().enumerate() {
+            super::policy::Policy::new(p, &format!("policies.{i}"))?;
+        }
+        Ok(())
+    }
+}
