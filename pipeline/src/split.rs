@@ -173,6 +173,25 @@ pub fn filter_spans(req: &Request, mut keep: impl FnMut(&SpanEntry) -> bool) -> 
     )))
 }
 
+/// The request with only the spans at `positions` (ascending indexes into
+/// its span index), their bytes copied as they are.
+pub fn select_spans(req: &Request, positions: &[u32]) -> Request {
+    let index = req.index.as_ref().expect("traces requests carry an index");
+    if positions.len() == index.spans.len() {
+        return req.clone();
+    }
+    let subset = SpanIndex {
+        resources: index.resources.clone(),
+        scopes: index.scopes.clone(),
+        spans: positions
+            .iter()
+            .map(|&i| index.spans[i as usize].clone())
+            .collect(),
+    };
+    let n = subset.spans.len();
+    traces_request(reframe(&req.bytes, &subset, 0..n, &Replacements::default()))
+}
+
 /// A traces request from re-framed bytes and their index.
 pub fn traces_request((bytes, index): (Vec<u8>, SpanIndex)) -> Request {
     Request {

@@ -7,6 +7,7 @@ pub mod memory_limiter;
 pub mod probabilistic_sampler;
 pub mod redaction;
 pub mod resource;
+pub mod tail_sampling;
 
 use crate::component::ProcessorFactory;
 
@@ -20,5 +21,6 @@ pub fn factories() -> Vec<ProcessorFactory> {
         probabilistic_sampler::factory(),
         redaction::factory(),
         resource::factory(),
+        tail_sampling::factory(),
     ]
 }

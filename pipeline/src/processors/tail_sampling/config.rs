@@ -186,13 +186,19 @@ impl Default for TailSamplingConfig {
 impl Validate for TailSamplingConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.decision_wait.is_zero() {
-            return Err(ConfigError::new("decision_wait", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "decision_wait",
+                "must be greater than zero",
+            ));
         }
         if self.num_traces == 0 {
             return Err(ConfigError::new("num_traces", "must be at least 1"));
         }
         if self.policies.is_empty() {
-            return Err(ConfigError::new("policies", "must list at least one policy"));
+            return Err(ConfigError::new(
+                "policies",
+                "must list at least one policy",
+            ));
         }
         for (i, p) in self.policies.iter().enumerate() {
             super::policy::Policy::new(p, &format!("policies.{i}"))?;

@@ -80,8 +80,12 @@ pub fn salted_hash(salt: &str, id: &[u8]) -> u64 {
 }
 
 fn need<T: Clone>(v: &Option<T>, at: &str, kind: &str) -> Result<T, ConfigError> {
-    v.clone()
-        .ok_or_else(|| ConfigError::new(format!("{at}.{kind}"), format!("is required for type {kind}")))
+    v.clone().ok_or_else(|| {
+        ConfigError::new(
+            format!("{at}.{kind}"),
+            format!("is required for type {kind}"),
+        )
+    })
 }
 
 impl Policy {
@@ -92,10 +96,19 @@ impl Policy {
             "always_sample" => Policy::AlwaysSample,
             "latency" => {
                 let l = need(&p.latency, at, kind)?;
-                if l.threshold_ms < 0 || l.upper_threshold_ms < 0 || (l.upper_threshold_ms > 0 && l.upper_threshold_ms < l.threshold_ms) {
-                    return Err(ConfigError::new(format!("{at}.latency"), "thresholds must be non-negative and upper ≥ lower"));
+                if l.threshold_ms < 0
+                    || l.upper_threshold_ms < 0
+                    || (l.upper_threshold_ms > 0 && l.upper_threshold_ms < l.threshold_ms)
+                {
+                    return Err(ConfigError::new(
+                        format!("{at}.latency"),
+                        "thresholds must be non-negative and upper ≥ lower",
+                    ));
                 }
-                Policy::Latency(l.threshold_ms as u64 * 1_000_000, l.upper_threshold_ms as u64 * 1_000_000)
+                Policy::Latency(
+                    l.threshold_ms as u64 * 1_000_000,
+                    l.upper_threshold_ms as u64 * 1_000_000,
+                )
             }
             "status_code" => {
                 let s = need(&p.status_code, at, kind)?;
@@ -106,32 +119,57 @@ impl Policy {
                         "UNSET" => Ok(0),
                         "OK" => Ok(1),
                         "ERROR" => Ok(2),
-                        other => Err(ConfigError::new(format!("{at}.status_code.status_codes"), format!("unknown status {other:?}: use OK, ERROR or UNSET"))),
+                        other => Err(ConfigError::new(
+                            format!("{at}.status_code.status_codes"),
+                            format!("unknown status {other:?}: use OK, ERROR or UNSET"),
+                        )),
                     })
                     .collect::<Result<Vec<u8>, _>>()?;
                 if codes.is_empty() {
-                    return Err(ConfigError::new(format!("{at}.status_code.status_codes"), "must list at least one status"));
+                    return Err(ConfigError::new(
+                        format!("{at}.status_code.status_codes"),
+                        "must list at least one status",
+                    ));
                 }
                 Policy::StatusCode(codes)
             }
             "numeric_attribute" => {
                 let n = need(&p.numeric_attribute, at, kind)?;
                 if n.min_value.is_none() && n.max_value.is_none() {
-                    return Err(ConfigError::new(format!("{at}.numeric_attribute"), "set min_value, max_value or both"));
+                    return Err(ConfigError::new(
+                        format!("{at}.numeric_attribute"),
+                        "set min_value, max_value or both",
+                    ));
                 }
-                Policy::Numeric(n.key, n.min_value.unwrap_or(f64::NEG_INFINITY), n.max_value.unwrap_or(f64::INFINITY), n.invert_match)
+                Policy::Numeric(
+                    n.key,
+                    n.min_value.unwrap_or(f64::NEG_INFINITY),
+                    n.max_value.unwrap_or(f64::INFINITY),
+                    n.invert_match,
+                )
             }
             "string_attribute" => {
                 let s = need(&p.string_attribute, at, kind)?;
                 let regexes = if s.enabled_regex_matching {
                     s.values
                         .iter()
-                        .map(|v| Regex::new(v).map_err(|e| ConfigError::new(format!("{at}.string_attribute.values"), format!("invalid regex: {e}"))))
+                        .map(|v| {
+                            Regex::new(v).map_err(|e| {
+                                ConfigError::new(
+                                    format!("{at}.string_attribute.values"),
+                                    format!("invalid regex: {e}"),
+                                )
+                            })
+                        })
                         .collect::<Result<_, _>>()?
                 } else {
                     Vec::new()
                 };
-                let exact = if s.enabled_regex_matching { Vec::new() } else { s.values };
+                let exact = if s.enabled_regex_matching {
+                    Vec::new()
+                } else {
+                    s.values
+                };
                 Policy::Str(s.key, regexes, exact, s.invert_match)
             }
             "boolean_attribute" => {
@@ -141,7 +179,10 @@ impl Policy {
             "probabilistic" => {
                 let pr = need(&p.probabilistic, at, kind)?;
                 if !(0.0..=100.0).contains(&pr.sampling_percentage) {
-                    return Err(ConfigError::new(format!("{at}.probabilistic.sampling_percentage"), "must be between 0 and 100"));
+                    return Err(ConfigError::new(
+                        format!("{at}.probabilistic.sampling_percentage"),
+                        "must be between 0 and 100",
+                    ));
                 }
                 let threshold = (pr.sampling_percentage / 100.0 * u64::MAX as f64) as u64;
                 Policy::Probabilistic(pr.hash_salt, threshold)
@@ -152,16 +193,36 @@ impl Policy {
             }
             "and" => {
                 let a = need(&p.and, at, kind)?;
-                Policy::And(subs(&a.and_sub_policy, &format!("{at}.and.and_sub_policy"))?)
+                Policy::And(subs(
+                    &a.and_sub_policy,
+                    &format!("{at}.and.and_sub_policy"),
+                )?)
             }
             "drop" => {
                 let d = need(&p.drop, at, kind)?;
-                Policy::Drop(subs(&d.drop_sub_policy, &format!("{at}.drop.drop_sub_policy"))?)
+                Policy::Drop(subs(
+                    &d.drop_sub_policy,
+                    &format!("{at}.drop.drop_sub_policy"),
+                )?)
             }
-            "rate_limiting" | "bytes_limiting" | "trace_state" | "composite" | "ottl_condition" | "trace_flags" | "boolean_attribute_all" => {
-                return Err(ConfigError::new(format!("{at}.type"), format!("policy type {kind:?} is not available yet")))
+            "rate_limiting"
+            | "bytes_limiting"
+            | "trace_state"
+            | "composite"
+            | "ottl_condition"
+            | "trace_flags"
+            | "boolean_attribute_all" => {
+                return Err(ConfigError::new(
+                    format!("{at}.type"),
+                    format!("policy type {kind:?} is not available yet"),
+                ))
             }
-            other => return Err(ConfigError::new(format!("{at}.type"), format!("unknown policy type {other:?}"))),
+            other => {
+                return Err(ConfigError::new(
+                    format!("{at}.type"),
+                    format!("unknown policy type {other:?}"),
+                ))
+            }
         })
     }
 
@@ -169,24 +230,43 @@ impl Policy {
         match self {
             Policy::AlwaysSample => true,
             Policy::Latency(min, max) => {
-                let start = t.spans.iter().map(|(e, _)| e.start_time_unix_nano).min().unwrap_or(0);
-                let end = t.spans.iter().map(|(e, _)| e.end_time_unix_nano).max().unwrap_or(0);
+                let start = t
+                    .spans
+                    .iter()
+                    .map(|(e, _)| e.start_time_unix_nano)
+                    .min()
+                    .unwrap_or(0);
+                let end = t
+                    .spans
+                    .iter()
+                    .map(|(e, _)| e.end_time_unix_nano)
+                    .max()
+                    .unwrap_or(0);
                 let d = end.saturating_sub(start);
                 d >= *min && (*max == 0 || d <= *max)
             }
-            Policy::StatusCode(codes) => t.spans.iter().any(|(e, _)| codes.contains(&e.status_code)),
+            Policy::StatusCode(codes) => {
+                t.spans.iter().any(|(e, _)| codes.contains(&e.status_code))
+            }
             Policy::Numeric(key, min, max, invert) => {
-                t.any_attribute(key, |v| v.number().is_some_and(|n| n >= *min && n <= *max)) != *invert
+                t.any_attribute(key, |v| v.number().is_some_and(|n| n >= *min && n <= *max))
+                    != *invert
             }
             Policy::Str(key, regexes, exact, invert) => {
                 t.any_attribute(key, |v| match v {
-                    AttrValue::Str(s) => exact.iter().any(|e| e == s) || regexes.iter().any(|r| r.is_match(s)),
+                    AttrValue::Str(s) => {
+                        exact.iter().any(|e| e == s) || regexes.iter().any(|r| r.is_match(s))
+                    }
                     _ => false,
                 }) != *invert
             }
-            Policy::Bool(key, want, invert) => t.any_attribute(key, |v| v == AttrValue::Bool(*want)) != *invert,
+            Policy::Bool(key, want, invert) => {
+                t.any_attribute(key, |v| v == AttrValue::Bool(*want)) != *invert
+            }
             Policy::Probabilistic(salt, threshold) => salted_hash(salt, &t.trace_id) <= *threshold,
-            Policy::SpanCount(min, max) => t.spans.len() >= *min && (*max == 0 || t.spans.len() <= *max),
+            Policy::SpanCount(min, max) => {
+                t.spans.len() >= *min && (*max == 0 || t.spans.len() <= *max)
+            }
             Policy::And(subs) | Policy::Drop(subs) => subs.iter().all(|p| p.matches(t)),
         }
     }
@@ -205,5 +285,8 @@ fn subs(list: &[PolicyConfig], at: &str) -> Result<Vec<Policy>, ConfigError> {
     if list.is_empty() {
         return Err(ConfigError::new(at, "must list at least one sub-policy"));
     }
-    list.iter().enumerate().map(|(i, p)| Policy::new(p, &format!("{at}.{i}"))).collect()
+    list.iter()
+        .enumerate()
+        .map(|(i, p)| Policy::new(p, &format!("{at}.{i}")))
+        .collect()
 }

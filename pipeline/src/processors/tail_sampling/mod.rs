@@ -1,0 +1,368 @@
+//! `tail_sampling`: holds each trace for `decision_wait` from its first
+//! span, then applies the policies once and sends all its held spans on
+//! together, or drops them (counted). Spans are held as positions in the
+//! requests they came in (shared, never decoded); attribute policies read
+//! span bytes in place.
+//!
+//! Late spans follow the cached decision (`decision_cache`); without a
+//! cache entry they start a new trace. At `num_traces` the oldest trace is
+//! decided early, as is a trace over `maximum_trace_size_bytes`; both are
+//! counted, never silently dropped.
+
+mod config;
+mod policy;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub use config::{PolicyConfig, TailSamplingConfig};
+pub use policy::{salted_hash, Policy, TraceView, Verdict};
+
+use crate::batch::{Batch, Request, Signal};
+use crate::component::{parse_config, Context, ProcessorBuilder, ProcessorFactory};
+use crate::consumer::{deliver, BoxConsumer, ConsumeError, Consumer};
+use crate::split::select_spans;
+use crate::telemetry::{Counter, Registry};
+
+/// Requests waiting for the sampler's task; past it receivers are told to retry.
+const QUEUE_REQUESTS: usize = 64;
+
+/// The registry entry.
+pub fn factory() -> ProcessorFactory {
+    ProcessorFactory {
+        type_name: "tail_sampling",
+        signals: &[Signal::Traces],
+        parse: |v| Ok(Arc::new(parse_config::<TailSamplingConfig>(v)?)),
+    }
+}
+
+/// A bounded set that forgets its oldest member.
+struct Remembered {
+    set: HashSet<[u8; 16]>,
+    order: VecDeque<[u8; 16]>,
+    cap: usize,
+}
+
+impl Remembered {
+    fn new(cap: usize) -> Remembered {
+        Remembered {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+
+    fn insert(&mut self, id: [u8; 16]) {
+        if self.cap == 0 || !self.set.insert(id) {
+            return;
+        }
+        self.order.push_back(id);
+        if self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+struct Held {
+    spans: Vec<(Arc<Request>, u32)>,
+    first: Instant,
+    bytes: usize,
+}
+
+struct Metrics {
+    sampled: Vec<Counter>,
+    not_sampled: Vec<Counter>,
+    traces_sampled: Counter,
+    traces_not_sampled: Counter,
+    early_num_traces: Counter,
+    early_size: Counter,
+    late_spans: Counter,
+    dropped: Counter,
+}
+
+impl Metrics {
+    fn new(reg: &Registry, id: &str, names: &[String]) -> Metrics {
+        let per_policy = |decision: &str| {
+            names
+                .iter()
+                .map(|n| {
+                    reg.counter(
+                        "observatory_processor_tail_sampling_policy_decisions_total",
+                        "Traces each policy would sample or not (counted even when another policy decides).",
+                        &[("processor", id), ("policy", n), ("decision", decision)],
+                    )
+                })
+                .collect()
+        };
+        let traces = |decision: &str| {
+            reg.counter(
+                "observatory_processor_tail_sampling_traces_total",
+                "Traces decided, by the final decision.",
+                &[("processor", id), ("decision", decision)],
+            )
+        };
+        let early = |reason: &str| {
+            reg.counter(
+                "observatory_processor_tail_sampling_early_decisions_total",
+                "Traces decided before decision_wait, by reason.",
+                &[("processor", id), ("reason", reason)],
+            )
+        };
+        Metrics {
+            sampled: per_policy("sampled"),
+            not_sampled: per_policy("not_sampled"),
+            traces_sampled: traces("sampled"),
+            traces_not_sampled: traces("not_sampled"),
+            early_num_traces: early("num_traces"),
+            early_size: early("maximum_trace_size_bytes"),
+            late_spans: reg.counter(
+                "observatory_processor_tail_sampling_late_spans_total",
+                "Spans of already decided traces, handled by the cached decision.",
+                &[("processor", id)],
+            ),
+            dropped: reg.counter(
+                "observatory_processor_dropped_spans_total",
+                "Items a processor dropped (refused permanently downstream).",
+                &[("processor", id)],
+            ),
+        }
+    }
+}
+
+struct Sampler {
+    cfg: TailSamplingConfig,
+    policies: Vec<Policy>,
+    traces: HashMap<[u8; 16], Held>,
+    arrivals: VecDeque<([u8; 16], Instant)>,
+    sampled: Remembered,
+    not_sampled: Remembered,
+    out: Vec<(Arc<Request>, u32)>,
+    metrics: Metrics,
+    next: BoxConsumer,
+}
+
+impl Sampler {
+    fn ingest(&mut self, batch: Batch) {
+        let now = Instant::now();
+        for req in batch.requests {
+            let req = Arc::new(req);
+            let Some(index) = req.index.clone() else {
+                continue;
+            };
+            for (i, span) in index.spans.iter().enumerate() {
+                let id = span.trace_id;
+                if self.sampled.set.contains(&id) {
+                    self.metrics.late_spans.add(1);
+                    self.out.push((req.clone(), i as u32));
+                    continue;
+                }
+                if self.not_sampled.set.contains(&id) {
+                    self.metrics.late_spans.add(1);
+                    self.metrics.dropped.add(1);
+                    continue;
+                }
+                let size = (span.range.1 - span.range.0) as usize;
+                let held = self.traces.entry(id).or_insert_with(|| {
+                    self.arrivals.push_back((id, now));
+                    Held {
+                        spans: Vec::new(),
+                        first: now,
+                        bytes: 0,
+                    }
+                });
+                held.spans.push((req.clone(), i as u32));
+                held.bytes += size;
+                let over = self.cfg.maximum_trace_size_bytes > 0
+                    && held.bytes > self.cfg.maximum_trace_size_bytes;
+                if over {
+                    self.metrics.early_size.add(1);
+                    self.decide(id);
+                }
+            }
+            while self.traces.len() > self.cfg.num_traces {
+                let Some((oldest, at)) = self.arrivals.pop_front() else {
+                    break;
+                };
+                if self.traces.get(&oldest).is_some_and(|h| h.first == at) {
+                    self.metrics.early_num_traces.add(1);
+                    self.decide(oldest);
+                }
+            }
+        }
+    }
+
+    /// Decides every trace whose wait is over (all of them when `all`).
+    fn decide_due(&mut self, all: bool) {
+        let now = Instant::now();
+        while let Some(&(id, at)) = self.arrivals.front() {
+            if !all && at + self.cfg.decision_wait > now {
+                break;
+            }
+            self.arrivals.pop_front();
+            if self.traces.get(&id).is_some_and(|h| h.first == at) {
+                self.decide(id);
+            }
+        }
+    }
+
+    fn decide(&mut self, id: [u8; 16]) {
+        let Some(held) = self.traces.remove(&id) else {
+            return;
+        };
+        let spans: Vec<_> = held
+            .spans
+            .iter()
+            .map(|(req, i)| {
+                let index = req.index.as_ref().expect("traces requests carry an index");
+                let e = &index.spans[*i as usize];
+                (e, &req.bytes[e.range.0 as usize..e.range.1 as usize])
+            })
+            .collect();
+        let view = TraceView {
+            trace_id: id,
+            spans,
+        };
+        let mut keep = false;
+        let mut dropped = false;
+        for (i, p) in self.policies.iter().enumerate() {
+            match p.evaluate(&view) {
+                Verdict::Sampled => {
+                    keep = true;
+                    self.metrics.sampled[i].add(1);
+                }
+                Verdict::NotSampled => self.metrics.not_sampled[i].add(1),
+                Verdict::Dropped => {
+                    dropped = true;
+                    self.metrics.sampled[i].add(1);
+                }
+            }
+        }
+        drop(view);
+        if keep && !dropped {
+            self.metrics.traces_sampled.add(1);
+            self.sampled.insert(id);
+            self.out.extend(held.spans);
+        } else {
+            self.metrics.traces_not_sampled.add(1);
+            self.not_sampled.insert(id);
+            self.metrics.dropped.add(held.spans.len() as u64);
+        }
+    }
+
+    /// Sends the decided spans on, one request per source request.
+    async fn flush(&mut self) {
+        if self.out.is_empty() {
+            return;
+        }
+        let mut groups: Vec<(Arc<Request>, Vec<u32>)> = Vec::new();
+        // Keyed by the request's address: spans of one request go out together.
+        let mut slot: HashMap<usize, usize> = HashMap::new();
+        for (req, i) in self.out.drain(..) {
+            let key = Arc::as_ptr(&req) as usize;
+            let g = *slot.entry(key).or_insert_with(|| {
+                groups.push((req.clone(), Vec::new()));
+                groups.len() - 1
+            });
+            groups[g].1.push(i);
+        }
+        let requests = groups
+            .into_iter()
+            .map(|(req, mut positions)| {
+                positions.sort_unstable();
+                select_spans(&req, &positions)
+            })
+            .collect();
+        let batch = Batch {
+            signal: Signal::Traces,
+            requests,
+        };
+        deliver(&self.next, batch, &self.metrics.dropped, "tail_sampling").await;
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
+        // Decisions are made at most this long after they are due.
+        let tick =
+            (self.cfg.decision_wait / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let mut ticker = tokio::time::interval(tick);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(batch) => self.ingest(batch),
+                    None => {
+                        // Shutting down: decide everything held now.
+                        self.decide_due(true);
+                        self.flush().await;
+                        return;
+                    }
+                },
+                _ = ticker.tick() => self.decide_due(false),
+            }
+            self.flush().await;
+        }
+    }
+}
+
+struct Input {
+    tx: mpsc::Sender<Batch>,
+}
+
+#[async_trait]
+impl Consumer for Input {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        self.tx.try_send(batch).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                ConsumeError::Retryable("tail_sampling queue is full".into())
+            }
+            mpsc::error::TrySendError::Closed(_) => {
+                ConsumeError::Retryable("collector is shutting down".into())
+            }
+        })
+    }
+}
+
+impl ProcessorBuilder for TailSamplingConfig {
+    fn build(&self, _signal: Signal, next: BoxConsumer, ctx: &Context) -> BoxConsumer {
+        let policies: Vec<Policy> = self
+            .policies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Policy::new(p, &format!("policies.{i}")).expect("validated"))
+            .collect();
+        let names: Vec<String> = self
+            .policies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                if p.name.is_empty() {
+                    format!("policy{i}")
+                } else {
+                    p.name.clone()
+                }
+            })
+            .collect();
+        let (tx, rx) = mpsc::channel(QUEUE_REQUESTS);
+        let sampler = Sampler {
+            cfg: self.clone(),
+            policies,
+            traces: HashMap::new(),
+            arrivals: VecDeque::new(),
+            sampled: Remembered::new(self.decision_cache.sampled_cache_size),
+            not_sampled: Remembered::new(self.decision_cache.non_sampled_cache_size),
+            out: Vec::new(),
+            metrics: Metrics::new(&ctx.metrics, &ctx.id, &names),
+            next,
+        };
+        ctx.tasks.add(&ctx.id, tokio::spawn(sampler.run(rx)));
+        Arc::new(Input { tx })
+    }
+}
+
+#[cfg(test)]
+mod tests;

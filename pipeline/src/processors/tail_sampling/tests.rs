@@ -1,0 +1,337 @@
+use std::collections::HashMap;
+
+use prost::Message;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+use crate::component::Tasks;
+use crate::generate::{Generator, GeneratorOptions};
+use crate::split::split_request;
+use crate::testing::Sink;
+
+fn ctx() -> Context {
+    Context {
+        id: "tail_sampling".into(),
+        metrics: Registry::new(),
+        tasks: Tasks::default(),
+    }
+}
+
+fn cfg(yaml: &str) -> TailSamplingConfig {
+    parse_config(serde_yaml::from_str(yaml).unwrap()).unwrap()
+}
+
+async fn drain(input: BoxConsumer, c: &Context) {
+    drop(input);
+    for (_, t) in c.tasks.take() {
+        t.await.unwrap();
+    }
+}
+
+async fn send(input: &BoxConsumer, batch: Batch) {
+    while input.consume(batch.clone()).await.is_err() {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// span id -> trace id of everything that came out, failing on duplicates.
+fn emitted(sink: &Sink) -> HashMap<[u8; 8], [u8; 16]> {
+    let mut out = HashMap::new();
+    for b in sink.batches.lock().unwrap().iter() {
+        for r in &b.requests {
+            for s in &r.index.as_ref().unwrap().spans {
+                assert!(
+                    out.insert(s.span_id, s.trace_id).is_none(),
+                    "span emitted twice"
+                );
+            }
+        }
+        // What is emitted is valid OTLP.
+        assert!(b.decode_traces().is_ok());
+    }
+    out
+}
+
+const LLM_GATEWAY: &str = r#"
+decision_wait: 1s
+num_traces: 100000
+policies:
+  - name: errors
+    type: status_code
+    status_code: {status_codes: [ERROR]}
+  - name: slow
+    type: latency
+    latency: {threshold_ms: 5000}
+  - name: some-of-the-rest
+    type: probabilistic
+    probabilistic: {sampling_percentage: 10}
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn every_error_and_slow_trace_comes_out_whole_and_the_rest_at_the_configured_share() {
+    let c = ctx();
+    let sink = Arc::new(Sink::default());
+    let input = cfg(LLM_GATEWAY).build(Signal::Traces, sink.clone(), &c);
+    let mut g = Generator::new(GeneratorOptions {
+        seed: 9,
+        error_rate: 0.1,
+        slow_rate: 0.1,
+    });
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
+    // 4,000 traces in requests of 40; each request cut at a random span so
+    // traces straddle requests, and the second halves sent in reverse order.
+    let mut truth: HashMap<[u8; 16], (bool, bool, usize)> = HashMap::new(); // error, slow, spans
+    let mut tails = Vec::new();
+    for _ in 0..100 {
+        let req = g.traces(40);
+        for rs in &req.resource_spans {
+            for s in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+                let id: [u8; 16] = s.trace_id.clone().try_into().unwrap();
+                let t = truth.entry(id).or_default();
+                t.0 |= s.status.as_ref().is_some_and(|st| st.code == 2);
+                t.1 |= s.name == "rag.query"
+                    && s.end_time_unix_nano - s.start_time_unix_nano >= 5_000_000_000;
+                t.2 += 1;
+            }
+        }
+        let parsed = Request::parse(Signal::Traces, req.encode_to_vec().into()).unwrap();
+        let (head, tail) =
+            split_request(Signal::Traces, &parsed, rng.random_range(1..parsed.items));
+        send(&input, Batch::new(Signal::Traces, head)).await;
+        tails.push(tail);
+    }
+    for tail in tails.into_iter().rev() {
+        send(&input, Batch::new(Signal::Traces, tail)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drain(input, &c).await;
+
+    let out = emitted(&sink);
+    let mut per_trace: HashMap<[u8; 16], usize> = HashMap::new();
+    for t in out.values() {
+        *per_trace.entry(*t).or_default() += 1;
+    }
+    let (mut errors, mut slow, mut rest, mut rest_kept) = (0, 0, 0, 0);
+    for (id, (error, is_slow, spans)) in &truth {
+        let kept = per_trace.get(id).copied().unwrap_or(0);
+        assert!(
+            kept == 0 || kept == *spans,
+            "trace emitted in part: {kept} of {spans}"
+        );
+        if *error || *is_slow {
+            assert_eq!(kept, *spans, "error/slow trace not kept whole");
+            errors += usize::from(*error);
+            slow += usize::from(*is_slow);
+        } else {
+            rest += 1;
+            rest_kept += usize::from(kept > 0);
+        }
+    }
+    assert!(
+        errors > 300 && slow > 300,
+        "{errors} error and {slow} slow traces exercised"
+    );
+    // ~3,240 other traces at 10%: 324 expected, standard deviation ~17.
+    assert!(
+        (250..=400).contains(&rest_kept),
+        "{rest_kept} of {rest} kept by the probabilistic policy"
+    );
+    let decided = c
+        .metrics
+        .value(
+            "observatory_processor_tail_sampling_traces_total",
+            &[("processor", "tail_sampling"), ("decision", "sampled")],
+        )
+        .unwrap()
+        + c.metrics
+            .value(
+                "observatory_processor_tail_sampling_traces_total",
+                &[("processor", "tail_sampling"), ("decision", "not_sampled")],
+            )
+            .unwrap();
+    assert_eq!(
+        decided,
+        truth.len() as f64,
+        "every trace decided exactly once"
+    );
+    let dropped = c
+        .metrics
+        .value(
+            "observatory_processor_dropped_spans_total",
+            &[("processor", "tail_sampling")],
+        )
+        .unwrap();
+    assert_eq!(
+        out.len() as f64 + dropped,
+        20_000.0,
+        "every span either emitted or counted as dropped"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trace_is_held_for_decision_wait_then_late_spans_follow_the_cached_decision() {
+    let c = ctx();
+    let sink = Arc::new(Sink::default());
+    let yaml = "decision_wait: 10s\ndecision_cache: {sampled_cache_size: 100}\npolicies:\n  - {name: all, type: always_sample}\n";
+    let input = cfg(yaml).build(Signal::Traces, sink.clone(), &c);
+    let req = Request::parse(
+        Signal::Traces,
+        Generator::new(GeneratorOptions::default())
+            .traces(1)
+            .encode_to_vec()
+            .into(),
+    )
+    .unwrap();
+    let (head, tail) = split_request(Signal::Traces, &req, 2);
+    send(&input, Batch::new(Signal::Traces, head)).await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert!(
+        sink.batches.lock().unwrap().is_empty(),
+        "held for decision_wait"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(emitted(&sink).len(), 2);
+    send(&input, Batch::new(Signal::Traces, tail)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(emitted(&sink).len(), 5, "late spans pass at once");
+    assert_eq!(
+        c.metrics.value(
+            "observatory_processor_tail_sampling_late_spans_total",
+            &[("processor", "tail_sampling")]
+        ),
+        Some(3.0)
+    );
+    drain(input, &c).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn limits_decide_early_and_drop_policies_win() {
+    let c = ctx();
+    let sink = Arc::new(Sink::default());
+    let yaml = r#"
+decision_wait: 60s
+num_traces: 10
+maximum_trace_size_bytes: 1500
+policies:
+  - {name: all, type: always_sample}
+  - name: no-titan
+    type: drop
+    drop:
+      drop_sub_policy:
+        - name: titan
+          type: string_attribute
+          string_attribute: {key: gen_ai.request.model, values: ["amazon\\..*"], enabled_regex_matching: true}
+"#;
+    let input = cfg(yaml).build(Signal::Traces, sink.clone(), &c);
+    let sent = Generator::new(GeneratorOptions::default()).traces(30);
+    send(
+        &input,
+        Batch::parse(Signal::Traces, sent.encode_to_vec().into()).unwrap(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let early = |reason: &str| {
+        c.metrics
+            .value(
+                "observatory_processor_tail_sampling_early_decisions_total",
+                &[("processor", "tail_sampling"), ("reason", reason)],
+            )
+            .unwrap()
+    };
+    // Each trace is ~2.3 KB, so it is decided as soon as it passes 1,500 bytes.
+    assert_eq!(early("maximum_trace_size_bytes"), 30.0);
+    drain(input, &c).await;
+    let out = emitted(&sink);
+    let titan: usize = sent
+        .resource_spans
+        .iter()
+        .flat_map(|r| r.scope_spans.iter().flat_map(|s| &s.spans))
+        .filter(|s| {
+            s.attributes.iter().any(|a| {
+                a.key == "gen_ai.request.model" && format!("{:?}", a.value).contains("amazon.")
+            })
+        })
+        .count();
+    assert!(titan > 0 && titan < 30);
+    // A trace (~2.3 KB) passes 1,500 bytes only with its last span, the LLM
+    // call, so each is decided early and whole; the drop policy overrides
+    // always_sample for the titan ones.
+    assert_eq!(out.len(), (30 - titan) * 5);
+    let dropped = c
+        .metrics
+        .value(
+            "observatory_processor_dropped_spans_total",
+            &[("processor", "tail_sampling")],
+        )
+        .unwrap();
+    assert_eq!(dropped, (titan * 5) as f64);
+
+    // num_traces: with a wait far away, holding more traces decides the oldest.
+    let c = ctx();
+    let sink = Arc::new(Sink::default());
+    let input = cfg(
+        "decision_wait: 60s\nnum_traces: 10\npolicies:\n  - {name: all, type: always_sample}\n",
+    )
+    .build(Signal::Traces, sink.clone(), &c);
+    send(
+        &input,
+        Batch::parse(
+            Signal::Traces,
+            Generator::new(GeneratorOptions::default())
+                .traces(25)
+                .encode_to_vec()
+                .into(),
+        )
+        .unwrap(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        c.metrics.value(
+            "observatory_processor_tail_sampling_early_decisions_total",
+            &[("processor", "tail_sampling"), ("reason", "num_traces")]
+        ),
+        Some(15.0)
+    );
+    assert_eq!(emitted(&sink).len(), 15 * 5);
+    drain(input, &c).await;
+    assert_eq!(emitted(&sink).len(), 25 * 5, "the rest go out at shutdown");
+}
+
+#[test]
+fn policy_configs_are_checked_by_name() {
+    let err = |yaml: &str| {
+        parse_config::<TailSamplingConfig>(serde_yaml::from_str(yaml).unwrap()).unwrap_err()
+    };
+    assert_eq!(err("policies: []").path, "policies");
+    assert_eq!(
+        err("policies: [{name: a, type: latency}]").path,
+        "policies.0.latency"
+    );
+    assert_eq!(
+        err("policies: [{name: a, type: status_code, status_code: {status_codes: [BAD]}}]").path,
+        "policies.0.status_code.status_codes"
+    );
+    assert!(err("policies: [{name: a, type: rate_limiting}]")
+        .message
+        .contains("not available yet"));
+    assert_eq!(
+        err("policies: [{name: a, type: and, and: {and_sub_policy: [{name: b, type: nope}]}}]")
+            .path,
+        "policies.0.and.and_sub_policy.0.type"
+    );
+    let ok = cfg(LLM_GATEWAY);
+    assert_eq!(ok.decision_wait, Duration::from_secs(1));
+    assert_eq!(
+        TailSamplingConfig::default().decision_wait,
+        Duration::from_secs(10)
+    );
+}
+
+#[test]
+fn the_probabilistic_hash_is_fnv1a_64_over_salt_then_id() {
+    // Published FNV-1a 64 vectors: "" and "a".
+    assert_eq!(salted_hash("", b""), 0xcbf2_9ce4_8422_2325);
+    assert_eq!(salted_hash("a", b""), 0xaf63_dc4c_8601_ec8c);
+    assert_eq!(salted_hash("", b"a"), salted_hash("a", b""));
+}
