@@ -14,7 +14,7 @@ CONCURRENCY=${CONCURRENCY:-4}
 BATCH=${BATCH:-512}
 RATE=${RATE:-0}
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop http-batch-nop grpc-batch-otlp)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop http-batch-nop grpc-batch-otlp full-chain)
 
 cargo build --release -q -p observatory -p benches
 BIN=target/release/observatory
@@ -54,12 +54,16 @@ for s in "${SCENARIOS[@]}"; do
   # The exporter path is slower than intake; clients that back off on
   # "retry later" (as SDKs do) measure what it sustains, not refusals.
   if [ "$s" = grpc-batch-otlp ]; then extra=(--retry); fi
+  # The full chain holds 10 s of traffic; it is measured at the issue's
+  # target rate unless RATE says otherwise.
+  rate=$RATE
+  if [ "$s" = full-chain ] && [ "$RATE" = 0 ]; then rate=150000; fi
   c0=$(cpu_ticks "$pid"); d0=0; [ -n "$down" ] && d0=$(cpu_ticks "$down")
   # Sample RSS while loadgen runs to show whether it grows with volume.
   ( while kill -0 "$pid" 2>/dev/null; do rss_kib "$pid"; sleep 1; done ) >"$TMP/rss" 2>/dev/null &
   sampler=$!
   "$LOADGEN" --protocol "$proto" --endpoint "$endpoint" --duration "$DURATION" \
-    --concurrency "$CONCURRENCY" --batch-size "$BATCH" --rate "$RATE" "${extra[@]}" >"$TMP/sum" 2>"$TMP/loadgen.log"
+    --concurrency "$CONCURRENCY" --batch-size "$BATCH" --rate "$rate" "${extra[@]}" >"$TMP/sum" 2>"$TMP/loadgen.log"
   c1=$(cpu_ticks "$pid"); d1=0; [ -n "$down" ] && d1=$(cpu_ticks "$down")
   hwm=$(hwm_kib "$pid")
   kill "$sampler" 2>/dev/null || true

@@ -22,6 +22,23 @@ fn the_default_config_is_valid() {
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
 
+#[test]
+fn the_llm_gateway_example_is_valid() {
+    let text = include_str!("../../../examples/llm-gateway.yaml");
+    let c = load(text).unwrap();
+    assert_eq!(
+        c.pipelines[0].processors,
+        [
+            "memory_limiter",
+            "redaction",
+            "llm_cost",
+            "tail_sampling",
+            "batch"
+        ]
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
 /// Configs as otelcol users write them (from otelcol's and Tempo's docs'
 /// shapes), using only components Observatory has: they load unchanged.
 #[test]

@@ -73,7 +73,8 @@ pub struct Redactor {
     allow_all: bool,
     allowed: HashSet<String>,
     ignored: HashSet<String>,
-    blocked_keys: Vec<Regex>,
+    /// Key patterns: a key matching any has its whole value masked.
+    any_blocked_key: RegexSet,
     blocked_values: Vec<Regex>,
     allowed_values: Vec<Regex>,
     presets: Vec<Preset>,
@@ -122,12 +123,15 @@ impl Redactor {
         );
         let any_blocked = RegexSet::new(patterns)
             .map_err(|e| ConfigError::new("blocked_values", format!("invalid regex: {e}")))?;
+        let blocked_keys = regexes("blocked_key_patterns", &cfg.blocked_key_patterns)?;
+        let any_blocked_key = RegexSet::new(blocked_keys.iter().map(|r| r.as_str()))
+            .map_err(|e| ConfigError::new("blocked_key_patterns", format!("invalid regex: {e}")))?;
         Ok(Redactor {
             allow_all: cfg.allow_all_keys,
             any_blocked,
+            any_blocked_key,
             allowed: cfg.allowed_keys.iter().cloned().collect(),
             ignored: cfg.ignored_keys.iter().cloned().collect(),
-            blocked_keys: regexes("blocked_key_patterns", &cfg.blocked_key_patterns)?,
             blocked_values,
             allowed_values: regexes("allowed_values", &cfg.allowed_values)?,
             presets,
@@ -157,6 +161,11 @@ impl Redactor {
             },
             drop_genai: cfg.drop_genai_content,
         })
+    }
+
+    /// Whether a key's value is masked whole (an empty set costs nothing).
+    fn key_blocked(&self, key: &str) -> bool {
+        !self.any_blocked_key.is_empty() && self.any_blocked_key.is_match(key)
     }
 
     /// What a masked part becomes.
@@ -224,7 +233,7 @@ impl Redactor {
             Some(Value::KvlistValue(kv)) => {
                 let mut changed = false;
                 for kv in &mut kv.values {
-                    if self.blocked_keys.iter().any(|r| r.is_match(&kv.key)) {
+                    if self.key_blocked(&kv.key) {
                         kv.value = Some(AnyValue {
                             value: Some(Value::StringValue(self.mask(&format!("{:?}", kv.value)))),
                         });
@@ -258,7 +267,7 @@ impl Redactor {
             }
             hit = (self.drop_genai && genai_key(key))
                 || (!self.allow_all && !self.allowed.contains(key))
-                || self.blocked_keys.iter().any(|r| r.is_match(key))
+                || self.key_blocked(key)
                 || match value {
                     AttrValue::Str(s) => self.scrub(s).is_some(),
                     AttrValue::Other => true,
@@ -285,7 +294,7 @@ impl Redactor {
                 redacted.push(kv.key.clone());
                 return false;
             }
-            if self.blocked_keys.iter().any(|r| r.is_match(&kv.key)) {
+            if self.key_blocked(&kv.key) {
                 let text = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
                     Some(Value::StringValue(s)) => s.clone(),
                     other => format!("{other:?}"),

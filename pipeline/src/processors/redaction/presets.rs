@@ -70,9 +70,11 @@ pub const NAMES: [&str; 7] = [
     "url_secret",
 ];
 
+type Check = fn(&str) -> bool;
+
 /// The preset called `name`.
 pub fn preset(name: &str) -> Option<Preset> {
-    let (regex, group, check): (&str, usize, fn(&str) -> bool) = match name {
+    let (regex, group, check): (&str, usize, Check) = match name {
         "email" => (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", 0, any),
         // 13-19 digits, optionally grouped by spaces or dashes.
         "credit_card" => (r"\b\d(?:[ -]?\d){12,18}\b", 0, luhn),
