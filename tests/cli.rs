@@ -90,7 +90,14 @@ fn components_and_version() {
     assert_eq!(code, 0);
     for name in [
         "receivers:\n  - otlp",
-        "processors:\n  - batch",
+        "processors:\n  - attributes",
+        "  - batch",
+        "  - llm_cost",
+        "  - memory_limiter",
+        "  - probabilistic_sampler",
+        "  - redaction",
+        "  - resource",
+        "  - tail_sampling",
         "  - otlphttp",
         "  - file",
         "  - debug",
