@@ -2,31 +2,21 @@
 //! of 8192 come out to a consumer that only counts. With and without a
 //! `send_batch_max_size` that forces splitting.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pipeline::component::{Context, ProcessorBuilder, Tasks};
 use pipeline::generate::{Generator, GeneratorOptions};
 use pipeline::processors::batch::BatchConfig;
 use pipeline::telemetry::Registry;
-use pipeline::{Batch, ConsumeError, Consumer, Signal};
+use pipeline::testing::CountItems;
+use pipeline::{Batch, Signal};
 use prost::Message;
 
 const SPANS: usize = 512;
 const REQUESTS: usize = 64;
-
-struct Count(AtomicUsize);
-
-#[async_trait]
-impl Consumer for Count {
-    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
-        self.0.fetch_add(batch.items(), Ordering::Relaxed);
-        Ok(())
-    }
-}
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -42,7 +32,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 rt.block_on(async {
-                    let sink = Arc::new(Count(AtomicUsize::new(0)));
+                    let sink = Arc::new(CountItems::default());
                     let ctx = Context {
                         id: "batch".into(),
                         metrics: Registry::new(),

@@ -7,30 +7,19 @@
 //! trace ids from the index, copies the kept spans' bytes) and `redaction`
 //! (decodes every span to scan its strings).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pipeline::component::{Context, Tasks};
 use pipeline::generate::{Generator, GeneratorOptions};
 use pipeline::processors::memory_limiter::MemoryLimiterConfig;
 use pipeline::telemetry::Registry;
-use pipeline::{Batch, ConsumeError, Consumer, Signal};
+use pipeline::testing::CountItems;
+use pipeline::{Batch, Signal};
 use prost::Message;
 
 const SPANS: usize = 512;
-
-struct Count(AtomicUsize);
-
-#[async_trait]
-impl Consumer for Count {
-    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
-        self.0.fetch_add(batch.items(), Ordering::Relaxed);
-        Ok(())
-    }
-}
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -55,7 +44,7 @@ fn bench(c: &mut Criterion) {
         limit_mib: 1 << 20,
         ..Default::default()
     };
-    let sink = Arc::new(Count(AtomicUsize::new(0)));
+    let sink = Arc::new(CountItems::default());
     let limiter =
         rt.block_on(async { cfg.build_with_probe(Signal::Traces, sink, &ctx, Arc::new(|| 0)) });
     let mut g = c.benchmark_group("memory_limiter");
@@ -69,7 +58,7 @@ fn bench(c: &mut Criterion) {
     let resource =
         (pipeline::processors::resource::factory().parse)(serde_yaml::from_str(yaml).unwrap())
             .unwrap();
-    let sink = Arc::new(Count(AtomicUsize::new(0)));
+    let sink = Arc::new(CountItems::default());
     let resource = resource.build(Signal::Traces, sink, &ctx);
     let mut g = c.benchmark_group("resource");
     g.throughput(Throughput::Elements(SPANS as u64));
@@ -82,7 +71,7 @@ fn bench(c: &mut Criterion) {
     let attributes =
         (pipeline::processors::attributes::factory().parse)(serde_yaml::from_str(yaml).unwrap())
             .unwrap();
-    let sink = Arc::new(Count(AtomicUsize::new(0)));
+    let sink = Arc::new(CountItems::default());
     let attributes = attributes.build(Signal::Traces, sink, &ctx);
     let mut g = c.benchmark_group("attributes");
     g.throughput(Throughput::Elements(SPANS as u64));
@@ -93,7 +82,7 @@ fn bench(c: &mut Criterion) {
 
     let sampler: pipeline::processors::probabilistic_sampler::ProbabilisticSamplerConfig =
         serde_yaml::from_str("sampling_percentage: 10\n").unwrap();
-    let sink = Arc::new(Count(AtomicUsize::new(0)));
+    let sink = Arc::new(CountItems::default());
     let sampler =
         pipeline::component::ProcessorBuilder::build(&sampler, Signal::Traces, sink, &ctx);
     let mut g = c.benchmark_group("probabilistic_sampler");
@@ -107,7 +96,7 @@ fn bench(c: &mut Criterion) {
     let redaction =
         (pipeline::processors::redaction::factory().parse)(serde_yaml::from_str(yaml).unwrap())
             .unwrap();
-    let sink = Arc::new(Count(AtomicUsize::new(0)));
+    let sink = Arc::new(CountItems::default());
     let redaction = redaction.build(Signal::Traces, sink, &ctx);
     let mut g = c.benchmark_group("redaction");
     g.throughput(Throughput::Elements(SPANS as u64));
@@ -117,7 +106,7 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let llm_cost = pipeline::processors::llm_cost::LlmCostConfig::default();
-    let sink = Arc::new(Count(AtomicUsize::new(0)));
+    let sink = Arc::new(CountItems::default());
     let llm_cost =
         pipeline::component::ProcessorBuilder::build(&llm_cost, Signal::Traces, sink, &ctx);
     let mut g = c.benchmark_group("llm_cost");

@@ -3,26 +3,16 @@
 //! resident memory they added per span against their OTLP-encoded size.
 //! Run: `cargo bench -p benches --bench tail_memory`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use pipeline::component::{Context, ProcessorBuilder, Tasks};
 use pipeline::generate::{Generator, GeneratorOptions};
 use pipeline::processors::tail_sampling::TailSamplingConfig;
 use pipeline::telemetry::{proc_status_bytes, Registry};
-use pipeline::{Batch, ConsumeError, Consumer, Signal};
+use pipeline::testing::CountItems;
+use pipeline::{Batch, Signal};
 use prost::Message;
-
-struct Count(AtomicUsize);
-
-#[async_trait]
-impl Consumer for Count {
-    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
-        self.0.fetch_add(batch.items(), Ordering::Relaxed);
-        Ok(())
-    }
-}
 
 const REQUESTS: usize = 1954; // × 512 spans ≈ 1,000,000
 
@@ -52,7 +42,7 @@ fn main() {
             metrics: Registry::new(),
             tasks: Tasks::default(),
         };
-        let sink = Arc::new(Count(AtomicUsize::new(0)));
+        let sink = Arc::new(CountItems::default());
         let input = cfg.build(Signal::Traces, sink.clone(), &ctx);
         let mut spans = 0usize;
         for body in bodies {

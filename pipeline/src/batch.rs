@@ -94,6 +94,28 @@ pub fn metric_points(m: &Metric) -> usize {
     }
 }
 
+/// Calls `f` with the attributes of every data point in `m` (one metric).
+pub fn each_point_attributes(
+    m: &mut Metric,
+    mut f: impl FnMut(&mut Vec<opentelemetry_proto::tonic::common::v1::KeyValue>),
+) {
+    macro_rules! points {
+        ($d:expr) => {
+            for p in &mut $d.data_points {
+                f(&mut p.attributes);
+            }
+        };
+    }
+    match &mut m.data {
+        Some(Data::Gauge(d)) => points!(d),
+        Some(Data::Sum(d)) => points!(d),
+        Some(Data::Histogram(d)) => points!(d),
+        Some(Data::ExponentialHistogram(d)) => points!(d),
+        Some(Data::Summary(d)) => points!(d),
+        None => {}
+    }
+}
+
 /// Log records in a decoded logs request.
 pub fn log_count(req: &ExportLogsServiceRequest) -> usize {
     req.resource_logs

@@ -1,6 +1,7 @@
 //! Test doubles shared by the crates' tests: a consumer that records what it
 //! is given and answers as told.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -40,6 +41,18 @@ impl Consumer for Sink {
             }
         }
         self.batches.lock().unwrap().push(batch);
+        Ok(())
+    }
+}
+
+/// Counts the items it takes and keeps nothing (for benches).
+#[derive(Default)]
+pub struct CountItems(pub AtomicUsize);
+
+#[async_trait]
+impl Consumer for CountItems {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        self.0.fetch_add(batch.items(), Ordering::Relaxed);
         Ok(())
     }
 }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use serde::Deserialize;
 
@@ -183,21 +182,9 @@ impl Attributes {
                     for sm in &mut rm.scope_metrics {
                         let scope = sm.scope.as_ref();
                         for m in &mut sm.metrics {
-                            macro_rules! points {
-                                ($d:expr) => {
-                                    for p in &mut $d.data_points {
-                                        changed |= act(resource, scope, &mut p.attributes);
-                                    }
-                                };
-                            }
-                            match &mut m.data {
-                                Some(Data::Gauge(d)) => points!(d),
-                                Some(Data::Sum(d)) => points!(d),
-                                Some(Data::Histogram(d)) => points!(d),
-                                Some(Data::ExponentialHistogram(d)) => points!(d),
-                                Some(Data::Summary(d)) => points!(d),
-                                None => {}
-                            }
+                            crate::batch::each_point_attributes(m, |attrs| {
+                                changed |= act(resource, scope, attrs);
+                            });
                         }
                     }
                 }

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use regex::{Regex, RegexSet};
 use sha2::Digest;
 
@@ -443,21 +442,9 @@ impl Redaction {
                     .iter_mut()
                     .flat_map(|s| s.metrics.iter_mut())
                 {
-                    macro_rules! points {
-                        ($d:expr) => {
-                            for p in &mut $d.data_points {
-                                changed |= r.attrs(&mut p.attributes, true);
-                            }
-                        };
-                    }
-                    match &mut m.data {
-                        Some(Data::Gauge(d)) => points!(d),
-                        Some(Data::Sum(d)) => points!(d),
-                        Some(Data::Histogram(d)) => points!(d),
-                        Some(Data::ExponentialHistogram(d)) => points!(d),
-                        Some(Data::Summary(d)) => points!(d),
-                        None => {}
-                    }
+                    crate::batch::each_point_attributes(m, |attrs| {
+                        changed |= r.attrs(attrs, true);
+                    });
                 }
             }
             changed
