@@ -16,6 +16,19 @@ use crate::scan::{span_entry, Span32, SpanEntry};
 use crate::split::{reframe, traces_request, Replacements};
 use crate::wire::{put_len_header, Reader};
 
+/// Replaces each request of a batch with `f`'s rewrite of it, where `f`
+/// returns one; requests `f` leaves alone keep their bytes.
+pub fn rewrite_batch(
+    batch: &mut crate::batch::Batch,
+    mut f: impl FnMut(&Request) -> Option<Request>,
+) {
+    for req in &mut batch.requests {
+        if let Some(new) = f(req) {
+            *req = new;
+        }
+    }
+}
+
 /// Decodes a whole field (tag included) recorded in an index; `None` for an
 /// absent field.
 pub fn decode_field<M: Message + Default>(buf: &[u8], range: Span32) -> Option<M> {

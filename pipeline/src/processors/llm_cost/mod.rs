@@ -22,7 +22,7 @@ pub use pricing::PRICES_AS_OF;
 use crate::batch::{Batch, Signal};
 use crate::component::{parse_config, Context, ProcessorBuilder, ProcessorFactory};
 use crate::consumer::{BoxConsumer, ConsumeError, Consumer};
-use crate::rewrite::{replace_spans, Reach};
+use crate::rewrite::{replace_spans, rewrite_batch, Reach};
 use crate::telemetry::Counter;
 
 /// Input-token attributes, newest convention first.
@@ -283,15 +283,13 @@ impl LlmCost {
 #[async_trait]
 impl Consumer for LlmCost {
     async fn consume(&self, mut batch: Batch) -> Result<(), ConsumeError> {
-        for req in &mut batch.requests {
-            // Every usage attribute key contains "usage."; spans without it
-            // are not even read attribute by attribute.
-            if let Some(new) = replace_spans(req, Reach::AttributesOnly, |_, field| {
+        // Every usage attribute key contains "usage."; spans without it are
+        // not even read attribute by attribute.
+        rewrite_batch(&mut batch, |req| {
+            replace_spans(req, Reach::AttributesOnly, |_, field| {
                 self.price_field(field)
-            }) {
-                *req = new;
-            }
-        }
+            })
+        });
         self.next.consume(batch).await
     }
 }

@@ -455,15 +455,10 @@ impl Redaction {
 #[async_trait]
 impl Consumer for Redaction {
     async fn consume(&self, mut batch: Batch) -> Result<(), ConsumeError> {
-        for req in &mut batch.requests {
-            let new = match self.signal {
-                Signal::Traces => self.traces(req),
-                _ => self.logs_or_metrics(req),
-            };
-            if let Some(new) = new {
-                *req = new;
-            }
-        }
+        crate::rewrite::rewrite_batch(&mut batch, |req| match self.signal {
+            Signal::Traces => self.traces(req),
+            _ => self.logs_or_metrics(req),
+        });
         self.next.consume(batch).await
     }
 }

@@ -11,7 +11,7 @@ use crate::actions::{apply, check_all, Action, ActionConfig};
 use crate::batch::{Batch, Signal};
 use crate::component::{ConfigError, Context, ProcessorBuilder, ProcessorFactory, Validate};
 use crate::consumer::{BoxConsumer, ConsumeError, Consumer};
-use crate::rewrite::rewrite_resources;
+use crate::rewrite::{rewrite_batch, rewrite_resources};
 
 /// `resource` processor config.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -64,13 +64,11 @@ struct ResourceProcessor {
 #[async_trait]
 impl Consumer for ResourceProcessor {
     async fn consume(&self, mut batch: Batch) -> Result<(), ConsumeError> {
-        for req in &mut batch.requests {
-            if let Some(new) = rewrite_resources(self.signal, req, |r| {
+        rewrite_batch(&mut batch, |req| {
+            rewrite_resources(self.signal, req, |r| {
                 apply(&self.actions, &mut r.attributes)
-            }) {
-                *req = new;
-            }
-        }
+            })
+        });
         self.next.consume(batch).await
     }
 }
