@@ -179,9 +179,19 @@ struct Usage<'a> {
 }
 
 /// Keeps the value whose key comes earliest in `keys` (the newest convention).
-fn prefer<T>(slot: &mut Option<(usize, T)>, keys: &[&str], key: &[u8], value: Option<T>) {
-    if let (Some(rank), Some(v)) = (keys.iter().position(|k| k.as_bytes() == key), value) {
-        if slot.as_ref().is_none_or(|(r, _)| rank < *r) {
+/// The value is only computed for keys in `keys`: most attributes are not
+/// usage attributes and are never parsed.
+fn prefer<T>(
+    slot: &mut Option<(usize, T)>,
+    keys: &[&str],
+    key: &[u8],
+    value: impl FnOnce() -> Option<T>,
+) {
+    let Some(rank) = keys.iter().position(|k| k.as_bytes() == key) else {
+        return;
+    };
+    if slot.as_ref().is_none_or(|(r, _)| rank < *r) {
+        if let Some(v) = value() {
             *slot = Some((rank, v));
         }
     }
@@ -209,15 +219,15 @@ impl LlmCost {
         let mut u = Usage::default();
         let cost_key = self.cost_attribute.as_bytes();
         crate::inplace::for_each_attribute(field, |key, value| {
-            prefer(&mut u.input, &INPUT, key, value.number());
-            prefer(&mut u.output, &OUTPUT, key, value.number());
-            prefer(&mut u.cached, &CACHED, key, value.number());
+            prefer(&mut u.input, &INPUT, key, || value.number());
+            prefer(&mut u.output, &OUTPUT, key, || value.number());
+            prefer(&mut u.cached, &CACHED, key, || value.number());
             let text = match value {
                 crate::inplace::AttrValue::Str(s) => Some(s),
                 _ => None,
             };
-            prefer(&mut u.model, &MODEL, key, text);
-            prefer(&mut u.provider, &PROVIDER, key, text);
+            prefer(&mut u.model, &MODEL, key, || text);
+            prefer(&mut u.provider, &PROVIDER, key, || text);
             u.has_cost |= key == cost_key;
         });
         if u.input.is_none() && u.output.is_none() {

@@ -72,13 +72,17 @@ pub struct Redactor {
     allow_all: bool,
     allowed: HashSet<String>,
     ignored: HashSet<String>,
-    /// Key patterns: a key matching any has its whole value masked.
-    any_blocked_key: RegexSet,
+    /// Key patterns: a key matching any has its whole value masked (one
+    /// clone per slot, as `any_blocked`).
+    any_blocked_key: Vec<RegexSet>,
     blocked_values: Vec<Regex>,
     allowed_values: Vec<Regex>,
     presets: Vec<Preset>,
     /// Every value pattern at once: one pass says whether any can match.
-    any_blocked: RegexSet,
+    /// One clone per slot: a regex's match cache is a pool that threads
+    /// other than its first user reach through a lock, and each clone has
+    /// its own pool, so threads picking different slots never contend.
+    any_blocked: Vec<RegexSet>,
     hash: Hash,
     summary: Summary,
     drop_genai: bool,
@@ -92,6 +96,21 @@ fn regexes(at: &str, list: &[String]) -> Result<Vec<Regex>, ConfigError> {
                 .map_err(|e| ConfigError::new(format!("{at}.{i}"), format!("invalid regex: {e}")))
         })
         .collect()
+}
+
+/// Regex clones kept per redactor; threads spread over them.
+const SLOTS: usize = 8;
+
+thread_local! {
+    /// This thread's slot among the regex clones.
+    static SLOT: usize = {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SLOTS
+    };
+}
+
+fn mine(sets: &[RegexSet]) -> &RegexSet {
+    &sets[SLOT.with(|s| *s)]
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -127,8 +146,8 @@ impl Redactor {
             .map_err(|e| ConfigError::new("blocked_key_patterns", format!("invalid regex: {e}")))?;
         Ok(Redactor {
             allow_all: cfg.allow_all_keys,
-            any_blocked,
-            any_blocked_key,
+            any_blocked: vec![any_blocked; SLOTS],
+            any_blocked_key: vec![any_blocked_key; SLOTS],
             allowed: cfg.allowed_keys.iter().cloned().collect(),
             ignored: cfg.ignored_keys.iter().cloned().collect(),
             blocked_values,
@@ -164,7 +183,7 @@ impl Redactor {
 
     /// Whether a key's value is masked whole (an empty set costs nothing).
     fn key_blocked(&self, key: &str) -> bool {
-        !self.any_blocked_key.is_empty() && self.any_blocked_key.is_match(key)
+        !self.any_blocked_key[0].is_empty() && mine(&self.any_blocked_key).is_match(key)
     }
 
     /// What a masked part becomes.
@@ -180,7 +199,8 @@ impl Redactor {
 
     /// The string with every blocked part masked, or `None` if unchanged.
     pub fn scrub(&self, s: &str) -> Option<String> {
-        if !self.any_blocked.is_match(s) || self.allowed_values.iter().any(|r| r.is_match(s)) {
+        if !mine(&self.any_blocked).is_match(s) || self.allowed_values.iter().any(|r| r.is_match(s))
+        {
             return None;
         }
         // Collect the byte ranges to mask, then mask them in one pass.
