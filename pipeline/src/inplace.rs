@@ -47,9 +47,38 @@ fn any_value(buf: &[u8], start: usize, end: usize) -> AttrValue<'_> {
     v
 }
 
+/// An attribute value not read yet: `get` decodes it, `string_bytes` gives
+/// a string's bytes without a UTF-8 pass (the scan already validated them).
+#[derive(Clone, Copy)]
+pub struct RawValue<'a> {
+    buf: &'a [u8],
+    range: (usize, usize),
+}
+
+impl<'a> RawValue<'a> {
+    /// The decoded value.
+    pub fn get(&self) -> AttrValue<'a> {
+        if self.range.0 == self.range.1 {
+            return AttrValue::Other;
+        }
+        any_value(self.buf, self.range.0, self.range.1)
+    }
+
+    /// `Some(bytes)` for a string value, `None` for any other kind.
+    pub fn string_bytes(&self) -> Option<&'a [u8]> {
+        let mut r = Reader::new(self.buf, self.range.0, self.range.1, "AnyValue");
+        let mut out = None;
+        while let Ok(Some(f)) = r.next_field() {
+            out = (f.number == 1 && f.wire == LEN).then(|| &self.buf[f.body.0..f.body.1]);
+        }
+        out
+    }
+}
+
 /// Calls `f(key, value)` for each attribute of a span given as a whole
-/// `spans` field (tag included) of a validated request.
-pub fn for_each_attribute<'a>(field: &'a [u8], mut f: impl FnMut(&'a [u8], AttrValue<'a>)) {
+/// `spans` field (tag included) of a validated request, without decoding
+/// any value.
+pub fn for_each_raw_attribute<'a>(field: &'a [u8], mut f: impl FnMut(&'a [u8], RawValue<'a>)) {
     let mut outer = Reader::new(field, 0, field.len(), "ScopeSpans");
     let Ok(Some(span)) = outer.next_field() else {
         return;
@@ -60,16 +89,25 @@ pub fn for_each_attribute<'a>(field: &'a [u8], mut f: impl FnMut(&'a [u8], AttrV
             continue;
         }
         let mut kv = Reader::new(field, a.body.0, a.body.1, "KeyValue");
-        let (mut key, mut value) = (&field[0..0], AttrValue::Other);
+        let mut key = &field[0..0];
+        let mut value = RawValue {
+            buf: field,
+            range: (0, 0),
+        };
         while let Ok(Some(x)) = kv.next_field() {
             match (x.number, x.wire) {
                 (1, LEN) => key = &field[x.body.0..x.body.1],
-                (2, LEN) => value = any_value(field, x.body.0, x.body.1),
+                (2, LEN) => value.range = x.body,
                 _ => {}
             }
         }
         f(key, value);
     }
+}
+
+/// As [`for_each_raw_attribute`], with every value decoded.
+pub fn for_each_attribute<'a>(field: &'a [u8], mut f: impl FnMut(&'a [u8], AttrValue<'a>)) {
+    for_each_raw_attribute(field, |k, v| f(k, v.get()));
 }
 
 /// Whether a span (whole `spans` field) has any event or link.

@@ -218,16 +218,16 @@ impl LlmCost {
         self.usage.find(field)?;
         let mut u = Usage::default();
         let cost_key = self.cost_attribute.as_bytes();
-        crate::inplace::for_each_attribute(field, |key, value| {
-            prefer(&mut u.input, &INPUT, key, || value.number());
-            prefer(&mut u.output, &OUTPUT, key, || value.number());
-            prefer(&mut u.cached, &CACHED, key, || value.number());
-            let text = match value {
+        crate::inplace::for_each_raw_attribute(field, |key, raw| {
+            prefer(&mut u.input, &INPUT, key, || raw.get().number());
+            prefer(&mut u.output, &OUTPUT, key, || raw.get().number());
+            prefer(&mut u.cached, &CACHED, key, || raw.get().number());
+            let text = || match raw.get() {
                 crate::inplace::AttrValue::Str(s) => Some(s),
                 _ => None,
             };
-            prefer(&mut u.model, &MODEL, key, || text);
-            prefer(&mut u.provider, &PROVIDER, key, || text);
+            prefer(&mut u.model, &MODEL, key, text);
+            prefer(&mut u.provider, &PROVIDER, key, text);
             u.has_cost |= key == cost_key;
         });
         if u.input.is_none() && u.output.is_none() {

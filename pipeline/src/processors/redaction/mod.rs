@@ -83,6 +83,9 @@ pub struct Redactor {
     /// other than its first user reach through a lock, and each clone has
     /// its own pool, so threads picking different slots never contend.
     any_blocked: Vec<RegexSet>,
+    /// The same patterns over bytes, for values read in place (no UTF-8
+    /// pass); one clone per slot likewise.
+    any_blocked_bytes: Vec<regex::bytes::RegexSet>,
     hash: Hash,
     summary: Summary,
     drop_genai: bool,
@@ -109,7 +112,7 @@ thread_local! {
     };
 }
 
-fn mine(sets: &[RegexSet]) -> &RegexSet {
+fn mine<T>(sets: &[T]) -> &T {
     &sets[SLOT.with(|s| *s)]
 }
 
@@ -139,7 +142,10 @@ impl Redactor {
                 .iter()
                 .map(|p: &Preset| p.regex.as_str().to_string()),
         );
-        let any_blocked = RegexSet::new(patterns)
+        let patterns: Vec<String> = patterns.collect();
+        let any_blocked_bytes = regex::bytes::RegexSet::new(&patterns)
+            .map_err(|e| ConfigError::new("blocked_values", format!("invalid regex: {e}")))?;
+        let any_blocked = RegexSet::new(&patterns)
             .map_err(|e| ConfigError::new("blocked_values", format!("invalid regex: {e}")))?;
         let blocked_keys = regexes("blocked_key_patterns", &cfg.blocked_key_patterns)?;
         let any_blocked_key = RegexSet::new(blocked_keys.iter().map(|r| r.as_str()))
@@ -147,6 +153,7 @@ impl Redactor {
         Ok(Redactor {
             allow_all: cfg.allow_all_keys,
             any_blocked: vec![any_blocked; SLOTS],
+            any_blocked_bytes: vec![any_blocked_bytes; SLOTS],
             any_blocked_key: vec![any_blocked_key; SLOTS],
             allowed: cfg.allowed_keys.iter().cloned().collect(),
             ignored: cfg.ignored_keys.iter().cloned().collect(),
@@ -271,9 +278,8 @@ impl Redactor {
     /// a key to remove or mask, a value to scrub. Spans with events or
     /// links, or with non-scalar values, are decoded to be sure.
     fn span_needs_work(&self, field: &[u8]) -> bool {
-        use crate::inplace::{for_each_attribute, AttrValue};
         let mut hit = crate::inplace::has_events_or_links(field);
-        for_each_attribute(field, |key, value| {
+        crate::inplace::for_each_raw_attribute(field, |key, value| {
             if hit {
                 return;
             }
@@ -287,10 +293,13 @@ impl Redactor {
             hit = (self.drop_genai && genai_key(key))
                 || (!self.allow_all && !self.allowed.contains(key))
                 || self.key_blocked(key)
-                || match value {
-                    AttrValue::Str(s) => self.scrub(s).is_some(),
-                    AttrValue::Other => true,
-                    _ => false,
+                || match value.string_bytes() {
+                    // A string with no blocked pattern in it needs no work;
+                    // one with a candidate is decided by the full scrub
+                    // (allowed values, preset checks) on the decoded span.
+                    Some(bytes) => mine(&self.any_blocked_bytes).is_match(bytes),
+                    // Arrays and maps may hold strings: decode to be sure.
+                    None => matches!(value.get(), crate::inplace::AttrValue::Other),
                 };
         });
         hit

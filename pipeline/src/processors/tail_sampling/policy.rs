@@ -5,7 +5,7 @@ use regex::Regex;
 
 use super::config::PolicyConfig;
 use crate::component::ConfigError;
-use crate::inplace::{for_each_attribute, AttrValue};
+use crate::inplace::{for_each_raw_attribute, AttrValue};
 use crate::scan::SpanEntry;
 
 /// A held trace as policies see it.
@@ -20,8 +20,8 @@ impl TraceView<'_> {
     fn any_attribute(&self, key: &str, mut test: impl FnMut(AttrValue) -> bool) -> bool {
         let mut hit = false;
         for (_, field) in &self.spans {
-            for_each_attribute(field, |k, v| {
-                if !hit && k == key.as_bytes() && test(v) {
+            for_each_raw_attribute(field, |k, v| {
+                if !hit && k == key.as_bytes() && test(v.get()) {
                     hit = true;
                 }
             });
