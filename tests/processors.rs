@@ -1,5 +1,6 @@
 //! Processors through the real binary: per-receiver source tagging with
-//! `resource`, two receivers feeding one exporter.
+//! `resource`, two receivers feeding one exporter; `llm_cost` with its
+//! built-in table; `filter` dropping and refusing.
 
 mod common;
 
@@ -192,5 +193,107 @@ async fn an_empty_llm_cost_config_prices_with_the_built_in_table() {
     assert_eq!(
         c.metric("observatory_processor_llm_cost_priced_spans_total{processor=\"llm_cost\"}"),
         Some(1.0)
+    );
+}
+
+const FILTERED: &str = r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:@GRPC@
+      http:
+        endpoint: 127.0.0.1:@HTTP@
+processors:
+  filter:
+    traces:
+      span:
+        - 'name == "vectordb.search"'
+        - 'IsMatch(attributes["payload"], "x")'
+    logs:
+      log_record:
+        - 'severity_number < SEVERITY_NUMBER_WARN'
+exporters:
+  file:
+    path: @DIR@/out.jsonl
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [filter]
+      exporters: [file]
+    logs:
+      receivers: [otlp]
+      processors: [filter]
+      exporters: [file]
+"#;
+
+#[tokio::test]
+async fn filter_drops_what_its_conditions_match_and_refuses_what_it_cannot_evaluate() {
+    let c = Collector::start(FILTERED);
+    let traces = Generator::new(GeneratorOptions::default()).traces(10);
+    grpc_send(c.grpc, Signal::Traces, traces.encode_to_vec(), None)
+        .await
+        .unwrap();
+    let logs = Generator::new(GeneratorOptions {
+        error_rate: 0.5,
+        ..Default::default()
+    })
+    .logs(40);
+    let errors = logs.resource_logs[0].scope_logs[0]
+        .log_records
+        .iter()
+        .filter(|l| l.severity_number >= 13)
+        .count();
+    let (status, _, _) = http_post(
+        c.http,
+        "/v1/logs",
+        "application/x-protobuf",
+        None,
+        logs.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let lines = wait_for_lines(
+        &c.path("out.jsonl"),
+        |l| count_spans(l) + count_logs(l),
+        40 + errors,
+    );
+    let spans: Vec<String> = traces_from(&lines)
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| s.name.clone())
+        .collect();
+    assert!(spans.iter().all(|n| n != "vectordb.search"), "{spans:?}");
+    assert_eq!(
+        c.metric("observatory_processor_dropped_spans_total{processor=\"filter\"}"),
+        Some(10.0)
+    );
+    assert_eq!(
+        c.metric("observatory_processor_dropped_log_records_total{processor=\"filter\"}"),
+        Some((40 - errors) as f64)
+    );
+
+    // A map where IsMatch needs a string: error_mode propagate (the
+    // default) refuses the request, naming the condition.
+    let mut bad = Generator::new(GeneratorOptions::default()).traces(1);
+    bad.resource_spans[0].scope_spans[0].spans[0]
+        .attributes
+        .push(opentelemetry_proto::tonic::common::v1::KeyValue {
+            key: "payload".into(),
+            value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                value: Some(Value::KvlistValue(Default::default())),
+            }),
+            ..Default::default()
+        });
+    let err = grpc_send(c.grpc, Signal::Traces, bad.encode_to_vec(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("IsMatch: target is a map"),
+        "{err:?}"
     );
 }

@@ -5,18 +5,20 @@
 //! 2 in 5 spans that carry token usage) and `attributes` (decodes each span
 //! to match its name, changes 1 in 5) and `probabilistic_sampler` (hashes
 //! trace ids from the index, copies the kept spans' bytes) and `redaction`
-//! (decodes every span to scan its strings).
+//! (scans string values in place, decodes only spans with a hit) and
+//! `filter` (reads names and attributes in place, re-frames without the
+//! dropped spans).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use pipeline::component::{Context, Tasks};
+use pipeline::component::{Context, ProcessorFactory, Tasks};
 use pipeline::generate::{Generator, GeneratorOptions};
 use pipeline::processors::memory_limiter::MemoryLimiterConfig;
 use pipeline::telemetry::Registry;
 use pipeline::testing::CountItems;
-use pipeline::{Batch, Signal};
+use pipeline::{Batch, BoxConsumer, Signal};
 use prost::Message;
 
 const SPANS: usize = 512;
@@ -54,67 +56,64 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    let yaml = "attributes:\n  - {key: telemetry.source, value: claude, action: upsert}\n";
-    let resource =
-        (pipeline::processors::resource::factory().parse)(serde_yaml::from_str(yaml).unwrap())
-            .unwrap();
-    let sink = Arc::new(CountItems::default());
-    let resource = resource.build(Signal::Traces, sink, &ctx);
-    let mut g = c.benchmark_group("resource");
-    g.throughput(Throughput::Elements(SPANS as u64));
-    g.bench_function("upsert_512_spans", |b| {
-        b.iter(|| rt.block_on(resource.consume(batch.clone())).unwrap())
-    });
-    g.finish();
-
-    let yaml = "include:\n  match_type: strict\n  span_names: [llm.chat_completion]\nactions:\n  - {key: reviewed, value: true, action: upsert}\n";
-    let attributes =
-        (pipeline::processors::attributes::factory().parse)(serde_yaml::from_str(yaml).unwrap())
-            .unwrap();
-    let sink = Arc::new(CountItems::default());
-    let attributes = attributes.build(Signal::Traces, sink, &ctx);
-    let mut g = c.benchmark_group("attributes");
-    g.throughput(Throughput::Elements(SPANS as u64));
-    g.bench_function("upsert_on_1_in_5_spans", |b| {
-        b.iter(|| rt.block_on(attributes.consume(batch.clone())).unwrap())
-    });
-    g.finish();
-
-    let sampler: pipeline::processors::probabilistic_sampler::ProbabilisticSamplerConfig =
-        serde_yaml::from_str("sampling_percentage: 10\n").unwrap();
-    let sink = Arc::new(CountItems::default());
-    let sampler =
-        pipeline::component::ProcessorBuilder::build(&sampler, Signal::Traces, sink, &ctx);
-    let mut g = c.benchmark_group("probabilistic_sampler");
-    g.throughput(Throughput::Elements(SPANS as u64));
-    g.bench_function("keep_10_percent", |b| {
-        b.iter(|| rt.block_on(sampler.consume(batch.clone())).unwrap())
-    });
-    g.finish();
-
-    let yaml = "allow_all_keys: true\nblocked_value_presets: [email, credit_card, api_key]\n";
-    let redaction =
-        (pipeline::processors::redaction::factory().parse)(serde_yaml::from_str(yaml).unwrap())
-            .unwrap();
-    let sink = Arc::new(CountItems::default());
-    let redaction = redaction.build(Signal::Traces, sink, &ctx);
-    let mut g = c.benchmark_group("redaction");
-    g.throughput(Throughput::Elements(SPANS as u64));
-    g.bench_function("three_presets_no_hits", |b| {
-        b.iter(|| rt.block_on(redaction.consume(batch.clone())).unwrap())
-    });
-    g.finish();
-
-    let llm_cost = pipeline::processors::llm_cost::LlmCostConfig::default();
-    let sink = Arc::new(CountItems::default());
-    let llm_cost =
-        pipeline::component::ProcessorBuilder::build(&llm_cost, Signal::Traces, sink, &ctx);
-    let mut g = c.benchmark_group("llm_cost");
-    g.throughput(Throughput::Elements(SPANS as u64));
-    g.bench_function("price_512_spans", |b| {
-        b.iter(|| rt.block_on(llm_cost.consume(batch.clone())).unwrap())
-    });
-    g.finish();
+    let from_yaml = |factory: ProcessorFactory, yaml: &str| -> BoxConsumer {
+        let builder = (factory.parse)(serde_yaml::from_str(yaml).unwrap()).unwrap();
+        builder.build(Signal::Traces, Arc::new(CountItems::default()), &ctx)
+    };
+    let mut run = |group: &str, name: &str, p: BoxConsumer| {
+        let mut g = c.benchmark_group(group);
+        g.throughput(Throughput::Elements(SPANS as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| rt.block_on(p.consume(batch.clone())).unwrap())
+        });
+        g.finish();
+    };
+    use pipeline::processors::*;
+    run(
+        "resource",
+        "upsert_512_spans",
+        from_yaml(
+            resource::factory(),
+            "attributes:\n  - {key: telemetry.source, value: claude, action: upsert}\n",
+        ),
+    );
+    run(
+        "attributes",
+        "upsert_on_1_in_5_spans",
+        from_yaml(
+            attributes::factory(),
+            "include:\n  match_type: strict\n  span_names: [llm.chat_completion]\nactions:\n  - {key: reviewed, value: true, action: upsert}\n",
+        ),
+    );
+    run(
+        "probabilistic_sampler",
+        "keep_10_percent",
+        from_yaml(
+            probabilistic_sampler::factory(),
+            "sampling_percentage: 10\n",
+        ),
+    );
+    run(
+        "redaction",
+        "three_presets_no_hits",
+        from_yaml(
+            redaction::factory(),
+            "allow_all_keys: true\nblocked_value_presets: [email, credit_card, api_key]\n",
+        ),
+    );
+    run(
+        "llm_cost",
+        "price_512_spans",
+        from_yaml(llm_cost::factory(), "{}"),
+    );
+    run(
+        "filter",
+        "drop_1_in_5_by_name_or_attribute",
+        from_yaml(
+            filter::factory(),
+            "traces:\n  span:\n    - 'name == \"vectordb.search\"'\n    - 'attributes[\"http.route\"] == \"/healthz\"'\n",
+        ),
+    );
 }
 
 criterion_group!(benches, bench);

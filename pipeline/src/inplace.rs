@@ -64,6 +64,11 @@ impl<'a> RawValue<'a> {
         any_value(self.buf, self.range.0, self.range.1)
     }
 
+    /// Whether the attribute has no value at all.
+    pub fn is_empty(&self) -> bool {
+        self.range.0 == self.range.1
+    }
+
     /// `Some(bytes)` for a string value, `None` for any other kind.
     pub fn string_bytes(&self) -> Option<&'a [u8]> {
         let mut r = Reader::new(self.buf, self.range.0, self.range.1, "AnyValue");
@@ -103,6 +108,56 @@ pub fn for_each_raw_attribute<'a>(field: &'a [u8], mut f: impl FnMut(&'a [u8], R
         }
         f(key, value);
     }
+}
+
+/// The first attribute named `key` of a span (whole `spans` field), read
+/// in place.
+pub fn find_raw_attribute<'a>(field: &'a [u8], key: &[u8]) -> Option<RawValue<'a>> {
+    let mut found = None;
+    for_each_raw_attribute(field, |k, v| {
+        if found.is_none() && k == key {
+            found = Some(v);
+        }
+    });
+    found
+}
+
+/// The scalar fields of a span that conditions read, taken in place.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SpanScalars<'a> {
+    /// `name` (empty if absent or not UTF-8, which the scan refuses).
+    pub name: &'a str,
+    /// `kind` as its enum number.
+    pub kind: i64,
+    /// `status.message`.
+    pub status_message: &'a str,
+}
+
+/// Reads a span's name, kind and status message (whole `spans` field).
+pub fn span_scalars(field: &[u8]) -> SpanScalars<'_> {
+    let mut out = SpanScalars::default();
+    let mut outer = Reader::new(field, 0, field.len(), "ScopeSpans");
+    let Ok(Some(span)) = outer.next_field() else {
+        return out;
+    };
+    let text = |r: (usize, usize)| std::str::from_utf8(&field[r.0..r.1]).unwrap_or("");
+    let mut r = Reader::new(field, span.body.0, span.body.1, "Span");
+    while let Ok(Some(f)) = r.next_field() {
+        match (f.number, f.wire) {
+            (5, LEN) => out.name = text(f.body),
+            (6, VARINT) => out.kind = f.value as i64,
+            (15, LEN) => {
+                let mut s = Reader::new(field, f.body.0, f.body.1, "Status");
+                while let Ok(Some(x)) = s.next_field() {
+                    if (x.number, x.wire) == (2, LEN) {
+                        out.status_message = text(x.body);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// As [`for_each_raw_attribute`], with every value decoded.

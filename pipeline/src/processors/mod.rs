@@ -2,6 +2,7 @@
 
 pub mod attributes;
 pub mod batch;
+pub mod filter;
 pub mod llm_cost;
 pub mod memory_limiter;
 pub mod probabilistic_sampler;
@@ -16,6 +17,7 @@ pub fn factories() -> Vec<ProcessorFactory> {
     vec![
         attributes::factory(),
         batch::factory(),
+        filter::factory(),
         llm_cost::factory(),
         memory_limiter::factory(),
         probabilistic_sampler::factory(),
