@@ -83,14 +83,29 @@ impl<'a> RawValue<'a> {
 /// Calls `f(key, value)` for each attribute of a span given as a whole
 /// `spans` field (tag included) of a validated request, without decoding
 /// any value.
-pub fn for_each_raw_attribute<'a>(field: &'a [u8], mut f: impl FnMut(&'a [u8], RawValue<'a>)) {
-    let mut outer = Reader::new(field, 0, field.len(), "ScopeSpans");
-    let Ok(Some(span)) = outer.next_field() else {
+pub fn for_each_raw_attribute<'a>(field: &'a [u8], f: impl FnMut(&'a [u8], RawValue<'a>)) {
+    for_each_attribute_in(field, 9, f);
+}
+
+/// As [`for_each_raw_attribute`], for a whole `resource` field (tag
+/// included; an empty slice has no attributes).
+pub fn for_each_resource_attribute<'a>(field: &'a [u8], f: impl FnMut(&'a [u8], RawValue<'a>)) {
+    for_each_attribute_in(field, 1, f);
+}
+
+/// Walks the `KeyValue`s at field `number` of the message in a whole field.
+fn for_each_attribute_in<'a>(
+    field: &'a [u8],
+    number: u32,
+    mut f: impl FnMut(&'a [u8], RawValue<'a>),
+) {
+    let mut outer = Reader::new(field, 0, field.len(), "field");
+    let Ok(Some(msg)) = outer.next_field() else {
         return;
     };
-    let mut r = Reader::new(field, span.body.0, span.body.1, "Span");
+    let mut r = Reader::new(field, msg.body.0, msg.body.1, "message");
     while let Ok(Some(a)) = r.next_field() {
-        if a.number != 9 || a.wire != LEN {
+        if a.number != number || a.wire != LEN {
             continue;
         }
         let mut kv = Reader::new(field, a.body.0, a.body.1, "KeyValue");
@@ -131,9 +146,12 @@ pub struct SpanScalars<'a> {
     pub kind: i64,
     /// `status.message`.
     pub status_message: &'a str,
+    /// `trace_state` (W3C tracestate).
+    pub trace_state: &'a str,
 }
 
-/// Reads a span's name, kind and status message (whole `spans` field).
+/// Reads a span's name, kind, status message and trace state (whole
+/// `spans` field).
 pub fn span_scalars(field: &[u8]) -> SpanScalars<'_> {
     let mut out = SpanScalars::default();
     let mut outer = Reader::new(field, 0, field.len(), "ScopeSpans");
@@ -144,6 +162,7 @@ pub fn span_scalars(field: &[u8]) -> SpanScalars<'_> {
     let mut r = Reader::new(field, span.body.0, span.body.1, "Span");
     while let Ok(Some(f)) = r.next_field() {
         match (f.number, f.wire) {
+            (3, LEN) => out.trace_state = text(f.body),
             (5, LEN) => out.name = text(f.body),
             (6, VARINT) => out.kind = f.value as i64,
             (15, LEN) => {

@@ -122,6 +122,48 @@ pub struct Drop {
     pub drop_sub_policy: Vec<PolicyConfig>,
 }
 
+/// `rate_limiting` policy.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimiting {
+    /// Spans sampled per second (a trace is taken whole or not at all).
+    pub spans_per_second: i64,
+}
+
+/// `trace_state` policy.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TraceState {
+    /// The tracestate key.
+    pub key: String,
+    /// Values that sample.
+    pub values: Vec<String>,
+}
+
+/// One `rate_allocation` entry of a `composite` policy.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateAllocation {
+    /// The sub-policy's name.
+    pub policy: String,
+    /// Its share of `max_total_spans_per_second`, in percent.
+    pub percent: f64,
+}
+
+/// `composite` policy.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Composite {
+    /// Spans per second the whole policy may sample.
+    pub max_total_spans_per_second: i64,
+    /// Sub-policy names in evaluation order.
+    pub policy_order: Vec<String>,
+    /// The sub-policies.
+    pub composite_sub_policy: Vec<PolicyConfig>,
+    /// Each sub-policy's share of the rate.
+    pub rate_allocation: Vec<RateAllocation>,
+}
+
 /// One policy as written in the config.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -149,6 +191,12 @@ pub struct PolicyConfig {
     pub and: Option<And>,
     /// `drop` settings.
     pub drop: Option<Drop>,
+    /// `rate_limiting` settings.
+    pub rate_limiting: Option<RateLimiting>,
+    /// `trace_state` settings.
+    pub trace_state: Option<TraceState>,
+    /// `composite` settings.
+    pub composite: Option<Composite>,
 }
 
 /// `tail_sampling` processor config.

@@ -21,7 +21,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub use config::{PolicyConfig, TailSamplingConfig};
-pub use policy::{salted_hash, Policy, TraceView, Verdict};
+pub use policy::{
+    final_decision, salted_hash, trace_state_has, Policy, SpanRef, TraceView, Verdict,
+};
 
 use crate::batch::{Batch, Request, Signal};
 use crate::component::{parse_config, Context, ProcessorBuilder, ProcessorFactory};
@@ -146,6 +148,8 @@ struct Sampler {
     out: Vec<(Arc<Request>, u32)>,
     metrics: Metrics,
     next: BoxConsumer,
+    /// Rate-limiting policies count spans per second of this clock.
+    clock: Instant,
 }
 
 impl Sampler {
@@ -221,31 +225,39 @@ impl Sampler {
             .iter()
             .map(|(req, i)| {
                 let index = req.index.as_ref().expect("traces requests carry an index");
-                let e = &index.spans[*i as usize];
-                (e, &req.bytes[e.range.0 as usize..e.range.1 as usize])
+                let entry = &index.spans[*i as usize];
+                let resource =
+                    index.resources[index.scopes[entry.scope as usize].resource as usize].resource;
+                let bytes = &req.bytes[..];
+                SpanRef {
+                    entry,
+                    field: &bytes[entry.range.0 as usize..entry.range.1 as usize],
+                    resource: &bytes[resource.0 as usize..resource.1 as usize],
+                }
             })
             .collect();
         let view = TraceView {
             trace_id: id,
             spans,
+            second: self.clock.elapsed().as_secs(),
         };
-        let mut keep = false;
-        let mut dropped = false;
-        for (i, p) in self.policies.iter().enumerate() {
-            match p.evaluate(&view) {
-                Verdict::Sampled => {
-                    keep = true;
+        let verdicts: Vec<Verdict> = self
+            .policies
+            .iter_mut()
+            .enumerate()
+            .map(|(i, p)| {
+                let v = p.evaluate(&view);
+                // A matching drop policy counts as "sampled" by that policy.
+                if v.samples() || v == Verdict::Dropped {
                     self.metrics.sampled[i].add(1);
+                } else {
+                    self.metrics.not_sampled[i].add(1);
                 }
-                Verdict::NotSampled => self.metrics.not_sampled[i].add(1),
-                Verdict::Dropped => {
-                    dropped = true;
-                    self.metrics.sampled[i].add(1);
-                }
-            }
-        }
+                v
+            })
+            .collect();
         drop(view);
-        if keep && !dropped {
+        if final_decision(&verdicts) {
             self.metrics.traces_sampled.add(1);
             self.sampled.insert(id);
             self.out.extend(held.spans);
@@ -358,6 +370,7 @@ impl ProcessorBuilder for TailSamplingConfig {
             out: Vec::new(),
             metrics: Metrics::new(&ctx.metrics, &ctx.id, &names),
             next,
+            clock: Instant::now(),
         };
         ctx.tasks.add(&ctx.id, tokio::spawn(sampler.run(rx)));
         Arc::new(Input { tx })

@@ -5,26 +5,49 @@ use regex::Regex;
 
 use super::config::PolicyConfig;
 use crate::component::ConfigError;
-use crate::inplace::{for_each_raw_attribute, AttrValue};
+use crate::inplace::{
+    for_each_raw_attribute, for_each_resource_attribute, span_scalars, AttrValue,
+};
 use crate::scan::SpanEntry;
+
+/// One held span as policies see it.
+pub struct SpanRef<'a> {
+    /// Its index entry.
+    pub entry: &'a SpanEntry,
+    /// Its whole encoded `spans` field.
+    pub field: &'a [u8],
+    /// Its resource's whole encoded `resource` field (empty if none).
+    pub resource: &'a [u8],
+}
 
 /// A held trace as policies see it.
 pub struct TraceView<'a> {
     /// The trace id.
     pub trace_id: [u8; 16],
-    /// Each span's index entry and whole encoded field.
-    pub spans: Vec<(&'a SpanEntry, &'a [u8])>,
+    /// Its spans.
+    pub spans: Vec<SpanRef<'a>>,
+    /// The current second of the sampler's clock, for rate limits.
+    pub second: u64,
 }
 
 impl TraceView<'_> {
+    /// Whether any span, or any span's resource, has attribute `key` with a
+    /// value `test` accepts (otelcol's attribute policies look at both).
     fn any_attribute(&self, key: &str, mut test: impl FnMut(AttrValue) -> bool) -> bool {
         let mut hit = false;
-        for (_, field) in &self.spans {
-            for_each_raw_attribute(field, |k, v| {
+        let mut seen: &[u8] = &[];
+        for s in &self.spans {
+            let mut check = |k: &[u8], v: crate::inplace::RawValue| {
                 if !hit && k == key.as_bytes() && test(v.get()) {
                     hit = true;
                 }
-            });
+            };
+            // Spans of one resource are usually adjacent: check it once.
+            if !std::ptr::eq(seen, s.resource) {
+                for_each_resource_attribute(s.resource, &mut check);
+                seen = s.resource;
+            }
+            for_each_raw_attribute(s.field, &mut check);
             if hit {
                 return true;
             }
@@ -33,15 +56,100 @@ impl TraceView<'_> {
     }
 }
 
-/// What a policy says about a trace.
+/// What a policy says about a trace. The inverted forms come from
+/// `invert_match` and take part in otelcol's precedence (see
+/// [`final_decision`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Keep it.
     Sampled,
     /// This policy would not keep it.
     NotSampled,
+    /// An inverted policy found no match: keep it unless another policy
+    /// says not to.
+    InvertSampled,
+    /// An inverted policy found a match: do not keep it.
+    InvertNotSampled,
     /// A `drop` policy matched: never keep it.
     Dropped,
+}
+
+impl Verdict {
+    /// Whether the verdict counts as sampling inside `and`, `drop` and
+    /// `composite`, where inversions are plain decisions.
+    pub fn samples(self) -> bool {
+        matches!(self, Verdict::Sampled | Verdict::InvertSampled)
+    }
+}
+
+/// otelcol's precedence over the top-level verdicts: a drop or an inverted
+/// match refuses; then any sample keeps; then an inverted non-match keeps
+/// if no policy said not sampled.
+pub fn final_decision(verdicts: &[Verdict]) -> bool {
+    let has = |v: Verdict| verdicts.contains(&v);
+    if has(Verdict::Dropped) || has(Verdict::InvertNotSampled) {
+        return false;
+    }
+    has(Verdict::Sampled) || (has(Verdict::InvertSampled) && !has(Verdict::NotSampled))
+}
+
+fn plain(hit: bool) -> Verdict {
+    if hit {
+        Verdict::Sampled
+    } else {
+        Verdict::NotSampled
+    }
+}
+
+fn inverted(hit: bool, invert: bool) -> Verdict {
+    match (invert, hit) {
+        (false, hit) => plain(hit),
+        (true, true) => Verdict::InvertNotSampled,
+        (true, false) => Verdict::InvertSampled,
+    }
+}
+
+/// Spans sampled in the current second, reset when the second changes.
+#[derive(Debug, Clone, Default)]
+pub struct SecondCounter {
+    second: u64,
+    spans: u64,
+}
+
+impl SecondCounter {
+    /// Adds `n` spans if `fits(total)` accepts the new total this second.
+    fn take(&mut self, second: u64, n: u64, fits: impl Fn(u64) -> bool) -> bool {
+        if self.second != second {
+            self.second = second;
+            self.spans = 0;
+        }
+        let total = self.spans + n;
+        if fits(total) {
+            self.spans = total;
+        }
+        fits(total)
+    }
+}
+
+/// A `composite` sub-policy with its share of the span rate.
+#[derive(Debug, Clone)]
+pub struct Share {
+    /// The sub-policy.
+    pub policy: Policy,
+    /// Spans per second it may sample.
+    pub allocated: f64,
+    /// What it sampled this second.
+    pub used: SecondCounter,
+}
+
+/// Whether a W3C tracestate holds `key` with one of `values`.
+pub fn trace_state_has(state: &str, key: &str, values: &[String]) -> bool {
+    state.split(',').any(|member| {
+        member
+            .trim()
+            .split_once('=')
+            .is_some_and(|(k, v)| k == key && values.iter().any(|want| want == v))
+    })
 }
 
 /// A checked policy.
@@ -67,6 +175,12 @@ pub enum Policy {
     And(Vec<Policy>),
     /// Every sub-policy samples: then the trace is dropped.
     Drop(Vec<Policy>),
+    /// Spans per second sampled (otelcol: strictly fewer than this).
+    RateLimiting(u64, SecondCounter),
+    /// Any span's trace state has the key with one of the values.
+    TraceState(String, Vec<String>),
+    /// Sub-policies in order, each within its share of the total rate.
+    Composite(u64, Vec<Share>),
 }
 
 /// otelcol's tail-sampling hash: FNV-1a 64 over the salt, then the id.
@@ -205,13 +319,35 @@ impl Policy {
                     &format!("{at}.drop.drop_sub_policy"),
                 )?)
             }
-            "rate_limiting"
-            | "bytes_limiting"
-            | "trace_state"
-            | "composite"
-            | "ottl_condition"
-            | "trace_flags"
-            | "boolean_attribute_all" => {
+            "rate_limiting" => {
+                let r = need(&p.rate_limiting, at, kind)?;
+                if r.spans_per_second <= 0 {
+                    return Err(ConfigError::new(
+                        format!("{at}.rate_limiting.spans_per_second"),
+                        "must be greater than zero",
+                    ));
+                }
+                Policy::RateLimiting(r.spans_per_second as u64, SecondCounter::default())
+            }
+            "trace_state" => {
+                let t = need(&p.trace_state, at, kind)?;
+                // W3C limits: keys up to 256 characters, values up to 256.
+                if t.key.is_empty() || t.key.len() > 256 {
+                    return Err(ConfigError::new(
+                        format!("{at}.trace_state.key"),
+                        "must be 1 to 256 characters",
+                    ));
+                }
+                if t.values.is_empty() || t.values.iter().any(|v| v.is_empty() || v.len() > 256) {
+                    return Err(ConfigError::new(
+                        format!("{at}.trace_state.values"),
+                        "must list values of 1 to 256 characters",
+                    ));
+                }
+                Policy::TraceState(t.key, t.values)
+            }
+            "composite" => composite(&need(&p.composite, at, kind)?, &format!("{at}.composite"))?,
+            "bytes_limiting" | "ottl_condition" | "trace_flags" | "boolean_attribute_all" => {
                 return Err(ConfigError::new(
                     format!("{at}.type"),
                     format!("policy type {kind:?} is not available yet"),
@@ -226,59 +362,155 @@ impl Policy {
         })
     }
 
-    fn matches(&self, t: &TraceView) -> bool {
+    /// The policy's verdict on a trace. Rate-limited policies count what
+    /// they sample, so each trace is evaluated once.
+    pub fn evaluate(&mut self, t: &TraceView) -> Verdict {
         match self {
-            Policy::AlwaysSample => true,
+            Policy::AlwaysSample => Verdict::Sampled,
             Policy::Latency(min, max) => {
-                let start = t
-                    .spans
-                    .iter()
-                    .map(|(e, _)| e.start_time_unix_nano)
-                    .min()
-                    .unwrap_or(0);
-                let end = t
-                    .spans
-                    .iter()
-                    .map(|(e, _)| e.end_time_unix_nano)
-                    .max()
-                    .unwrap_or(0);
-                let d = end.saturating_sub(start);
-                d >= *min && (*max == 0 || d <= *max)
+                let start = t.spans.iter().map(|s| s.entry.start_time_unix_nano).min();
+                let end = t.spans.iter().map(|s| s.entry.end_time_unix_nano).max();
+                let d = end.unwrap_or(0).saturating_sub(start.unwrap_or(0));
+                plain(d >= *min && (*max == 0 || d <= *max))
             }
             Policy::StatusCode(codes) => {
-                t.spans.iter().any(|(e, _)| codes.contains(&e.status_code))
+                plain(t.spans.iter().any(|s| codes.contains(&s.entry.status_code)))
             }
-            Policy::Numeric(key, min, max, invert) => {
-                t.any_attribute(key, |v| v.number().is_some_and(|n| n >= *min && n <= *max))
-                    != *invert
-            }
-            Policy::Str(key, regexes, exact, invert) => {
+            Policy::Numeric(key, min, max, invert) => inverted(
+                t.any_attribute(key, |v| v.number().is_some_and(|n| n >= *min && n <= *max)),
+                *invert,
+            ),
+            Policy::Str(key, regexes, exact, invert) => inverted(
                 t.any_attribute(key, |v| match v {
                     AttrValue::Str(s) => {
                         exact.iter().any(|e| e == s) || regexes.iter().any(|r| r.is_match(s))
                     }
                     _ => false,
-                }) != *invert
+                }),
+                *invert,
+            ),
+            Policy::Bool(key, want, invert) => inverted(
+                t.any_attribute(key, |v| v == AttrValue::Bool(*want)),
+                *invert,
+            ),
+            Policy::Probabilistic(salt, threshold) => {
+                plain(salted_hash(salt, &t.trace_id) <= *threshold)
             }
-            Policy::Bool(key, want, invert) => {
-                t.any_attribute(key, |v| v == AttrValue::Bool(*want)) != *invert
-            }
-            Policy::Probabilistic(salt, threshold) => salted_hash(salt, &t.trace_id) <= *threshold,
             Policy::SpanCount(min, max) => {
-                t.spans.len() >= *min && (*max == 0 || t.spans.len() <= *max)
+                plain(t.spans.len() >= *min && (*max == 0 || t.spans.len() <= *max))
             }
-            Policy::And(subs) | Policy::Drop(subs) => subs.iter().all(|p| p.matches(t)),
+            Policy::TraceState(key, values) => plain(
+                t.spans
+                    .iter()
+                    .any(|s| trace_state_has(span_scalars(s.field).trace_state, key, values)),
+            ),
+            Policy::RateLimiting(limit, used) => {
+                let limit = *limit;
+                plain(used.take(t.second, t.spans.len() as u64, |n| n < limit))
+            }
+            // Both stop at the first sub-policy that does not sample, as
+            // otelcol's do.
+            Policy::And(subs) => plain(subs.iter_mut().all(|p| p.evaluate(t).samples())),
+            Policy::Drop(subs) => {
+                if subs.iter_mut().all(|p| p.evaluate(t).samples()) {
+                    Verdict::Dropped
+                } else {
+                    Verdict::NotSampled
+                }
+            }
+            Policy::Composite(max_total, shares) => {
+                let n = t.spans.len() as u64;
+                for share in shares.iter_mut() {
+                    if !share.policy.evaluate(t).samples() {
+                        continue;
+                    }
+                    let (allocated, max_total) = (share.allocated, *max_total);
+                    // Over its share: the next sub-policy may still take it.
+                    if share.used.take(t.second, n, |total| {
+                        total as f64 <= allocated && total <= max_total
+                    }) {
+                        return Verdict::Sampled;
+                    }
+                }
+                Verdict::NotSampled
+            }
         }
     }
+}
 
-    /// The policy's verdict on a trace.
-    pub fn evaluate(&self, t: &TraceView) -> Verdict {
-        match (self, self.matches(t)) {
-            (Policy::Drop(_), true) => Verdict::Dropped,
-            (Policy::Drop(_), false) | (_, false) => Verdict::NotSampled,
-            (_, true) => Verdict::Sampled,
-        }
+/// A `composite` policy: sub-policies in `policy_order` (list order when
+/// it is empty), each sampling up to its `rate_allocation` percent of
+/// `max_total_spans_per_second`. As in otelcol, an allocation with no
+/// percent gets an equal share and a sub-policy with no allocation gets
+/// none.
+fn composite(c: &super::config::Composite, at: &str) -> Result<Policy, ConfigError> {
+    if c.max_total_spans_per_second <= 0 {
+        return Err(ConfigError::new(
+            format!("{at}.max_total_spans_per_second"),
+            "must be greater than zero",
+        ));
     }
+    let subs = &c.composite_sub_policy;
+    if subs.is_empty() {
+        return Err(ConfigError::new(
+            format!("{at}.composite_sub_policy"),
+            "must list at least one sub-policy",
+        ));
+    }
+    let total = c.max_total_spans_per_second as f64;
+    let mut shares = Vec::new();
+    let order: Vec<&str> = if c.policy_order.is_empty() {
+        subs.iter().map(|p| p.name.as_str()).collect()
+    } else {
+        c.policy_order.iter().map(String::as_str).collect()
+    };
+    for (i, name) in order.iter().enumerate() {
+        let Some(pos) = subs.iter().position(|p| p.name == *name) else {
+            return Err(ConfigError::new(
+                format!("{at}.policy_order.{i}"),
+                format!("no composite_sub_policy is named {name:?}"),
+            ));
+        };
+        let sub = &subs[pos];
+        let sub_at = format!("{at}.composite_sub_policy.{pos}");
+        if matches!(sub.kind.as_str(), "composite" | "drop") {
+            return Err(ConfigError::new(
+                format!("{sub_at}.type"),
+                format!("{:?} cannot be a composite sub-policy", sub.kind),
+            ));
+        }
+        let allocated = c
+            .rate_allocation
+            .iter()
+            .rfind(|a| a.policy == *name)
+            .map_or(0.0, |a| {
+                if a.percent > 0.0 {
+                    a.percent / 100.0 * total
+                } else {
+                    total / subs.len() as f64
+                }
+            });
+        shares.push(Share {
+            policy: Policy::new(sub, &sub_at)?,
+            allocated,
+            used: SecondCounter::default(),
+        });
+    }
+    if let Some((i, a)) = c
+        .rate_allocation
+        .iter()
+        .enumerate()
+        .find(|(_, a)| !subs.iter().any(|p| p.name == a.policy))
+    {
+        return Err(ConfigError::new(
+            format!("{at}.rate_allocation.{i}.policy"),
+            format!("no composite_sub_policy is named {:?}", a.policy),
+        ));
+    }
+    Ok(Policy::Composite(
+        c.max_total_spans_per_second as u64,
+        shares,
+    ))
 }
 
 fn subs(list: &[PolicyConfig], at: &str) -> Result<Vec<Policy>, ConfigError> {

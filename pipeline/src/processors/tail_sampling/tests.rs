@@ -312,9 +312,37 @@ fn policy_configs_are_checked_by_name() {
         err("policies: [{name: a, type: status_code, status_code: {status_codes: [BAD]}}]").path,
         "policies.0.status_code.status_codes"
     );
-    assert!(err("policies: [{name: a, type: rate_limiting}]")
+    assert!(err("policies: [{name: a, type: bytes_limiting}]")
         .message
         .contains("not available yet"));
+    assert_eq!(
+        err("policies: [{name: a, type: rate_limiting, rate_limiting: {spans_per_second: 0}}]")
+            .path,
+        "policies.0.rate_limiting.spans_per_second"
+    );
+    assert_eq!(
+        err("policies: [{name: a, type: trace_state, trace_state: {key: k, values: []}}]").path,
+        "policies.0.trace_state.values"
+    );
+    let composite = |body: &str| {
+        err(&format!(
+            "policies: [{{name: c, type: composite, composite: {{max_total_spans_per_second: 10, {body}}}}}]"
+        ))
+    };
+    let e = composite("policy_order: [x], composite_sub_policy: [{name: a, type: always_sample}]");
+    assert_eq!(e.path, "policies.0.composite.policy_order.0", "{e}");
+    let e = composite(
+        "composite_sub_policy: [{name: a, type: always_sample}], rate_allocation: [{policy: b, percent: 5}]",
+    );
+    assert_eq!(
+        e.path, "policies.0.composite.rate_allocation.0.policy",
+        "{e}"
+    );
+    let e = composite("composite_sub_policy: [{name: a, type: drop, drop: {drop_sub_policy: [{name: b, type: always_sample}]}}]");
+    assert_eq!(
+        e.path, "policies.0.composite.composite_sub_policy.0.type",
+        "{e}"
+    );
     assert_eq!(
         err("policies: [{name: a, type: and, and: {and_sub_policy: [{name: b, type: nope}]}}]")
             .path,
@@ -334,4 +362,181 @@ fn the_probabilistic_hash_is_fnv1a_64_over_salt_then_id() {
     assert_eq!(salted_hash("", b""), 0xcbf2_9ce4_8422_2325);
     assert_eq!(salted_hash("a", b""), 0xaf63_dc4c_8601_ec8c);
     assert_eq!(salted_hash("", b"a"), salted_hash("a", b""));
+}
+
+/// The traces of a request as policies see them, in first-seen order.
+fn views(req: &Request, second: u64) -> Vec<TraceView<'_>> {
+    let index = req.index.as_ref().unwrap();
+    let mut order: Vec<[u8; 16]> = Vec::new();
+    let mut by_id: HashMap<[u8; 16], Vec<SpanRef>> = HashMap::new();
+    for entry in &index.spans {
+        let resource =
+            index.resources[index.scopes[entry.scope as usize].resource as usize].resource;
+        if !by_id.contains_key(&entry.trace_id) {
+            order.push(entry.trace_id);
+        }
+        by_id.entry(entry.trace_id).or_default().push(SpanRef {
+            entry,
+            field: &req.bytes[entry.range.0 as usize..entry.range.1 as usize],
+            resource: &req.bytes[resource.0 as usize..resource.1 as usize],
+        });
+    }
+    order
+        .into_iter()
+        .map(|id| TraceView {
+            trace_id: id,
+            spans: by_id.remove(&id).unwrap(),
+            second,
+        })
+        .collect()
+}
+
+fn policy(yaml: &str) -> Policy {
+    let cfg: PolicyConfig = serde_yaml::from_str(yaml).unwrap();
+    Policy::new(&cfg, "policies.0").unwrap()
+}
+
+fn request(
+    req: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+) -> Request {
+    Request::parse(Signal::Traces, req.encode_to_vec().into()).unwrap()
+}
+
+#[test]
+fn rate_limiting_takes_whole_traces_while_under_the_rate_each_second() {
+    let req = request(&Generator::new(GeneratorOptions::default()).traces(4));
+    let mut p = policy("{name: r, type: rate_limiting, rate_limiting: {spans_per_second: 11}}");
+    let got: Vec<Verdict> = views(&req, 7).iter().map(|t| p.evaluate(t)).collect();
+    // 5 then 10 spans are under 11; 15 is not (otelcol: strictly under).
+    assert_eq!(
+        got,
+        [
+            Verdict::Sampled,
+            Verdict::Sampled,
+            Verdict::NotSampled,
+            Verdict::NotSampled
+        ]
+    );
+    // A new second starts a new budget.
+    assert_eq!(p.evaluate(&views(&req, 8)[0]), Verdict::Sampled);
+}
+
+#[test]
+fn trace_state_matches_a_listed_value_of_its_key() {
+    let mut sent = Generator::new(GeneratorOptions::default()).traces(3);
+    sent.resource_spans[0].scope_spans[0].spans[0].trace_state =
+        "rojo=00f067aa0ba902b7, congo=t61rcWkgMzE".into();
+    let req = request(&sent);
+    let mut p = policy(
+        "{name: t, type: trace_state, trace_state: {key: congo, values: [nope, t61rcWkgMzE]}}",
+    );
+    let got: Vec<Verdict> = views(&req, 0).iter().map(|t| p.evaluate(t)).collect();
+    assert_eq!(
+        got,
+        [Verdict::Sampled, Verdict::NotSampled, Verdict::NotSampled]
+    );
+    assert!(!trace_state_has(
+        "congo=t61rcWkgMzEx",
+        "congo",
+        &["t61rcWkgMzE".into()]
+    ));
+    assert!(!trace_state_has(
+        "xcongo=t61rcWkgMzE",
+        "congo",
+        &["t61rcWkgMzE".into()]
+    ));
+}
+
+#[test]
+fn composite_gives_each_sub_policy_its_share_then_falls_through() {
+    let mut g = Generator::new(GeneratorOptions {
+        error_rate: 1.0,
+        ..Default::default()
+    });
+    let errors = request(&g.traces(3));
+    let mut g = Generator::new(GeneratorOptions {
+        error_rate: 0.0,
+        ..Default::default()
+    });
+    let fine = request(&g.traces(2));
+    let mut p = policy(
+        r#"
+name: c
+type: composite
+composite:
+  max_total_spans_per_second: 20
+  policy_order: [errors, everything]
+  composite_sub_policy:
+    - {name: everything, type: always_sample}
+    - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}
+  rate_allocation:
+    - {policy: errors, percent: 50}
+    - {policy: everything, percent: 25}
+"#,
+    );
+    // errors may take 10 spans a second, everything 5.
+    let got: Vec<Verdict> = views(&errors, 0)
+        .iter()
+        .chain(views(&fine, 0).iter())
+        .map(|t| p.evaluate(t))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            Verdict::Sampled,    // errors: 5
+            Verdict::Sampled,    // errors: 10
+            Verdict::Sampled,    // errors full; everything: 5
+            Verdict::NotSampled, // everything full
+            Verdict::NotSampled,
+        ]
+    );
+    assert_eq!(p.evaluate(&views(&fine, 1)[0]), Verdict::Sampled);
+    // A sub-policy with no allocation never samples, as in otelcol.
+    let mut p = policy(
+        "{name: c, type: composite, composite: {max_total_spans_per_second: 100, composite_sub_policy: [{name: a, type: always_sample}]}}",
+    );
+    assert_eq!(p.evaluate(&views(&fine, 0)[0]), Verdict::NotSampled);
+}
+
+#[test]
+fn attribute_policies_see_resource_attributes() {
+    let whole = request(&Generator::new(GeneratorOptions::default()).traces(1));
+    // The first three spans are all rag-api's.
+    let part = request(&Generator::new(GeneratorOptions::default()).spans(3));
+    let mut p = policy(
+        "{name: s, type: string_attribute, string_attribute: {key: service.name, values: [llm-gateway]}}",
+    );
+    assert_eq!(p.evaluate(&views(&whole, 0)[0]), Verdict::Sampled);
+    assert_eq!(p.evaluate(&views(&part, 0)[0]), Verdict::NotSampled);
+    let mut inv = policy(
+        "{name: s, type: string_attribute, string_attribute: {key: service.name, values: [llm-gateway], invert_match: true}}",
+    );
+    assert_eq!(
+        inv.evaluate(&views(&whole, 0)[0]),
+        Verdict::InvertNotSampled
+    );
+    assert_eq!(inv.evaluate(&views(&part, 0)[0]), Verdict::InvertSampled);
+}
+
+#[test]
+fn inverted_verdicts_follow_otelcols_precedence() {
+    use Verdict::*;
+    let cases: [(&[Verdict], bool); 7] = [
+        (&[InvertSampled], true),
+        (&[InvertSampled, NotSampled], false),
+        (&[InvertSampled, NotSampled, Sampled], true),
+        (&[Sampled, InvertNotSampled], false),
+        (&[Sampled, NotSampled], true),
+        (&[Sampled, Dropped], false),
+        (&[NotSampled], false),
+    ];
+    for (verdicts, keep) in cases {
+        assert_eq!(final_decision(verdicts), keep, "{verdicts:?}");
+    }
+    // Inside `and`, an inverted non-match is a plain yes.
+    let whole = request(&Generator::new(GeneratorOptions::default()).traces(1));
+    let mut p = policy(
+        "{name: a, type: and, and: {and_sub_policy: [{name: s, type: string_attribute, string_attribute: {key: service.name, values: [nope], invert_match: true}}, {name: all, type: always_sample}]}}",
+    );
+    assert_eq!(p.evaluate(&views(&whole, 0)[0]), Verdict::Sampled);
 }
