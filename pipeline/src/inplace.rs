@@ -69,6 +69,18 @@ impl<'a> RawValue<'a> {
         self.range.0 == self.range.1
     }
 
+    /// Walks every string inside the value (the value itself, array
+    /// members, map values, at any depth) with `string`, and every map key
+    /// with `key`, without decoding; stops at the first call that returns
+    /// true and returns true then.
+    pub fn any_nested(
+        &self,
+        string: &mut impl FnMut(&'a [u8]) -> bool,
+        key: &mut impl FnMut(&'a [u8]) -> bool,
+    ) -> bool {
+        nested(self.buf, self.range, string, key)
+    }
+
     /// `Some(bytes)` for a string value, `None` for any other kind.
     pub fn string_bytes(&self) -> Option<&'a [u8]> {
         let mut r = Reader::new(self.buf, self.range.0, self.range.1, "AnyValue");
@@ -80,11 +92,68 @@ impl<'a> RawValue<'a> {
     }
 }
 
+fn nested<'a>(
+    buf: &'a [u8],
+    range: (usize, usize),
+    string: &mut impl FnMut(&'a [u8]) -> bool,
+    key: &mut impl FnMut(&'a [u8]) -> bool,
+) -> bool {
+    // The scan bounded the nesting depth, so recursion is bounded too.
+    let mut r = Reader::new(buf, range.0, range.1, "AnyValue");
+    while let Ok(Some(f)) = r.next_field() {
+        let hit = match (f.number, f.wire) {
+            (1, LEN) => string(&buf[f.body.0..f.body.1]),
+            // ArrayValue { repeated AnyValue values = 1 }
+            (5, LEN) => {
+                let mut a = Reader::new(buf, f.body.0, f.body.1, "ArrayValue");
+                let mut hit = false;
+                while let (false, Ok(Some(v))) = (hit, a.next_field()) {
+                    hit = v.number == 1 && v.wire == LEN && nested(buf, v.body, string, key);
+                }
+                hit
+            }
+            // KeyValueList { repeated KeyValue values = 1 }
+            (6, LEN) => {
+                let mut l = Reader::new(buf, f.body.0, f.body.1, "KeyValueList");
+                let mut hit = false;
+                while let (false, Ok(Some(kv))) = (hit, l.next_field()) {
+                    if kv.number != 1 || kv.wire != LEN {
+                        continue;
+                    }
+                    let mut e = Reader::new(buf, kv.body.0, kv.body.1, "KeyValue");
+                    while let (false, Ok(Some(x))) = (hit, e.next_field()) {
+                        hit = match (x.number, x.wire) {
+                            (1, LEN) => key(&buf[x.body.0..x.body.1]),
+                            (2, LEN) => nested(buf, x.body, string, key),
+                            _ => false,
+                        };
+                    }
+                }
+                hit
+            }
+            _ => false,
+        };
+        if hit {
+            return true;
+        }
+    }
+    false
+}
+
 /// Calls `f(key, value)` for each attribute of a span given as a whole
 /// `spans` field (tag included) of a validated request, without decoding
 /// any value.
 pub fn for_each_raw_attribute<'a>(field: &'a [u8], f: impl FnMut(&'a [u8], RawValue<'a>)) {
     for_each_attribute_in(field, 9, f);
+}
+
+/// As [`for_each_raw_attribute`] in the same single pass, and says whether
+/// the span has events or links.
+pub fn for_each_raw_attribute_noting_events<'a>(
+    field: &'a [u8],
+    f: impl FnMut(&'a [u8], RawValue<'a>),
+) -> bool {
+    for_each_attribute_in(field, 9, f)
 }
 
 /// As [`for_each_raw_attribute`], for a whole `resource` field (tag
@@ -93,19 +162,23 @@ pub fn for_each_resource_attribute<'a>(field: &'a [u8], f: impl FnMut(&'a [u8], 
     for_each_attribute_in(field, 1, f);
 }
 
-/// Walks the `KeyValue`s at field `number` of the message in a whole field.
+/// Walks the `KeyValue`s at field `number` of the message in a whole field;
+/// returns whether the message has fields 11 or 13 (a span's events and
+/// links), which callers that care get from the same pass.
 fn for_each_attribute_in<'a>(
     field: &'a [u8],
     number: u32,
     mut f: impl FnMut(&'a [u8], RawValue<'a>),
-) {
+) -> bool {
     let mut outer = Reader::new(field, 0, field.len(), "field");
     let Ok(Some(msg)) = outer.next_field() else {
-        return;
+        return false;
     };
+    let mut extras = false;
     let mut r = Reader::new(field, msg.body.0, msg.body.1, "message");
     while let Ok(Some(a)) = r.next_field() {
         if a.number != number || a.wire != LEN {
+            extras |= a.number == 11 || a.number == 13;
             continue;
         }
         let mut kv = Reader::new(field, a.body.0, a.body.1, "KeyValue");
@@ -123,6 +196,7 @@ fn for_each_attribute_in<'a>(
         }
         f(key, value);
     }
+    extras
 }
 
 /// The first attribute named `key` of a span (whole `spans` field), read

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod component;
 pub mod consumer;
 pub mod duration;
+pub mod fasthash;
 pub mod generate;
 pub mod inplace;
 pub mod processors;

@@ -9,7 +9,7 @@ mod config;
 mod presets;
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -18,11 +18,12 @@ use regex::{Regex, RegexSet};
 use sha2::Digest;
 
 pub use config::RedactionConfig;
-pub use presets::{luhn, preset, Preset, NAMES as PRESET_NAMES};
+pub use presets::{luhn, preset, Preset, Shape, NAMES as PRESET_NAMES};
 
 use crate::batch::{Batch, Request, Signal};
 use crate::component::{parse_config, ConfigError, Context, ProcessorBuilder, ProcessorFactory};
 use crate::consumer::{BoxConsumer, ConsumeError, Consumer};
+use crate::fasthash::FastMap;
 use crate::rewrite::{rewrite_decoded, rewrite_resources, rewrite_spans};
 
 /// GenAI content attributes (current and older conventions).
@@ -73,23 +74,40 @@ pub struct Redactor {
     allowed: HashSet<String>,
     ignored: HashSet<String>,
     /// Key patterns: a key matching any has its whole value masked (one
-    /// clone per slot, as `any_blocked`).
+    /// clone per slot, as `any_blocked_bytes`).
     any_blocked_key: Vec<RegexSet>,
     blocked_values: Vec<Regex>,
     allowed_values: Vec<Regex>,
     presets: Vec<Preset>,
-    /// Every value pattern at once: one pass says whether any can match.
-    /// One clone per slot: a regex's match cache is a pool that threads
-    /// other than its first user reach through a lock, and each clone has
-    /// its own pool, so threads picking different slots never contend.
-    any_blocked: Vec<RegexSet>,
-    /// The same patterns over bytes, for values read in place (no UTF-8
-    /// pass); one clone per slot likewise.
+    /// Every value pattern at once, over bytes: one pass says whether any
+    /// can match. One clone per slot: a regex's match cache is a pool that
+    /// threads other than its first user reach through a lock, and each
+    /// clone has its own pool, so threads picking different slots never
+    /// contend.
     any_blocked_bytes: Vec<regex::bytes::RegexSet>,
     hash: Hash,
     summary: Summary,
     drop_genai: bool,
+    /// What each attribute key seen so far asks for, per slot: keys repeat
+    /// from span to span, so the key rules run once per distinct key.
+    key_rules: Vec<Mutex<FastMap<Box<[u8]>, KeyRule>>>,
 }
+
+/// What an attribute key asks of the in-place check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyRule {
+    /// `ignored_keys`: leave it alone.
+    Ignore,
+    /// Removed or masked whatever its value: the span needs work.
+    Work,
+    /// Kept: only its value may need masking.
+    Value,
+}
+
+/// Distinct keys remembered per slot; keys past it are checked each time.
+const KEY_RULES_CAP: usize = 4096;
+/// Longer keys are checked each time, not remembered.
+const KEY_RULES_MAX_KEY: usize = 256;
 
 fn regexes(at: &str, list: &[String]) -> Result<Vec<Regex>, ConfigError> {
     list.iter()
@@ -145,14 +163,11 @@ impl Redactor {
         let patterns: Vec<String> = patterns.collect();
         let any_blocked_bytes = regex::bytes::RegexSet::new(&patterns)
             .map_err(|e| ConfigError::new("blocked_values", format!("invalid regex: {e}")))?;
-        let any_blocked = RegexSet::new(&patterns)
-            .map_err(|e| ConfigError::new("blocked_values", format!("invalid regex: {e}")))?;
         let blocked_keys = regexes("blocked_key_patterns", &cfg.blocked_key_patterns)?;
         let any_blocked_key = RegexSet::new(blocked_keys.iter().map(|r| r.as_str()))
             .map_err(|e| ConfigError::new("blocked_key_patterns", format!("invalid regex: {e}")))?;
         Ok(Redactor {
             allow_all: cfg.allow_all_keys,
-            any_blocked: vec![any_blocked; SLOTS],
             any_blocked_bytes: vec![any_blocked_bytes; SLOTS],
             any_blocked_key: vec![any_blocked_key; SLOTS],
             allowed: cfg.allowed_keys.iter().cloned().collect(),
@@ -185,7 +200,39 @@ impl Redactor {
                 }
             },
             drop_genai: cfg.drop_genai_content,
+            key_rules: (0..SLOTS).map(|_| Mutex::default()).collect(),
         })
+    }
+
+    /// The rule for one attribute key.
+    fn key_rule(&self, key: &[u8]) -> KeyRule {
+        let Ok(key) = std::str::from_utf8(key) else {
+            return KeyRule::Work;
+        };
+        if self.ignored.contains(key) {
+            KeyRule::Ignore
+        } else if (self.drop_genai && genai_key(key))
+            || (!self.allow_all && !self.allowed.contains(key))
+            || self.key_blocked(key)
+        {
+            KeyRule::Work
+        } else {
+            KeyRule::Value
+        }
+    }
+
+    /// Whether a string value may hold a blocked pattern: the presets'
+    /// hints first (one pass over the bytes), the regex set only for values
+    /// that pass one. With `blocked_values` of the user's own, the regex set
+    /// always runs.
+    fn may_match(&self, bytes: &[u8]) -> bool {
+        if self.blocked_values.is_empty() {
+            let shape = Shape::of(bytes);
+            if !self.presets.iter().any(|p| (p.hint)(&shape, bytes)) {
+                return false;
+            }
+        }
+        mine(&self.any_blocked_bytes).is_match(bytes)
     }
 
     /// Whether a key's value is masked whole (an empty set costs nothing).
@@ -206,8 +253,7 @@ impl Redactor {
 
     /// The string with every blocked part masked, or `None` if unchanged.
     pub fn scrub(&self, s: &str) -> Option<String> {
-        if !mine(&self.any_blocked).is_match(s) || self.allowed_values.iter().any(|r| r.is_match(s))
-        {
+        if !self.may_match(s.as_bytes()) || self.allowed_values.iter().any(|r| r.is_match(s)) {
             return None;
         }
         // Collect the byte ranges to mask, then mask them in one pass.
@@ -278,31 +324,38 @@ impl Redactor {
     /// a key to remove or mask, a value to scrub. Spans with events or
     /// links, or with non-scalar values, are decoded to be sure.
     fn span_needs_work(&self, field: &[u8]) -> bool {
-        let mut hit = crate::inplace::has_events_or_links(field);
-        crate::inplace::for_each_raw_attribute(field, |key, value| {
+        let mut rules = mine(&self.key_rules)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut hit = false;
+        let extras = crate::inplace::for_each_raw_attribute_noting_events(field, |key, value| {
             if hit {
                 return;
             }
-            let Ok(key) = std::str::from_utf8(key) else {
-                hit = true;
-                return;
+            let rule = match rules.get(key) {
+                Some(rule) => *rule,
+                None => {
+                    let rule = self.key_rule(key);
+                    if rules.len() < KEY_RULES_CAP && key.len() <= KEY_RULES_MAX_KEY {
+                        rules.insert(key.into(), rule);
+                    }
+                    rule
+                }
             };
-            if self.ignored.contains(key) {
-                return;
-            }
-            hit = (self.drop_genai && genai_key(key))
-                || (!self.allow_all && !self.allowed.contains(key))
-                || self.key_blocked(key)
-                || match value.string_bytes() {
-                    // A string with no blocked pattern in it needs no work;
-                    // one with a candidate is decided by the full scrub
-                    // (allowed values, preset checks) on the decoded span.
-                    Some(bytes) => mine(&self.any_blocked_bytes).is_match(bytes),
-                    // Arrays and maps may hold strings: decode to be sure.
-                    None => matches!(value.get(), crate::inplace::AttrValue::Other),
-                };
+            hit = match rule {
+                KeyRule::Ignore => false,
+                KeyRule::Work => true,
+                // A string with no blocked pattern in it needs no work; one
+                // with a candidate is decided by the full scrub (allowed
+                // values, preset checks) on the decoded span. Arrays and
+                // maps are walked in place the same way, with map keys
+                // checked against the blocked key patterns.
+                KeyRule::Value => value.any_nested(&mut |s| self.may_match(s), &mut |k| {
+                    std::str::from_utf8(k).map_or(true, |k| self.key_blocked(k))
+                }),
+            };
         });
-        hit
+        hit || extras
     }
 
     /// Applies the rules to an attribute list; adds the summary when

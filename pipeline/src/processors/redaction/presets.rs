@@ -15,6 +15,87 @@ pub struct Preset {
     pub group: usize,
     /// Confirms a candidate.
     pub check: fn(&str) -> bool,
+    /// A necessary condition on the value's [`Shape`]: false means the
+    /// regex cannot match, so most values skip the regex engine.
+    pub hint: fn(&Shape, &[u8]) -> bool,
+}
+
+/// What one pass over a value's bytes tells the presets' hints.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shape {
+    /// ASCII digits.
+    pub digits: u32,
+    /// `.` characters.
+    pub dots: u32,
+    /// Any `@`.
+    pub at: bool,
+    /// Any `-`.
+    pub dash: bool,
+    /// Any `=`.
+    pub eq: bool,
+    /// Any `?` or `&`.
+    pub query: bool,
+    /// Any byte outside ASCII. `\d`, `\b` and `(?i)` are Unicode-aware, so
+    /// hints give up (say "maybe") on such values.
+    pub non_ascii: bool,
+}
+
+impl Shape {
+    /// Scans a value once.
+    pub fn of(bytes: &[u8]) -> Shape {
+        let mut s = Shape::default();
+        for &b in bytes {
+            match b {
+                b'0'..=b'9' => s.digits += 1,
+                b'.' => s.dots += 1,
+                b'@' => s.at = true,
+                b'-' => s.dash = true,
+                b'=' => s.eq = true,
+                b'?' | b'&' => s.query = true,
+                0x80..=0xff => s.non_ascii = true,
+                _ => {}
+            }
+        }
+        s
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(hay, needle).is_some()
+}
+
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+fn email_hint(s: &Shape, b: &[u8]) -> bool {
+    s.non_ascii || (s.at && s.dots > 0 && b.len() >= 6)
+}
+
+fn card_hint(s: &Shape, _: &[u8]) -> bool {
+    s.non_ascii || s.digits >= 13
+}
+
+fn ssn_hint(s: &Shape, _: &[u8]) -> bool {
+    s.non_ascii || (s.digits >= 9 && s.dash)
+}
+
+fn ipv4_hint(s: &Shape, _: &[u8]) -> bool {
+    s.non_ascii || (s.digits >= 4 && s.dots >= 3)
+}
+
+fn bearer_hint(s: &Shape, b: &[u8]) -> bool {
+    // "bearer", a space, at least 8 token characters.
+    s.non_ascii || (b.len() >= 15 && contains_ignore_case(b, b"bearer"))
+}
+
+fn api_key_hint(s: &Shape, b: &[u8]) -> bool {
+    s.non_ascii || (b.len() >= 19 && ((s.dash && contains(b, b"sk-")) || contains(b, b"AKIA")))
+}
+
+fn url_secret_hint(s: &Shape, _: &[u8]) -> bool {
+    s.non_ascii || (s.eq && s.query)
 }
 
 fn any(_: &str) -> bool {
@@ -71,29 +152,43 @@ pub const NAMES: [&str; 7] = [
 ];
 
 type Check = fn(&str) -> bool;
+type Hint = fn(&Shape, &[u8]) -> bool;
 
 /// The preset called `name`.
 pub fn preset(name: &str) -> Option<Preset> {
-    let (regex, group, check): (&str, usize, Check) = match name {
-        "email" => (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", 0, any),
+    let (regex, group, check, hint): (&str, usize, Check, Hint) = match name {
+        "email" => (
+            r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
+            0,
+            any,
+            email_hint,
+        ),
         // 13-19 digits, optionally grouped by spaces or dashes.
-        "credit_card" => (r"\b\d(?:[ -]?\d){12,18}\b", 0, luhn),
-        "us_ssn" => (r"\b\d{3}-\d{2}-\d{4}\b", 0, ssn),
+        "credit_card" => (r"\b\d(?:[ -]?\d){12,18}\b", 0, luhn, card_hint),
+        "us_ssn" => (r"\b\d{3}-\d{2}-\d{4}\b", 0, ssn, ssn_hint),
         "ipv4" => (
             r"\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b",
             0,
             any,
+            ipv4_hint,
         ),
-        "bearer_token" => (r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]{8,}=*)", 1, any),
+        "bearer_token" => (
+            r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]{8,}=*)",
+            1,
+            any,
+            bearer_hint,
+        ),
         "api_key" => (
             r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{16,}|\bAKIA[0-9A-Z]{16}\b",
             0,
             any,
+            api_key_hint,
         ),
         "url_secret" => (
             r"(?i)[?&](?:token|access_token|key|api_key|apikey|password|passwd|secret|sig)=([^&#\s]+)",
             1,
             any,
+            url_secret_hint,
         ),
         _ => return None,
     };
@@ -102,5 +197,6 @@ pub fn preset(name: &str) -> Option<Preset> {
         regex: Regex::new(regex).expect("preset regexes are valid"),
         group,
         check,
+        hint,
     })
 }

@@ -255,3 +255,171 @@ async fn spans_logs_and_genai_content_through_the_processor() {
         "{json}"
     );
 }
+
+#[test]
+fn preset_hints_never_hide_a_regex_match() {
+    use rand::{Rng, SeedableRng};
+    // Pieces that make up secrets and near-secrets; random strings of them
+    // hit every preset's regex often, and the hint must pass every hit.
+    const PIECES: &[&str] = &[
+        "0",
+        "4",
+        "9",
+        "12",
+        "123",
+        "4111",
+        "-",
+        " ",
+        ".",
+        "@",
+        "=",
+        "?",
+        "&",
+        "a",
+        "Z",
+        "x.co",
+        "sk-",
+        "sk-proj-",
+        "AKIA",
+        "ABCDEFGHIJKLMNOP",
+        "bearer ",
+        "Bearer\t",
+        "BEARER ",
+        "token",
+        "key",
+        "password",
+        "/",
+        "_",
+        "~",
+        "é",
+        "٣",
+        "\u{2003}",
+    ];
+    const DIGITS: &[&str] = &[
+        "1",
+        "23",
+        "456",
+        "7890",
+        "4111",
+        "192.",
+        "10.",
+        "1.",
+        "-",
+        "-45-",
+        " ",
+        "?key=",
+        "&token=",
+        "123-",
+        "-6789",
+        " 321-54-9876 ",
+        " 10.0.",
+        "0.1 ",
+    ];
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
+    let mut hits = std::collections::HashMap::<&str, usize>::new();
+    for name in PRESET_NAMES {
+        let p = preset(name).unwrap();
+        for _ in 0..40_000 {
+            let n = rng.random_range(1..24);
+            // Half the pieces are digit runs, so cards, SSNs and IPs form.
+            let s: String = (0..n)
+                .map(|_| {
+                    if rng.random_bool(0.5) {
+                        DIGITS[rng.random_range(0..DIGITS.len())]
+                    } else {
+                        PIECES[rng.random_range(0..PIECES.len())]
+                    }
+                })
+                .collect();
+            if p.regex.is_match(&s) {
+                *hits.entry(name).or_default() += 1;
+                assert!(
+                    (p.hint)(&Shape::of(s.as_bytes()), s.as_bytes()),
+                    "{name}: {s:?}"
+                );
+            }
+        }
+    }
+    for name in PRESET_NAMES {
+        assert!(
+            hits.get(name).copied().unwrap_or(0) > 50,
+            "{name} barely exercised: {hits:?}"
+        );
+    }
+    // And the corpus of real-looking leaks passes too.
+    let r = redactor(ALL_PRESETS);
+    for (text, _) in LEAKS {
+        assert!(r.may_match(text.as_bytes()), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn nested_values_are_checked_in_place_and_masked_when_they_hold_secrets() {
+    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+    let yaml = "allow_all_keys: true\nblocked_key_patterns: ['(?i)passw']\nblocked_value_presets: [email]\nhash_function: none\n";
+    let builder = (factory().parse)(serde_yaml::from_str(yaml).unwrap()).unwrap();
+    let ctx = Context {
+        id: "redaction".into(),
+        metrics: Registry::new(),
+        tasks: Tasks::default(),
+    };
+    let sink = Arc::new(Sink::default());
+    let p = builder.build(Signal::Traces, sink.clone(), &ctx);
+    let s = |v: &str| AnyValue {
+        value: Some(Value::StringValue(v.into())),
+    };
+    let kv = |k: &str, v: AnyValue| KeyValue {
+        key: k.into(),
+        value: Some(v),
+        ..Default::default()
+    };
+    let map = |kvs: Vec<KeyValue>| AnyValue {
+        value: Some(Value::KvlistValue(KeyValueList { values: kvs })),
+    };
+    let array = |vs: Vec<AnyValue>| AnyValue {
+        value: Some(Value::ArrayValue(ArrayValue { values: vs })),
+    };
+    // Harmless nested values: nothing is decoded, the request is kept as is.
+    let harmless = Generator::new(GeneratorOptions::default()).traces(2);
+    let mut clean = harmless.clone();
+    clean.resource_spans[0].scope_spans[0].spans[0]
+        .attributes
+        .push(kv(
+            "http.headers",
+            map(vec![kv("accept", array(vec![s("text/html"), s("*/*")]))]),
+        ));
+    let sent = Batch::parse(Signal::Traces, clean.encode_to_vec().into()).unwrap();
+    let before = sent.requests[0].bytes.clone();
+    p.consume(sent).await.unwrap();
+    assert_eq!(sink.batches.lock().unwrap()[0].requests[0].bytes, before);
+
+    for (attr, secret) in [
+        (
+            map(vec![kv("user", map(vec![kv("Password", s("hunter2"))]))]),
+            "hunter2",
+        ),
+        (
+            array(vec![s("ok"), array(vec![s("mail jane@example.com")])]),
+            "jane@example.com",
+        ),
+    ] {
+        let mut req = harmless.clone();
+        req.resource_spans[0].scope_spans[0].spans[0]
+            .attributes
+            .push(kv("payload", attr));
+        p.consume(Batch::parse(Signal::Traces, req.encode_to_vec().into()).unwrap())
+            .await
+            .unwrap();
+        let out = sink
+            .batches
+            .lock()
+            .unwrap()
+            .last()
+            .unwrap()
+            .decode_traces()
+            .unwrap();
+        let json = serde_json::to_string(&out).unwrap();
+        assert!(!json.contains(secret), "{secret} survived: {json}");
+        assert!(json.contains("****"), "{json}");
+    }
+}
