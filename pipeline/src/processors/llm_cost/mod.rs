@@ -219,6 +219,11 @@ impl LlmCost {
         let mut u = Usage::default();
         let cost_key = self.cost_attribute.as_bytes();
         crate::inplace::for_each_raw_attribute(field, |key, raw| {
+            u.has_cost |= key == cost_key;
+            // Every key pricing reads starts with one of these.
+            if !key.starts_with(b"gen_ai.") && !key.starts_with(b"llm.") {
+                return;
+            }
             prefer(&mut u.input, &INPUT, key, || raw.get().number());
             prefer(&mut u.output, &OUTPUT, key, || raw.get().number());
             prefer(&mut u.cached, &CACHED, key, || raw.get().number());
@@ -228,7 +233,6 @@ impl LlmCost {
             };
             prefer(&mut u.model, &MODEL, key, text);
             prefer(&mut u.provider, &PROVIDER, key, text);
-            u.has_cost |= key == cost_key;
         });
         if u.input.is_none() && u.output.is_none() {
             return None;

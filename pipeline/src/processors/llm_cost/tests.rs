@@ -249,3 +249,16 @@ async fn an_empty_config_prices_generated_llm_spans_and_leaves_others_as_bytes()
         }
     }
 }
+
+#[test]
+fn every_key_pricing_reads_has_the_prefix_the_in_place_read_filters_on() {
+    for k in INPUT
+        .iter()
+        .chain(&OUTPUT)
+        .chain(&CACHED)
+        .chain(&MODEL)
+        .chain(&PROVIDER)
+    {
+        assert!(k.starts_with("gen_ai.") || k.starts_with("llm."), "{k}");
+    }
+}

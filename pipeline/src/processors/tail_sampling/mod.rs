@@ -12,7 +12,7 @@
 mod config;
 mod policy;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,11 +28,14 @@ pub use policy::{
 use crate::batch::{Batch, Request, Signal};
 use crate::component::{parse_config, Context, ProcessorBuilder, ProcessorFactory};
 use crate::consumer::{deliver, BoxConsumer, ConsumeError, Consumer};
+use crate::fasthash::{FastMap, FastSet};
 use crate::split::select_spans;
 use crate::telemetry::{Counter, Registry};
 
 /// Requests waiting for the sampler's task; past it receivers are told to retry.
 const QUEUE_REQUESTS: usize = 64;
+/// Span slots reserved when a trace is first seen.
+const TYPICAL_TRACE_SPANS: usize = 8;
 
 /// The registry entry.
 pub fn factory() -> ProcessorFactory {
@@ -45,7 +48,7 @@ pub fn factory() -> ProcessorFactory {
 
 /// A bounded set that forgets its oldest member.
 struct Remembered {
-    set: HashSet<[u8; 16]>,
+    set: FastSet<[u8; 16]>,
     order: VecDeque<[u8; 16]>,
     cap: usize,
 }
@@ -53,7 +56,7 @@ struct Remembered {
 impl Remembered {
     fn new(cap: usize) -> Remembered {
         Remembered {
-            set: HashSet::new(),
+            set: FastSet::default(),
             order: VecDeque::new(),
             cap,
         }
@@ -141,7 +144,7 @@ impl Metrics {
 struct Sampler {
     cfg: TailSamplingConfig,
     policies: Vec<Policy>,
-    traces: HashMap<[u8; 16], Held>,
+    traces: FastMap<[u8; 16], Held>,
     arrivals: VecDeque<([u8; 16], Instant)>,
     sampled: Remembered,
     not_sampled: Remembered,
@@ -176,7 +179,9 @@ impl Sampler {
                 let held = self.traces.entry(id).or_insert_with(|| {
                     self.arrivals.push_back((id, now));
                     Held {
-                        spans: Vec::new(),
+                        // Most traces have a handful of spans: one
+                        // allocation instead of growing from one.
+                        spans: Vec::with_capacity(TYPICAL_TRACE_SPANS),
                         first: now,
                         bytes: 0,
                     }
@@ -275,7 +280,7 @@ impl Sampler {
         }
         let mut groups: Vec<(Arc<Request>, Vec<u32>)> = Vec::new();
         // Keyed by the request's address: spans of one request go out together.
-        let mut slot: HashMap<usize, usize> = HashMap::new();
+        let mut slot: FastMap<usize, usize> = FastMap::default();
         for (req, i) in self.out.drain(..) {
             let key = Arc::as_ptr(&req) as usize;
             let g = *slot.entry(key).or_insert_with(|| {
@@ -363,7 +368,7 @@ impl ProcessorBuilder for TailSamplingConfig {
         let sampler = Sampler {
             cfg: self.clone(),
             policies,
-            traces: HashMap::new(),
+            traces: FastMap::default(),
             arrivals: VecDeque::new(),
             sampled: Remembered::new(self.decision_cache.sampled_cache_size),
             not_sampled: Remembered::new(self.decision_cache.non_sampled_cache_size),

@@ -10,6 +10,23 @@ use crate::inplace::{
 };
 use crate::scan::SpanEntry;
 
+/// An attribute key and a finder for its bytes: spans and resources that
+/// do not contain the key anywhere are skipped without a walk.
+#[derive(Debug, Clone)]
+pub struct AttrKey {
+    name: String,
+    finder: memchr::memmem::Finder<'static>,
+}
+
+impl AttrKey {
+    fn new(name: String) -> AttrKey {
+        AttrKey {
+            finder: memchr::memmem::Finder::new(name.as_bytes()).into_owned(),
+            name,
+        }
+    }
+}
+
 /// One held span as policies see it.
 pub struct SpanRef<'a> {
     /// Its index entry.
@@ -33,21 +50,27 @@ pub struct TraceView<'a> {
 impl TraceView<'_> {
     /// Whether any span, or any span's resource, has attribute `key` with a
     /// value `test` accepts (otelcol's attribute policies look at both).
-    fn any_attribute(&self, key: &str, mut test: impl FnMut(AttrValue) -> bool) -> bool {
+    fn any_attribute(&self, key: &AttrKey, mut test: impl FnMut(AttrValue) -> bool) -> bool {
         let mut hit = false;
         let mut seen: &[u8] = &[];
         for s in &self.spans {
             let mut check = |k: &[u8], v: crate::inplace::RawValue| {
-                if !hit && k == key.as_bytes() && test(v.get()) {
+                if !hit && k == key.name.as_bytes() && test(v.get()) {
                     hit = true;
                 }
             };
             // Spans of one resource are usually adjacent: check it once.
+            // Bytes without the key anywhere are not walked at all.
             if !std::ptr::eq(seen, s.resource) {
-                for_each_resource_attribute(s.resource, &mut check);
+                if key.finder.find(s.resource).is_some() {
+                    for_each_resource_attribute(s.resource, &mut check);
+                }
                 seen = s.resource;
             }
-            for_each_raw_attribute(s.field, &mut check);
+            // A hit in the resource makes the span walk a no-op.
+            if key.finder.find(s.field).is_some() {
+                for_each_raw_attribute(s.field, &mut check);
+            }
             if hit {
                 return true;
             }
@@ -162,11 +185,11 @@ pub enum Policy {
     /// Any span with one of these status codes.
     StatusCode(Vec<u8>),
     /// Any span whose numeric attribute is in range.
-    Numeric(String, f64, f64, bool),
+    Numeric(AttrKey, f64, f64, bool),
     /// Any span whose string attribute matches.
-    Str(String, Vec<Regex>, Vec<String>, bool),
+    Str(AttrKey, Vec<Regex>, Vec<String>, bool),
     /// Any span whose boolean attribute has the value.
-    Bool(String, bool, bool),
+    Bool(AttrKey, bool, bool),
     /// Trace-id hash under a threshold (otelcol's FNV-1a 64 with salt).
     Probabilistic(String, u64),
     /// Span count in [min, max] (max 0 = unbounded).
@@ -256,7 +279,7 @@ impl Policy {
                     ));
                 }
                 Policy::Numeric(
-                    n.key,
+                    AttrKey::new(n.key),
                     n.min_value.unwrap_or(f64::NEG_INFINITY),
                     n.max_value.unwrap_or(f64::INFINITY),
                     n.invert_match,
@@ -284,11 +307,11 @@ impl Policy {
                 } else {
                     s.values
                 };
-                Policy::Str(s.key, regexes, exact, s.invert_match)
+                Policy::Str(AttrKey::new(s.key), regexes, exact, s.invert_match)
             }
             "boolean_attribute" => {
                 let b = need(&p.boolean_attribute, at, kind)?;
-                Policy::Bool(b.key, b.value, b.invert_match)
+                Policy::Bool(AttrKey::new(b.key), b.value, b.invert_match)
             }
             "probabilistic" => {
                 let pr = need(&p.probabilistic, at, kind)?;
