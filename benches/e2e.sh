@@ -58,6 +58,9 @@ for s in "${SCENARIOS[@]}"; do
   # target rate unless RATE says otherwise.
   rate=$RATE
   if [ "$s" = full-chain ] && [ "$RATE" = 0 ]; then rate=150000; fi
+  # The tail sampler must see new traces, as in real traffic, not the
+  # loadgen pool's few thousand over and over.
+  if [ "$s" = full-chain ]; then extra+=(--unique-traces); fi
   c0=$(cpu_ticks "$pid"); d0=0; [ -n "$down" ] && d0=$(cpu_ticks "$down")
   # Sample RSS while loadgen runs to show whether it grows with volume.
   ( while kill -0 "$pid" 2>/dev/null; do rss_kib "$pid"; sleep 1; done ) >"$TMP/rss" 2>/dev/null &

@@ -74,6 +74,42 @@ struct Args {
     /// Distinct pre-encoded requests to cycle through.
     #[arg(long, default_value_t = 64)]
     pool: usize,
+    /// Give every request's traces fresh trace ids, as real traffic has
+    /// (protobuf traces without --gzip). Without it a tail sampler sees the
+    /// pool's few thousand traces again and again.
+    #[arg(long)]
+    unique_traces: bool,
+}
+
+/// Where each span's 16-byte trace id starts in an encoded traces request.
+fn trace_id_offsets(body: &Bytes) -> Vec<usize> {
+    let req = pipeline::Request::parse(Signal::Traces, body.clone()).expect("valid request");
+    let index = req.index.expect("traces are indexed");
+    let mut out = Vec::with_capacity(index.spans.len());
+    for span in &index.spans {
+        let (start, end) = (span.range.0 as usize, span.range.1 as usize);
+        let mut outer = pipeline::wire::Reader::new(body, start, end, "ScopeSpans");
+        let field = outer.next_field().unwrap().unwrap();
+        let mut r = pipeline::wire::Reader::new(body, field.body.0, field.body.1, "Span");
+        while let Ok(Some(f)) = r.next_field() {
+            if f.number == 1 && f.body.1 - f.body.0 == 16 {
+                out.push(f.body.0);
+            }
+        }
+    }
+    out
+}
+
+/// A copy of `body` whose trace ids are xored with `seq` (distinct per
+/// send, so no two sends share a trace).
+fn with_fresh_trace_ids(body: &Bytes, offsets: &[usize], seq: u64) -> Bytes {
+    let mut v = body.to_vec();
+    for &o in offsets {
+        let id = &mut v[o..o + 8];
+        let x = u64::from_le_bytes(id.try_into().unwrap()) ^ seq.wrapping_add(1);
+        id.copy_from_slice(&x.to_le_bytes());
+    }
+    Bytes::from(v)
 }
 
 #[derive(Default)]
@@ -190,6 +226,19 @@ async fn main() {
         SignalArg::Logs => Signal::Logs,
     };
     let pool = Arc::new(encode_pool(&args, signal));
+    let fresh = args.unique_traces
+        && matches!(signal, Signal::Traces)
+        && args.protocol != Protocol::HttpJson
+        && !args.gzip;
+    if args.unique_traces && !fresh {
+        eprintln!("loadgen: --unique-traces needs protobuf traces without --gzip");
+        std::process::exit(2);
+    }
+    let offsets: Arc<Vec<Vec<usize>>> = Arc::new(if fresh {
+        pool.iter().map(|(b, _)| trace_id_offsets(b)).collect()
+    } else {
+        Vec::new()
+    });
     let avg_bytes = pool.iter().map(|p| p.0.len()).sum::<usize>() / pool.len();
     eprintln!(
         "loadgen: {:?} {} over {:?}, {} items/request, {} B/request, concurrency {}",
@@ -242,9 +291,10 @@ async fn main() {
                 )
             }
         };
-        let (args, pool, stats, stop, slot) = (
+        let (args, pool, offsets, stats, stop, slot) = (
             args.clone(),
             pool.clone(),
+            offsets.clone(),
             stats.clone(),
             stop.clone(),
             slot.clone(),
@@ -261,6 +311,14 @@ async fn main() {
                     tokio::time::sleep_until((start + iv * k as u32).into()).await;
                 }
                 let (body, items) = &pool[i % pool.len()];
+                let fresh_body;
+                let body = match offsets.get(i % pool.len()) {
+                    Some(o) => {
+                        fresh_body = with_fresh_trace_ids(body, o, k);
+                        &fresh_body
+                    }
+                    None => body,
+                };
                 i += args.concurrency;
                 stats.sent_items.fetch_add(*items, Ordering::Relaxed);
                 let t = Instant::now();
@@ -353,4 +411,35 @@ async fn main() {
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_trace_ids_keep_traces_together_and_differ_per_send() {
+        let sent = Generator::new(GeneratorOptions::default()).traces(20);
+        let body = Bytes::from(sent.encode_to_vec());
+        let offsets = trace_id_offsets(&body);
+        assert_eq!(offsets.len(), 100);
+        let ids = |b: &Bytes| -> Vec<[u8; 16]> {
+            let r = pipeline::Request::parse(Signal::Traces, b.clone()).unwrap();
+            r.index.unwrap().spans.iter().map(|s| s.trace_id).collect()
+        };
+        let (a, b) = (
+            with_fresh_trace_ids(&body, &offsets, 7),
+            with_fresh_trace_ids(&body, &offsets, 8),
+        );
+        let (orig, ia, ib) = (ids(&body), ids(&a), ids(&b));
+        let distinct = |v: &[[u8; 16]]| v.iter().collect::<std::collections::HashSet<_>>().len();
+        // Same grouping of spans into traces, all ids new.
+        assert_eq!(distinct(&ia), 20);
+        for i in 0..100 {
+            for j in 0..100 {
+                assert_eq!(orig[i] == orig[j], ia[i] == ia[j]);
+            }
+            assert!(!orig.contains(&ia[i]) && !ib.contains(&ia[i]));
+        }
+    }
 }

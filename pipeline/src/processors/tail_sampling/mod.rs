@@ -34,6 +34,8 @@ use crate::telemetry::{Counter, Registry};
 
 /// Requests waiting for the sampler's task; past it receivers are told to retry.
 const QUEUE_REQUESTS: usize = 64;
+/// Traces decided in one go before input is looked at again.
+const DECISION_ROUND: usize = 2048;
 /// Span slots reserved when a trace is first seen.
 const TYPICAL_TRACE_SPANS: usize = 8;
 
@@ -208,17 +210,25 @@ impl Sampler {
     }
 
     /// Decides every trace whose wait is over (all of them when `all`).
-    fn decide_due(&mut self, all: bool) {
+    /// Decides due traces, at most `limit` of them; returns whether more
+    /// are due.
+    fn decide_due(&mut self, all: bool, limit: usize) -> bool {
         let now = Instant::now();
+        let mut decided = 0;
         while let Some(&(id, at)) = self.arrivals.front() {
             if !all && at + self.cfg.decision_wait > now {
-                break;
+                return false;
+            }
+            if decided == limit {
+                return true;
             }
             self.arrivals.pop_front();
             if self.traces.get(&id).is_some_and(|h| h.first == at) {
                 self.decide(id);
+                decided += 1;
             }
         }
+        false
     }
 
     fn decide(&mut self, id: [u8; 16]) {
@@ -304,22 +314,33 @@ impl Sampler {
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
-        // Decisions are made at most this long after they are due.
-        let tick =
-            (self.cfg.decision_wait / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        // Decisions are made at most this long after they are due. Short
+        // ticks keep each round of decisions small: a second's worth of
+        // traces decided at once stalls intake long enough to fill the
+        // input queue and refuse clients.
+        let tick = (self.cfg.decision_wait / 100)
+            .clamp(Duration::from_millis(10), Duration::from_millis(100));
         let mut ticker = tokio::time::interval(tick);
+        let mut backlog = false;
         loop {
+            // A burst of due traces (all arrived together) is decided in
+            // rounds, between which requests are taken in, so intake never
+            // stalls for long. The branches are polled in random order, so
+            // neither starves the other.
             tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(batch) => self.ingest(batch),
                     None => {
                         // Shutting down: decide everything held now.
-                        self.decide_due(true);
+                        self.decide_due(true, usize::MAX);
                         self.flush().await;
                         return;
                     }
                 },
-                _ = ticker.tick() => self.decide_due(false),
+                _ = ticker.tick() => backlog = self.decide_due(false, DECISION_ROUND),
+                _ = std::future::ready(()), if backlog => {
+                    backlog = self.decide_due(false, DECISION_ROUND);
+                }
             }
             self.flush().await;
         }

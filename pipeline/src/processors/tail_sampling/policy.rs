@@ -10,20 +10,15 @@ use crate::inplace::{
 };
 use crate::scan::SpanEntry;
 
-/// An attribute key and a finder for its bytes: spans and resources that
-/// do not contain the key anywhere are skipped without a walk.
+/// An attribute key policies look for.
 #[derive(Debug, Clone)]
 pub struct AttrKey {
     name: String,
-    finder: memchr::memmem::Finder<'static>,
 }
 
 impl AttrKey {
     fn new(name: String) -> AttrKey {
-        AttrKey {
-            finder: memchr::memmem::Finder::new(name.as_bytes()).into_owned(),
-            name,
-        }
+        AttrKey { name }
     }
 }
 
@@ -60,17 +55,11 @@ impl TraceView<'_> {
                 }
             };
             // Spans of one resource are usually adjacent: check it once.
-            // Bytes without the key anywhere are not walked at all.
             if !std::ptr::eq(seen, s.resource) {
-                if key.finder.find(s.resource).is_some() {
-                    for_each_resource_attribute(s.resource, &mut check);
-                }
+                for_each_resource_attribute(s.resource, &mut check);
                 seen = s.resource;
             }
-            // A hit in the resource makes the span walk a no-op.
-            if key.finder.find(s.field).is_some() {
-                for_each_raw_attribute(s.field, &mut check);
-            }
+            for_each_raw_attribute(s.field, &mut check);
             if hit {
                 return true;
             }
