@@ -23,7 +23,6 @@ pub use presets::{luhn, preset, Preset, Shape, NAMES as PRESET_NAMES};
 use crate::batch::{Batch, Request, Signal};
 use crate::component::{parse_config, ConfigError, Context, ProcessorBuilder, ProcessorFactory};
 use crate::consumer::{BoxConsumer, ConsumeError, Consumer};
-use crate::fasthash::FastMap;
 use crate::rewrite::{rewrite_decoded, rewrite_resources, rewrite_spans};
 
 /// GenAI content attributes (current and older conventions).
@@ -88,9 +87,49 @@ pub struct Redactor {
     hash: Hash,
     summary: Summary,
     drop_genai: bool,
-    /// What each attribute key seen so far asks for, per slot: keys repeat
-    /// from span to span, so the key rules run once per distinct key.
-    key_rules: Vec<Mutex<FastMap<Box<[u8]>, KeyRule>>>,
+    /// What recently seen attribute keys ask for, per slot: keys repeat
+    /// from span to span, so the key rules run about once per key.
+    key_rules: Vec<Mutex<KeyRules>>,
+    /// The shortest value any preset can match.
+    shortest: usize,
+}
+
+/// A direct-mapped cache of key rules: a key's length and three of its
+/// bytes pick its place, a hit costs one compare, and a miss (or two keys
+/// sharing a place) only costs running the rules again. Nothing a client
+/// sends can make a lookup cost more than that.
+struct KeyRules(Vec<Option<(Box<[u8]>, KeyRule)>>);
+
+/// Places in a [`KeyRules`] (a power of two).
+const KEY_RULES_PLACES: usize = 1024;
+
+impl Default for KeyRules {
+    fn default() -> Self {
+        KeyRules(vec![None; KEY_RULES_PLACES])
+    }
+}
+
+impl KeyRules {
+    fn place(key: &[u8]) -> usize {
+        let (first, last) = (key.first(), key.last());
+        let mid = key.get(key.len() / 2);
+        let b = |x: Option<&u8>| x.map_or(0, |b| usize::from(*b));
+        (key.len().wrapping_mul(0x9e37) ^ b(first) << 7 ^ b(mid) << 3 ^ b(last))
+            & (KEY_RULES_PLACES - 1)
+    }
+
+    /// The cached rule for `key`, or `compute`'s, remembered.
+    fn get(&mut self, key: &[u8], compute: impl FnOnce() -> KeyRule) -> KeyRule {
+        let slot = &mut self.0[Self::place(key)];
+        match slot {
+            Some((k, rule)) if **k == *key => *rule,
+            _ => {
+                let rule = compute();
+                *slot = Some((key.into(), rule));
+                rule
+            }
+        }
+    }
 }
 
 /// What an attribute key asks of the in-place check.
@@ -103,11 +142,6 @@ enum KeyRule {
     /// Kept: only its value may need masking.
     Value,
 }
-
-/// Distinct keys remembered per slot; keys past it are checked each time.
-const KEY_RULES_CAP: usize = 4096;
-/// Longer keys are checked each time, not remembered.
-const KEY_RULES_MAX_KEY: usize = 256;
 
 fn regexes(at: &str, list: &[String]) -> Result<Vec<Regex>, ConfigError> {
     list.iter()
@@ -166,6 +200,7 @@ impl Redactor {
         let blocked_keys = regexes("blocked_key_patterns", &cfg.blocked_key_patterns)?;
         let any_blocked_key = RegexSet::new(blocked_keys.iter().map(|r| r.as_str()))
             .map_err(|e| ConfigError::new("blocked_key_patterns", format!("invalid regex: {e}")))?;
+        let shortest = presets.iter().map(|p| p.min_len).min().unwrap_or(0);
         Ok(Redactor {
             allow_all: cfg.allow_all_keys,
             any_blocked_bytes: vec![any_blocked_bytes; SLOTS],
@@ -201,6 +236,7 @@ impl Redactor {
             },
             drop_genai: cfg.drop_genai_content,
             key_rules: (0..SLOTS).map(|_| Mutex::default()).collect(),
+            shortest,
         })
     }
 
@@ -227,6 +263,9 @@ impl Redactor {
     /// always runs.
     fn may_match(&self, bytes: &[u8]) -> bool {
         if self.blocked_values.is_empty() {
+            if bytes.len() < self.shortest {
+                return false;
+            }
             let shape = Shape::of(bytes);
             if !self.presets.iter().any(|p| (p.hint)(&shape, bytes)) {
                 return false;
@@ -332,16 +371,7 @@ impl Redactor {
             if hit {
                 return;
             }
-            let rule = match rules.get(key) {
-                Some(rule) => *rule,
-                None => {
-                    let rule = self.key_rule(key);
-                    if rules.len() < KEY_RULES_CAP && key.len() <= KEY_RULES_MAX_KEY {
-                        rules.insert(key.into(), rule);
-                    }
-                    rule
-                }
-            };
+            let rule = rules.get(key, || self.key_rule(key));
             hit = match rule {
                 KeyRule::Ignore => false,
                 KeyRule::Work => true,

@@ -18,6 +18,8 @@ pub struct Preset {
     /// A necessary condition on the value's [`Shape`]: false means the
     /// regex cannot match, so most values skip the regex engine.
     pub hint: fn(&Shape, &[u8]) -> bool,
+    /// The shortest value (in bytes) the regex can match.
+    pub min_len: usize,
 }
 
 /// What one pass over a value's bytes tells the presets' hints.
@@ -156,39 +158,44 @@ type Hint = fn(&Shape, &[u8]) -> bool;
 
 /// The preset called `name`.
 pub fn preset(name: &str) -> Option<Preset> {
-    let (regex, group, check, hint): (&str, usize, Check, Hint) = match name {
+    let (regex, group, check, hint, min_len): (&str, usize, Check, Hint, usize) = match name {
         "email" => (
             r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
             0,
             any,
             email_hint,
+            6,
         ),
         // 13-19 digits, optionally grouped by spaces or dashes.
-        "credit_card" => (r"\b\d(?:[ -]?\d){12,18}\b", 0, luhn, card_hint),
-        "us_ssn" => (r"\b\d{3}-\d{2}-\d{4}\b", 0, ssn, ssn_hint),
+        "credit_card" => (r"\b\d(?:[ -]?\d){12,18}\b", 0, luhn, card_hint, 13),
+        "us_ssn" => (r"\b\d{3}-\d{2}-\d{4}\b", 0, ssn, ssn_hint, 11),
         "ipv4" => (
             r"\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b",
             0,
             any,
             ipv4_hint,
+            7,
         ),
         "bearer_token" => (
             r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]{8,}=*)",
             1,
             any,
             bearer_hint,
+            15,
         ),
         "api_key" => (
             r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{16,}|\bAKIA[0-9A-Z]{16}\b",
             0,
             any,
             api_key_hint,
+            19,
         ),
         "url_secret" => (
             r"(?i)[?&](?:token|access_token|key|api_key|apikey|password|passwd|secret|sig)=([^&#\s]+)",
             1,
             any,
             url_secret_hint,
+            6,
         ),
         _ => return None,
     };
@@ -198,5 +205,6 @@ pub fn preset(name: &str) -> Option<Preset> {
         group,
         check,
         hint,
+        min_len,
     })
 }

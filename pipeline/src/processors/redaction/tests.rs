@@ -337,6 +337,8 @@ fn preset_hints_never_hide_a_regex_match() {
                     (p.hint)(&Shape::of(s.as_bytes()), s.as_bytes()),
                     "{name}: {s:?}"
                 );
+                let shortest = p.regex.find_iter(&s).map(|m| m.len()).min().unwrap();
+                assert!(shortest >= p.min_len, "{name}: {s:?}");
             }
         }
     }
