@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 pub use config::{PolicyConfig, TailSamplingConfig};
 pub use policy::{
-    final_decision, salted_hash, trace_state_has, Policy, SpanRef, TraceView, Verdict,
+    final_decision, salted_hash, trace_state_has, AttrTests, Policy, SpanRef, TraceView, Verdict,
 };
 
 use crate::batch::{Batch, Request, Signal};
@@ -81,6 +81,8 @@ struct Held {
     spans: Vec<(Arc<Request>, u32)>,
     first: Instant,
     bytes: usize,
+    /// Attribute-test bits its spans and their resources passed.
+    hits: u64,
 }
 
 struct Metrics {
@@ -146,6 +148,7 @@ impl Metrics {
 struct Sampler {
     cfg: TailSamplingConfig,
     policies: Vec<Policy>,
+    tests: AttrTests,
     traces: FastMap<[u8; 16], Held>,
     arrivals: VecDeque<([u8; 16], Instant)>,
     sampled: Remembered,
@@ -165,6 +168,18 @@ impl Sampler {
             let Some(index) = req.index.clone() else {
                 continue;
             };
+            let bytes = &req.bytes[..];
+            let slice = |r: crate::scan::Span32| &bytes[r.0 as usize..r.1 as usize];
+            let resource_hits: Vec<u64> = if self.tests.is_empty() {
+                Vec::new()
+            } else {
+                let tests = &self.tests;
+                index
+                    .resources
+                    .iter()
+                    .map(|r| tests.resource(slice(r.resource)))
+                    .collect()
+            };
             for (i, span) in index.spans.iter().enumerate() {
                 let id = span.trace_id;
                 if self.sampled.set.contains(&id) {
@@ -178,6 +193,12 @@ impl Sampler {
                     continue;
                 }
                 let size = (span.range.1 - span.range.0) as usize;
+                let hits = if self.tests.is_empty() {
+                    0
+                } else {
+                    let resource = index.scopes[span.scope as usize].resource as usize;
+                    self.tests.span(slice(span.range)) | resource_hits[resource]
+                };
                 let held = self.traces.entry(id).or_insert_with(|| {
                     self.arrivals.push_back((id, now));
                     Held {
@@ -186,10 +207,12 @@ impl Sampler {
                         spans: Vec::with_capacity(TYPICAL_TRACE_SPANS),
                         first: now,
                         bytes: 0,
+                        hits: 0,
                     }
                 });
                 held.spans.push((req.clone(), i as u32));
                 held.bytes += size;
+                held.hits |= hits;
                 let over = self.cfg.maximum_trace_size_bytes > 0
                     && held.bytes > self.cfg.maximum_trace_size_bytes;
                 if over {
@@ -255,6 +278,7 @@ impl Sampler {
             trace_id: id,
             spans,
             second: self.clock.elapsed().as_secs(),
+            hits: Some(held.hits),
         };
         let verdicts: Vec<Verdict> = self
             .policies
@@ -367,12 +391,13 @@ impl Consumer for Input {
 
 impl ProcessorBuilder for TailSamplingConfig {
     fn build(&self, _signal: Signal, next: BoxConsumer, ctx: &Context) -> BoxConsumer {
-        let policies: Vec<Policy> = self
+        let mut policies: Vec<Policy> = self
             .policies
             .iter()
             .enumerate()
             .map(|(i, p)| Policy::new(p, &format!("policies.{i}")).expect("validated"))
             .collect();
+        let tests = AttrTests::assign(&mut policies);
         let names: Vec<String> = self
             .policies
             .iter()
@@ -389,6 +414,7 @@ impl ProcessorBuilder for TailSamplingConfig {
         let sampler = Sampler {
             cfg: self.clone(),
             policies,
+            tests,
             traces: FastMap::default(),
             arrivals: VecDeque::new(),
             sampled: Remembered::new(self.decision_cache.sampled_cache_size),

@@ -10,15 +10,110 @@ use crate::inplace::{
 };
 use crate::scan::SpanEntry;
 
-/// An attribute key policies look for.
+/// An attribute key policies look for, and its bit in [`AttrTests`] once
+/// it has one.
 #[derive(Debug, Clone)]
 pub struct AttrKey {
     name: String,
+    bit: Option<u32>,
 }
 
 impl AttrKey {
     fn new(name: String) -> AttrKey {
-        AttrKey { name }
+        AttrKey { name, bit: None }
+    }
+}
+
+/// What an attribute policy asks of one value.
+#[derive(Debug, Clone)]
+enum AttrTest {
+    Numeric(f64, f64),
+    Str(Vec<Regex>, Vec<String>),
+    Bool(bool),
+}
+
+impl AttrTest {
+    fn test(&self, v: AttrValue) -> bool {
+        match self {
+            AttrTest::Numeric(min, max) => v.number().is_some_and(|n| n >= *min && n <= *max),
+            AttrTest::Str(regexes, exact) => match v {
+                AttrValue::Str(s) => {
+                    exact.iter().any(|e| e == s) || regexes.iter().any(|r| r.is_match(s))
+                }
+                _ => false,
+            },
+            AttrTest::Bool(want) => v == AttrValue::Bool(*want),
+        }
+    }
+}
+
+/// Every attribute policy's test (nested ones too), one bit each, so a
+/// span's attributes are read once, when it arrives and its bytes are still
+/// in cache, and a decision ten seconds later reads one word per trace.
+#[derive(Debug, Clone, Default)]
+pub struct AttrTests(Vec<(String, AttrTest)>);
+
+impl AttrTests {
+    /// Gives each attribute policy in `policies` a bit (up to 64; the
+    /// rest walk the spans when deciding).
+    pub fn assign(policies: &mut [Policy]) -> AttrTests {
+        let mut tests = AttrTests::default();
+        for p in policies {
+            tests.collect(p);
+        }
+        tests
+    }
+
+    fn collect(&mut self, p: &mut Policy) {
+        let (key, test) = match p {
+            Policy::Numeric(key, min, max, _) => (key, AttrTest::Numeric(*min, *max)),
+            Policy::Str(key, regexes, exact, _) => {
+                (key, AttrTest::Str(regexes.clone(), exact.clone()))
+            }
+            Policy::Bool(key, want, _) => (key, AttrTest::Bool(*want)),
+            Policy::And(subs) | Policy::Drop(subs) => {
+                subs.iter_mut().for_each(|s| self.collect(s));
+                return;
+            }
+            Policy::Composite(_, shares) => {
+                shares.iter_mut().for_each(|s| self.collect(&mut s.policy));
+                return;
+            }
+            _ => return,
+        };
+        if self.0.len() < 64 {
+            key.bit = Some(self.0.len() as u32);
+            self.0.push((key.name.clone(), test));
+        }
+    }
+
+    /// Whether there is nothing to test.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The bits whose test a span (whole `spans` field) passes.
+    pub fn span(&self, field: &[u8]) -> u64 {
+        let mut hits = 0;
+        for_each_raw_attribute(field, |k, v| hits |= self.hits(k, v));
+        hits
+    }
+
+    /// The bits whose test a resource (whole `resource` field) passes.
+    pub fn resource(&self, field: &[u8]) -> u64 {
+        let mut hits = 0;
+        for_each_resource_attribute(field, |k, v| hits |= self.hits(k, v));
+        hits
+    }
+
+    fn hits(&self, key: &[u8], v: crate::inplace::RawValue) -> u64 {
+        let mut hits = 0;
+        for (bit, (name, test)) in self.0.iter().enumerate() {
+            if name.as_bytes() == key && test.test(v.get()) {
+                hits |= 1 << bit;
+            }
+        }
+        hits
     }
 }
 
@@ -40,12 +135,19 @@ pub struct TraceView<'a> {
     pub spans: Vec<SpanRef<'a>>,
     /// The current second of the sampler's clock, for rate limits.
     pub second: u64,
+    /// Attribute-test bits found in the trace's spans and resources as they
+    /// arrived (see [`AttrTests`]); `None` makes attribute policies walk
+    /// the spans instead.
+    pub hits: Option<u64>,
 }
 
 impl TraceView<'_> {
     /// Whether any span, or any span's resource, has attribute `key` with a
     /// value `test` accepts (otelcol's attribute policies look at both).
     fn any_attribute(&self, key: &AttrKey, mut test: impl FnMut(AttrValue) -> bool) -> bool {
+        if let (Some(hits), Some(bit)) = (self.hits, key.bit) {
+            return hits & (1 << bit) != 0;
+        }
         let mut hit = false;
         let mut seen: &[u8] = &[];
         for s in &self.spans {

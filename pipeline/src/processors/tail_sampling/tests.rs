@@ -387,6 +387,7 @@ fn views(req: &Request, second: u64) -> Vec<TraceView<'_>> {
             trace_id: id,
             spans: by_id.remove(&id).unwrap(),
             second,
+            hits: None,
         })
         .collect()
 }
@@ -539,4 +540,45 @@ fn inverted_verdicts_follow_otelcols_precedence() {
         "{name: a, type: and, and: {and_sub_policy: [{name: s, type: string_attribute, string_attribute: {key: service.name, values: [nope], invert_match: true}}, {name: all, type: always_sample}]}}",
     );
     assert_eq!(p.evaluate(&views(&whole, 0)[0]), Verdict::Sampled);
+}
+
+#[test]
+fn attribute_bits_taken_on_arrival_decide_as_walking_the_spans_does() {
+    let yaml = [
+        "{name: n, type: numeric_attribute, numeric_attribute: {key: gen_ai.usage.input_tokens, min_value: 3000}}",
+        "{name: s, type: string_attribute, string_attribute: {key: service.name, values: [llm-gateway]}}",
+        "{name: r, type: string_attribute, string_attribute: {key: gen_ai.request.model, values: ['claude.*'], enabled_regex_matching: true, invert_match: true}}",
+        "{name: b, type: boolean_attribute, boolean_attribute: {key: cache.hit, value: false}}",
+        "{name: a, type: and, and: {and_sub_policy: [{name: x, type: numeric_attribute, numeric_attribute: {key: gen_ai.usage.output_tokens, max_value: 100}}, {name: y, type: always_sample}]}}",
+    ];
+    let mut g = Generator::new(GeneratorOptions {
+        error_rate: 0.3,
+        ..Default::default()
+    });
+    let req = request(&g.traces(200));
+    // Cut traces short too, so some lack the LLM span or a resource.
+    let part = request(&Generator::new(GeneratorOptions::default()).spans(303));
+    for req in [&req, &part] {
+        let mut walking: Vec<Policy> = yaml.iter().map(|y| policy(y)).collect();
+        let mut with_bits = walking.clone();
+        let tests = AttrTests::assign(&mut with_bits);
+        let mut differ = 0;
+        for mut t in views(req, 0) {
+            let want: Vec<Verdict> = walking.iter_mut().map(|p| p.evaluate(&t)).collect();
+            t.hits = Some(
+                t.spans
+                    .iter()
+                    .map(|s| tests.span(s.field) | tests.resource(s.resource))
+                    .fold(0, |a, b| a | b),
+            );
+            let got: Vec<Verdict> = with_bits.iter_mut().map(|p| p.evaluate(&t)).collect();
+            assert_eq!(got, want);
+            differ +=
+                usize::from(want.iter().any(|v| v.samples()) && want.iter().any(|v| !v.samples()));
+        }
+        assert!(
+            differ > 0,
+            "the policies disagree on some traces, so the test can fail"
+        );
+    }
 }
