@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
@@ -108,7 +109,35 @@ pub fn rewrite_resources(
     }
     let repl = Replacements {
         resources: replaced,
-        spans: Vec::new(),
+        ..Default::default()
+    };
+    any.then(|| traces_request(reframe(&req.bytes, index, 0..index.spans.len(), &repl)))
+}
+
+/// Applies `f` to every instrumentation scope of a traces request, decoding
+/// only the scopes; returns the rewritten request when `f` changed any.
+pub fn rewrite_scopes(
+    req: &Request,
+    mut f: impl FnMut(&mut InstrumentationScope) -> bool,
+) -> Option<Request> {
+    let index = req.index.as_ref()?;
+    let mut replaced: Vec<Option<Vec<u8>>> = vec![None; index.scopes.len()];
+    let mut any = false;
+    for (i, entry) in index.scopes.iter().enumerate() {
+        let mut scope: InstrumentationScope =
+            decode_field(&req.bytes, entry.scope).unwrap_or_default();
+        if f(&mut scope) {
+            // ScopeSpans.scope is field 1.
+            let mut out = Vec::with_capacity(scope.encoded_len() + 4);
+            put_len_header(&mut out, 1, scope.encoded_len());
+            scope.encode_raw(&mut out);
+            replaced[i] = Some(out);
+            any = true;
+        }
+    }
+    let repl = Replacements {
+        scopes: replaced,
+        ..Default::default()
     };
     any.then(|| traces_request(reframe(&req.bytes, index, 0..index.spans.len(), &repl)))
 }
@@ -150,8 +179,8 @@ pub fn replace_spans(
         return None;
     }
     let repl = Replacements {
-        resources: Vec::new(),
         spans,
+        ..Default::default()
     };
     Some(traces_request(reframe(
         &req.bytes,

@@ -49,11 +49,17 @@ pub struct Replacements {
     pub resources: Vec<Option<Vec<u8>>>,
     /// Per span: its new `spans` field and its index entry.
     pub spans: Vec<Option<(Vec<u8>, SpanEntry)>>,
+    /// Per scope: its new `scope` field.
+    pub scopes: Vec<Option<Vec<u8>>>,
 }
 
 impl Replacements {
     fn resource(&self, i: usize) -> Option<&[u8]> {
         self.resources.get(i).and_then(|r| r.as_deref())
+    }
+
+    fn scope(&self, i: usize) -> Option<&[u8]> {
+        self.scopes.get(i).and_then(|r| r.as_deref())
     }
 
     fn span(&self, i: usize) -> Option<&(Vec<u8>, SpanEntry)> {
@@ -99,7 +105,10 @@ pub fn reframe(
                 l += 1;
             }
             let entry = &index.scopes[sc as usize];
-            body += width(entry.scope) + width(entry.schema_url);
+            let scope_width = repl
+                .scope(sc as usize)
+                .map_or(width(entry.scope), <[u8]>::len);
+            body += scope_width + width(entry.schema_url);
             groups.push((sc, k, l, body));
             k = l;
         }
@@ -122,7 +131,10 @@ pub fn reframe(
             let entry = &index.scopes[sc as usize];
             put_len_header(&mut out, 2, body);
             let new_si = new.scopes.len() as u32;
-            let scope_field = copy(&mut out, buf, entry.scope);
+            let scope_field = match repl.scope(sc as usize) {
+                Some(bytes) => copy(&mut out, bytes, (0, bytes.len() as u32)),
+                None => copy(&mut out, buf, entry.scope),
+            };
             for (k, span) in picked.iter().enumerate().take(to).skip(from) {
                 let (range, base) = match repl.span(first + k) {
                     Some((bytes, e)) => (copy(&mut out, bytes, (0, bytes.len() as u32)), e),

@@ -1,7 +1,7 @@
 //! `redaction`: removes attributes not on an allow-list and masks secrets
 //! and personal data in the rest, with otelcol's keys; adds named presets
 //! and a switch that drops GenAI prompt and completion content. Applies to
-//! span, span event and link, and resource attributes, log bodies (strings,
+//! span, span event and link, resource and scope attributes, log bodies (strings,
 //! maps and arrays, recursively) and attributes, and metric data point
 //! attributes.
 
@@ -23,7 +23,7 @@ pub use presets::{luhn, preset, Preset, Shape, NAMES as PRESET_NAMES};
 use crate::batch::{Batch, Request, Signal};
 use crate::component::{parse_config, ConfigError, Context, ProcessorBuilder, ProcessorFactory};
 use crate::consumer::{BoxConsumer, ConsumeError, Consumer};
-use crate::rewrite::{rewrite_decoded, rewrite_resources, rewrite_spans};
+use crate::rewrite::{rewrite_decoded, rewrite_resources, rewrite_scopes, rewrite_spans};
 
 /// GenAI content attributes (current and older conventions).
 const GENAI_KEYS: [&str; 5] = [
@@ -491,6 +491,8 @@ impl Redaction {
             r.attrs(&mut res.attributes, false)
         });
         let base = resources.as_ref().unwrap_or(req);
+        let scopes = rewrite_scopes(base, |scope| r.attrs(&mut scope.attributes, false));
+        let base = scopes.as_ref().unwrap_or(base);
         // Only spans where some rule fires are decoded; the check reads
         // the attributes in place.
         let spans = rewrite_spans(
@@ -513,7 +515,7 @@ impl Redaction {
                 changed
             },
         );
-        spans.or(resources)
+        spans.or(scopes).or(resources)
     }
 
     fn logs_or_metrics(&self, req: &Request) -> Option<Request> {
@@ -523,6 +525,9 @@ impl Redaction {
             for rl in logs.into_iter().flat_map(|l| l.resource_logs.iter_mut()) {
                 if let Some(res) = &mut rl.resource {
                     changed |= r.attrs(&mut res.attributes, false);
+                }
+                for scope in rl.scope_logs.iter_mut().filter_map(|s| s.scope.as_mut()) {
+                    changed |= r.attrs(&mut scope.attributes, false);
                 }
                 for rec in rl
                     .scope_logs
@@ -548,6 +553,9 @@ impl Redaction {
             {
                 if let Some(res) = &mut rm.resource {
                     changed |= r.attrs(&mut res.attributes, false);
+                }
+                for scope in rm.scope_metrics.iter_mut().filter_map(|s| s.scope.as_mut()) {
+                    changed |= r.attrs(&mut scope.attributes, false);
                 }
                 for m in rm
                     .scope_metrics

@@ -425,3 +425,74 @@ async fn nested_values_are_checked_in_place_and_masked_when_they_hold_secrets() 
         assert!(json.contains("****"), "{json}");
     }
 }
+
+#[tokio::test]
+async fn scope_attributes_are_redacted_for_every_signal() {
+    let yaml = "allow_all_keys: true\nblocked_value_presets: [email]\nhash_function: none\n";
+    let builder = (factory().parse)(serde_yaml::from_str(yaml).unwrap()).unwrap();
+    let ctx = Context {
+        id: "redaction".into(),
+        metrics: Registry::new(),
+        tasks: Tasks::default(),
+    };
+    let leak = || KeyValue {
+        key: "owner".into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue("team lead@example.com".into())),
+        }),
+        ..Default::default()
+    };
+    let mut g = Generator::new(GeneratorOptions::default());
+    let mut traces = g.traces(3);
+    traces.resource_spans[1].scope_spans[0]
+        .scope
+        .as_mut()
+        .unwrap()
+        .attributes
+        .push(leak());
+    let mut logs = g.logs(2);
+    logs.resource_logs[0].scope_logs[0]
+        .scope
+        .as_mut()
+        .unwrap()
+        .attributes
+        .push(leak());
+    let mut metrics = g.metrics(3);
+    metrics.resource_metrics[0].scope_metrics[0]
+        .scope
+        .get_or_insert_with(Default::default)
+        .attributes
+        .push(leak());
+    for (signal, bytes) in [
+        (Signal::Traces, traces.encode_to_vec()),
+        (Signal::Logs, logs.encode_to_vec()),
+        (Signal::Metrics, metrics.encode_to_vec()),
+    ] {
+        let sink = Arc::new(Sink::default());
+        let p = builder.build(signal, sink.clone(), &ctx);
+        p.consume(Batch::parse(signal, bytes.into()).unwrap())
+            .await
+            .unwrap();
+        let b = sink.batches.lock().unwrap()[0].clone();
+        let json = match signal {
+            Signal::Traces => {
+                let out = b.decode_traces().unwrap();
+                // Spans are untouched: the same spans, in the same order.
+                let spans = |r: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest| {
+                    r.resource_spans.iter().flat_map(|rs| rs.scope_spans.iter().flat_map(|s| s.spans.clone())).collect::<Vec<_>>()
+                };
+                assert_eq!(spans(&out), spans(&traces));
+                // The index written while re-framing is what a scan finds.
+                let req = &b.requests[0];
+                let mut scanned = crate::scan::SpanIndex::default();
+                crate::scan::scan_traces(&req.bytes, &mut scanned).unwrap();
+                assert_eq!(req.index.as_deref(), Some(&scanned));
+                serde_json::to_string(&out).unwrap()
+            }
+            Signal::Logs => serde_json::to_string(&b.decode_logs().unwrap()).unwrap(),
+            Signal::Metrics => serde_json::to_string(&b.decode_metrics().unwrap()).unwrap(),
+        };
+        assert!(!json.contains("lead@example.com"), "{signal}: {json}");
+        assert!(json.contains("team ****"), "{signal}");
+    }
+}
