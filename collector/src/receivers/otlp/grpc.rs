@@ -162,7 +162,12 @@ pub async fn serve(
             })
         })
     };
-    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    // Flow-control windows sized by bandwidth-delay estimation, as grpc-go
+    // (and so otelcol) does by default; with h2's fixed 64 KiB windows a
+    // 240 KB export waits on several WINDOW_UPDATE round trips.
+    let mut builder = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_adaptive_window(Some(true));
     if cfg.max_concurrent_streams > 0 {
         builder = builder.max_concurrent_streams(cfg.max_concurrent_streams);
     }
