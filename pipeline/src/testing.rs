@@ -56,3 +56,52 @@ impl Consumer for CountItems {
         Ok(())
     }
 }
+
+/// A processor built from its YAML config in front of a [`Sink`], as
+/// processor tests drive one.
+pub struct Rig {
+    /// The processor's input.
+    pub p: crate::consumer::BoxConsumer,
+    /// What it passed on.
+    pub sink: std::sync::Arc<Sink>,
+    /// Its self-metrics.
+    pub metrics: std::sync::Arc<crate::telemetry::Registry>,
+    id: String,
+}
+
+impl Rig {
+    /// Builds `factory`'s processor, with component id `id`, for `signal`.
+    pub fn new(
+        factory: crate::component::ProcessorFactory,
+        id: &str,
+        yaml: &str,
+        signal: crate::batch::Signal,
+    ) -> Rig {
+        let builder = (factory.parse)(serde_yaml::from_str(yaml).expect("YAML")).expect("config");
+        let ctx = crate::component::Context {
+            id: id.into(),
+            metrics: crate::telemetry::Registry::new(),
+            tasks: crate::component::Tasks::default(),
+        };
+        let sink = std::sync::Arc::new(Sink::default());
+        Rig {
+            p: builder.build(signal, sink.clone(), &ctx),
+            sink,
+            metrics: ctx.metrics,
+            id: id.into(),
+        }
+    }
+
+    /// Every request passed on, in order.
+    pub fn taken(&self) -> Vec<crate::batch::Request> {
+        let batches = self.sink.batches.lock().unwrap();
+        batches.iter().flat_map(|b| b.requests.clone()).collect()
+    }
+
+    /// A counter of this processor (0 if never registered).
+    pub fn counter(&self, name: &str) -> f64 {
+        self.metrics
+            .value(name, &[("processor", self.id.as_str())])
+            .unwrap_or(0.0)
+    }
+}

@@ -435,6 +435,15 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
                 }
                 out.push(Tok::Str(s));
             }
+            b'-' | b'+' | b'*' | b'/'
+                if !b.get(i + 1).is_some_and(u8::is_ascii_digit) || c == b'*' || c == b'/' =>
+            {
+                return Err(format!(
+                    "arithmetic ({:?} at column {}) is not in the supported OTTL subset",
+                    c as char,
+                    i + 1
+                ));
+            }
             b'0'..=b'9' | b'-' | b'+' => {
                 let start = i;
                 i += 1;

@@ -1,10 +1,8 @@
 use prost::Message;
 
 use super::*;
-use crate::component::Tasks;
 use crate::generate::{Generator, GeneratorOptions};
-use crate::telemetry::Registry;
-use crate::testing::Sink;
+use crate::testing::Rig;
 
 fn redactor(yaml: &str) -> Redactor {
     let cfg: RedactionConfig = parse_config(serde_yaml::from_str(yaml).unwrap()).unwrap();
@@ -168,14 +166,7 @@ fn config_errors_are_named() {
 async fn spans_logs_and_genai_content_through_the_processor() {
     use opentelemetry_proto::tonic::trace::v1::span::Event;
     let yaml = "allow_all_keys: true\nblocked_value_presets: [email]\ndrop_genai_content: true\nsummary: info\n";
-    let builder = (factory().parse)(serde_yaml::from_str(yaml).unwrap()).unwrap();
-    let ctx = Context {
-        id: "redaction".into(),
-        metrics: Registry::new(),
-        tasks: Tasks::default(),
-    };
-    let sink = Arc::new(Sink::default());
-    let p = builder.build(Signal::Traces, sink.clone(), &ctx);
+    let Rig { p, sink, .. } = Rig::new(factory(), "redaction", yaml, Signal::Traces);
     let mut req = Generator::new(GeneratorOptions::default()).traces(2);
     let text = |s: &str| {
         Some(AnyValue {
@@ -223,7 +214,7 @@ async fn spans_logs_and_genai_content_through_the_processor() {
     assert!(json.contains("\"retry\""), "other events stay");
     assert!(json.contains("redaction.redacted.count") && !json.contains("redaction.masked.count"));
     // Log bodies: maps and arrays are scrubbed recursively.
-    let p = builder.build(Signal::Logs, sink.clone(), &ctx);
+    let Rig { p, sink, .. } = Rig::new(factory(), "redaction", yaml, Signal::Logs);
     let mut logs = Generator::new(GeneratorOptions::default()).logs(1);
     logs.resource_logs[0].scope_logs[0].log_records[0].body = Some(AnyValue {
         value: Some(Value::KvlistValue(
@@ -248,7 +239,7 @@ async fn spans_logs_and_genai_content_through_the_processor() {
     p.consume(Batch::parse(Signal::Logs, logs.encode_to_vec().into()).unwrap())
         .await
         .unwrap();
-    let out = sink.batches.lock().unwrap()[1].decode_logs().unwrap();
+    let out = sink.batches.lock().unwrap()[0].decode_logs().unwrap();
     let json = serde_json::to_string(&out).unwrap();
     assert!(
         !json.contains("a@example.org") && json.contains("no address"),
@@ -359,14 +350,7 @@ fn preset_hints_never_hide_a_regex_match() {
 async fn nested_values_are_checked_in_place_and_masked_when_they_hold_secrets() {
     use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
     let yaml = "allow_all_keys: true\nblocked_key_patterns: ['(?i)passw']\nblocked_value_presets: [email]\nhash_function: none\n";
-    let builder = (factory().parse)(serde_yaml::from_str(yaml).unwrap()).unwrap();
-    let ctx = Context {
-        id: "redaction".into(),
-        metrics: Registry::new(),
-        tasks: Tasks::default(),
-    };
-    let sink = Arc::new(Sink::default());
-    let p = builder.build(Signal::Traces, sink.clone(), &ctx);
+    let Rig { p, sink, .. } = Rig::new(factory(), "redaction", yaml, Signal::Traces);
     let s = |v: &str| AnyValue {
         value: Some(Value::StringValue(v.into())),
     };
@@ -429,12 +413,6 @@ async fn nested_values_are_checked_in_place_and_masked_when_they_hold_secrets() 
 #[tokio::test]
 async fn scope_attributes_are_redacted_for_every_signal() {
     let yaml = "allow_all_keys: true\nblocked_value_presets: [email]\nhash_function: none\n";
-    let builder = (factory().parse)(serde_yaml::from_str(yaml).unwrap()).unwrap();
-    let ctx = Context {
-        id: "redaction".into(),
-        metrics: Registry::new(),
-        tasks: Tasks::default(),
-    };
     let leak = || KeyValue {
         key: "owner".into(),
         value: Some(AnyValue {
@@ -468,8 +446,7 @@ async fn scope_attributes_are_redacted_for_every_signal() {
         (Signal::Logs, logs.encode_to_vec()),
         (Signal::Metrics, metrics.encode_to_vec()),
     ] {
-        let sink = Arc::new(Sink::default());
-        let p = builder.build(signal, sink.clone(), &ctx);
+        let Rig { p, sink, .. } = Rig::new(factory(), "redaction", yaml, signal);
         p.consume(Batch::parse(signal, bytes.into()).unwrap())
             .await
             .unwrap();
