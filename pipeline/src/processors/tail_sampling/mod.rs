@@ -22,7 +22,8 @@ use tokio::time::Instant;
 
 pub use config::{PolicyConfig, TailSamplingConfig};
 pub use policy::{
-    final_decision, salted_hash, trace_state_has, AttrTests, Policy, SpanRef, TraceView, Verdict,
+    final_decision, salted_hash, trace_state_has, AttrTests, Policy, SpanRef, Tally, TraceView,
+    Verdict,
 };
 
 use crate::batch::{Batch, Request, Signal};
@@ -280,23 +281,19 @@ impl Sampler {
             second: self.clock.elapsed().as_secs(),
             hits: Some(held.hits),
         };
-        let verdicts: Vec<Verdict> = self
-            .policies
-            .iter_mut()
-            .enumerate()
-            .map(|(i, p)| {
-                let v = p.evaluate(&view);
-                // A matching drop policy counts as "sampled" by that policy.
-                if v.samples() || v == Verdict::Dropped {
-                    self.metrics.sampled[i].add(1);
-                } else {
-                    self.metrics.not_sampled[i].add(1);
-                }
-                v
-            })
-            .collect();
+        let mut tally = Tally::default();
+        for (i, p) in self.policies.iter_mut().enumerate() {
+            let v = p.evaluate(&view);
+            // A matching drop policy counts as "sampled" by that policy.
+            if v.samples() || v == Verdict::Dropped {
+                self.metrics.sampled[i].add(1);
+            } else {
+                self.metrics.not_sampled[i].add(1);
+            }
+            tally.add(v);
+        }
         drop(view);
-        if final_decision(&verdicts) {
+        if tally.keep() {
             self.metrics.traces_sampled.add(1);
             self.sampled.insert(id);
             self.out.extend(held.spans);

@@ -196,15 +196,37 @@ impl Verdict {
     }
 }
 
-/// otelcol's precedence over the top-level verdicts: a drop or an inverted
-/// match refuses; then any sample keeps; then an inverted non-match keeps
-/// if no policy said not sampled.
-pub fn final_decision(verdicts: &[Verdict]) -> bool {
-    let has = |v: Verdict| verdicts.contains(&v);
-    if has(Verdict::Dropped) || has(Verdict::InvertNotSampled) {
-        return false;
+/// Which verdicts the top-level policies gave a trace (a bit per kind).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tally(u8);
+
+impl Tally {
+    /// Notes one policy's verdict.
+    pub fn add(&mut self, v: Verdict) {
+        self.0 |= 1 << v as u8;
     }
-    has(Verdict::Sampled) || (has(Verdict::InvertSampled) && !has(Verdict::NotSampled))
+
+    fn has(self, v: Verdict) -> bool {
+        self.0 & (1 << v as u8) != 0
+    }
+
+    /// otelcol's precedence: a drop or an inverted match refuses; then any
+    /// sample keeps; then an inverted non-match keeps if no policy said
+    /// not sampled.
+    pub fn keep(self) -> bool {
+        use Verdict::*;
+        if self.has(Dropped) || self.has(InvertNotSampled) {
+            return false;
+        }
+        self.has(Sampled) || (self.has(InvertSampled) && !self.has(NotSampled))
+    }
+}
+
+/// [`Tally::keep`] over a list of verdicts.
+pub fn final_decision(verdicts: &[Verdict]) -> bool {
+    let mut t = Tally::default();
+    verdicts.iter().for_each(|v| t.add(*v));
+    t.keep()
 }
 
 fn plain(hit: bool) -> Verdict {
