@@ -1,7 +1,7 @@
 //! Reading and adding span attributes in the encoded bytes, for processors
 //! that look at a few attributes and add one: no decode, no re-encode.
 
-use crate::wire::{put_len_header, put_varint, Reader, FIXED64, LEN, VARINT};
+use crate::wire::{put_len_header, put_varint, varint_len, Reader, FIXED64, LEN, VARINT};
 
 /// An attribute value read in place.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -181,22 +181,40 @@ fn for_each_attribute_in<'a>(
             extras |= a.number == 11 || a.number == 13;
             continue;
         }
-        let mut kv = Reader::new(field, a.body.0, a.body.1, "KeyValue");
-        let mut key = &field[0..0];
-        let mut value = RawValue {
-            buf: field,
-            range: (0, 0),
-        };
-        while let Ok(Some(x)) = kv.next_field() {
-            match (x.number, x.wire) {
-                (1, LEN) => key = &field[x.body.0..x.body.1],
-                (2, LEN) => value.range = x.body,
-                _ => {}
-            }
-        }
-        f(key, value);
+        let (key, range) = key_value(field, a.body);
+        f(key, RawValue { buf: field, range });
     }
     extras
+}
+
+/// The key and the value's range of the `KeyValue` at `body`.
+#[inline(always)]
+fn key_value(buf: &[u8], body: (usize, usize)) -> (&[u8], (usize, usize)) {
+    // Encoders write key then value with one-byte lengths for nearly every
+    // attribute; that layout is read directly, anything else field by field.
+    let kv = &buf[body.0..body.1];
+    if let [0x0a, key_len, rest @ ..] = kv {
+        let key_len = *key_len as usize;
+        if key_len < 0x80 {
+            if let [0x12, value_len, value @ ..] = &rest[key_len.min(rest.len())..] {
+                if *value_len < 0x80 && value.len() == *value_len as usize {
+                    let key = &kv[2..2 + key_len];
+                    return (key, (body.1 - value.len(), body.1));
+                }
+            }
+        }
+    }
+    let mut r = Reader::new(buf, body.0, body.1, "KeyValue");
+    let mut key = &buf[0..0];
+    let mut value = (0, 0);
+    while let Ok(Some(x)) = r.next_field() {
+        match (x.number, x.wire) {
+            (1, LEN) => key = &buf[x.body.0..x.body.1],
+            (2, LEN) => value = x.body,
+            _ => {}
+        }
+    }
+    (key, value)
 }
 
 /// The first attribute named `key` of a span (whole `spans` field), read
@@ -280,19 +298,17 @@ pub fn append_double_attribute(field: &[u8], key: &str, value: f64) -> Option<Ve
     let span = outer.next_field().ok()??;
     let body = &field[span.body.0..span.body.1];
     // KeyValue { key = 1; value = 2: AnyValue { double_value = 4 } }
-    let mut kv = Vec::with_capacity(key.len() + 16);
-    put_len_header(&mut kv, 1, key.len());
-    kv.extend_from_slice(key.as_bytes());
-    put_len_header(&mut kv, 2, 9);
-    put_varint(&mut kv, (4 << 3) | u64::from(FIXED64));
-    kv.extend_from_slice(&value.to_bits().to_le_bytes());
-    let mut attr = Vec::with_capacity(kv.len() + 3);
-    put_len_header(&mut attr, 9, kv.len());
-    attr.extend_from_slice(&kv);
-    let mut out = Vec::with_capacity(field.len() + attr.len() + 4);
-    put_len_header(&mut out, 2, body.len() + attr.len());
+    let kv_len = 1 + varint_len(key.len() as u64) + key.len() + 2 + 9;
+    let attr_len = 1 + varint_len(kv_len as u64) + kv_len;
+    let mut out = Vec::with_capacity(field.len() + attr_len + 4);
+    put_len_header(&mut out, 2, body.len() + attr_len);
     out.extend_from_slice(body);
-    out.extend_from_slice(&attr);
+    put_len_header(&mut out, 9, kv_len);
+    put_len_header(&mut out, 1, key.len());
+    out.extend_from_slice(key.as_bytes());
+    put_len_header(&mut out, 2, 9);
+    put_varint(&mut out, (4 << 3) | u64::from(FIXED64));
+    out.extend_from_slice(&value.to_bits().to_le_bytes());
     Some(out)
 }
 
@@ -350,6 +366,34 @@ mod tests {
                     ..Default::default()
                 });
             assert_eq!(back, expect);
+        }
+    }
+
+    #[test]
+    fn key_value_reads_unusual_layouts_as_a_decoder_does() {
+        // (encoded KeyValue, key, value bytes): canonical, value first, a
+        // two-byte value length, a trailing unknown field, a repeated key
+        // (last wins), no value, a key length past the end.
+        let long = vec![b'x'; 200];
+        let mut two_byte = vec![0x0a, 1, b'k', 0x12, 0xcb, 0x01, 0x0a, 0xc8, 0x01];
+        two_byte.extend_from_slice(&long);
+        let cases: Vec<(Vec<u8>, &[u8], Vec<u8>)> = vec![
+            (vec![0x0a, 1, b'k', 0x12, 2, 0x18, 7], b"k", vec![0x18, 7]),
+            (vec![0x12, 2, 0x18, 7, 0x0a, 1, b'k'], b"k", vec![0x18, 7]),
+            (two_byte, b"k", [&[0x0a, 0xc8, 0x01][..], &long].concat()),
+            (
+                vec![0x0a, 1, b'k', 0x12, 2, 0x18, 7, 0x18, 1],
+                b"k",
+                vec![0x18, 7],
+            ),
+            (vec![0x0a, 1, b'a', 0x0a, 1, b'b', 0x12, 0], b"b", vec![]),
+            (vec![0x0a, 1, b'k'], b"k", vec![]),
+            (vec![0x0a, 9, b'k', 0x12, 0], b"", vec![]),
+        ];
+        for (kv, key, value) in cases {
+            let (k, range) = key_value(&kv, (0, kv.len()));
+            assert_eq!(k, key, "{kv:?}");
+            assert_eq!(&kv[range.0..range.1], &value[..], "{kv:?}");
         }
     }
 }

@@ -22,6 +22,7 @@ pub use pricing::PRICES_AS_OF;
 use crate::batch::{Batch, Signal};
 use crate::component::{parse_config, Context, ProcessorBuilder, ProcessorFactory};
 use crate::consumer::{BoxConsumer, ConsumeError, Consumer};
+use crate::fasthash::FastMap;
 use crate::rewrite::{replace_spans, rewrite_batch, Reach};
 use crate::telemetry::Counter;
 
@@ -52,6 +53,8 @@ const MODEL: [&str; 3] = [
 const PROVIDER: [&str; 2] = ["gen_ai.provider.name", "gen_ai.system"];
 /// Longer model names are treated as unknown.
 const MAX_MODEL_NAME: usize = 256;
+/// Distinct (provider, model) pairs whose price position is remembered.
+const MEMO_ENTRIES: usize = 4096;
 /// Distinct unknown model names logged (each once); beyond it they are only counted.
 const UNKNOWN_LOGGED: usize = 100;
 
@@ -77,6 +80,9 @@ fn glob(pattern: &[u8], name: &[u8]) -> bool {
     }
 }
 
+/// Where a price is in a [`PriceBook`]: (table, entry).
+type Position = (usize, usize);
+
 /// The pricing tables in the order they are consulted.
 pub struct PriceBook {
     tables: Vec<Vec<Price>>,
@@ -95,29 +101,38 @@ impl PriceBook {
     /// The price for `model` from `provider`: in each table in turn, an exact
     /// name beats a glob and a longer glob beats a shorter one.
     pub fn find(&self, model: &str, provider: Option<&str>) -> Option<&Price> {
+        self.position(model, provider).map(|at| self.at(at))
+    }
+
+    /// Where [`PriceBook::find`]'s answer is: (table, entry).
+    fn position(&self, model: &str, provider: Option<&str>) -> Option<Position> {
         // Names come from clients; glob matching is super-linear in them.
         if model.len() > MAX_MODEL_NAME {
             return None;
         }
-        let fits = |p: &&Price| {
+        let fits = |p: &Price| {
             p.provider
                 .as_deref()
                 .is_none_or(|want| Some(want) == provider)
         };
-        for table in &self.tables {
-            if let Some(p) = table.iter().filter(fits).find(|p| p.model == model) {
-                return Some(p);
+        for (t, table) in self.tables.iter().enumerate() {
+            if let Some(i) = table.iter().position(|p| fits(p) && p.model == model) {
+                return Some((t, i));
             }
             let best = table
                 .iter()
-                .filter(fits)
-                .filter(|p| glob(p.model.as_bytes(), model.as_bytes()))
-                .max_by_key(|p| p.model.len());
-            if best.is_some() {
-                return best;
+                .enumerate()
+                .filter(|(_, p)| fits(p) && glob(p.model.as_bytes(), model.as_bytes()))
+                .max_by_key(|(_, p)| p.model.len());
+            if let Some((i, _)) = best {
+                return Some((t, i));
             }
         }
         None
+    }
+
+    fn at(&self, (table, entry): Position) -> &Price {
+        &self.tables[table][entry]
     }
 }
 
@@ -164,6 +179,7 @@ struct LlmCost {
     priced: Counter,
     unknown: Counter,
     unknown_seen: Mutex<HashSet<String>>,
+    memo: Mutex<FastMap<Box<[u8]>, Option<Position>>>,
     id: String,
 }
 
@@ -200,15 +216,36 @@ fn prefer<T>(
 impl LlmCost {
     /// The price for a model, counting (and logging once) unknown ones.
     fn lookup(&self, model: &str, provider: Option<&str>) -> Option<&Price> {
-        let price = self.book.find(model, provider);
-        if price.is_none() {
+        let at = self.memoized_position(model, provider);
+        if at.is_none() {
             self.unknown.add(1);
             let mut seen = self.unknown_seen.lock().unwrap();
             if seen.len() < UNKNOWN_LOGGED && seen.insert(model.to_string()) {
                 tracing::warn!(processor = %self.id, %model, provider = provider.unwrap_or(""), "no price for this model; its spans are counted, not priced");
             }
         }
-        price
+        at.map(|at| self.book.at(at))
+    }
+
+    /// [`PriceBook::position`], remembered: a few distinct models recur in
+    /// every request, and matching them against the globs each time costs
+    /// more than the rest of pricing.
+    fn memoized_position(&self, model: &str, provider: Option<&str>) -> Option<Position> {
+        // (provider present?, provider, NUL, model)
+        let mut key = Vec::with_capacity(2 + model.len() + provider.map_or(0, str::len));
+        key.push(u8::from(provider.is_some()));
+        key.extend_from_slice(provider.unwrap_or("").as_bytes());
+        key.push(0);
+        key.extend_from_slice(model.as_bytes());
+        let mut memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = memo.get(key.as_slice()) {
+            return *at;
+        }
+        let at = self.book.position(model, provider);
+        if memo.len() < MEMO_ENTRIES && key.len() <= 2 * MAX_MODEL_NAME {
+            memo.insert(key.into_boxed_slice(), at);
+        }
+        at
     }
 
     /// Prices a span given as its encoded field: reads the attributes in
@@ -327,6 +364,7 @@ impl ProcessorBuilder for LlmCostConfig {
                 &labels,
             ),
             unknown_seen: Mutex::new(HashSet::new()),
+            memo: Mutex::new(FastMap::default()),
             id: ctx.id.clone(),
         })
     }

@@ -95,6 +95,42 @@ fn the_most_specific_price_wins_and_config_beats_defaults() {
 }
 
 #[test]
+fn remembered_prices_answer_as_the_book_does_and_unknowns_count_every_time() {
+    let p = LlmCost {
+        book: PriceBook::new(&LlmCostConfig::default()),
+        cost_attribute: "gen_ai.usage.cost".into(),
+        usage: Finder::new(b"usage.").into_owned(),
+        next: Arc::new(Sink::default()),
+        priced: Counter::default(),
+        unknown: Counter::default(),
+        unknown_seen: Mutex::new(HashSet::new()),
+        memo: Mutex::new(FastMap::default()),
+        id: "llm_cost".into(),
+    };
+    // The same model under different providers (or none, or an empty one)
+    // is remembered separately.
+    let asks = [
+        ("gpt-4o-2024-08-06", Some("openai")),
+        ("gpt-4o-2024-08-06", Some("anthropic")),
+        ("gpt-4o-2024-08-06", None),
+        ("gpt-4o-2024-08-06", Some("")),
+        ("claude-3-5-sonnet-20241022", Some("anthropic")),
+        ("my-finetune", None),
+    ];
+    let mut unknown = 0;
+    for round in 0..3 {
+        for (model, provider) in asks {
+            let want = p.book.find(model, provider).map(|x| x.input_per_million);
+            let got = p.lookup(model, provider).map(|x| x.input_per_million);
+            assert_eq!(got, want, "round {round}: {model} from {provider:?}");
+            unknown += u64::from(want.is_none());
+        }
+    }
+    assert_eq!(p.unknown.get(), unknown);
+    assert!(unknown >= 3, "some asks are unknown: {unknown}");
+}
+
+#[test]
 fn cost_follows_the_price_and_every_usage_convention() {
     let p = LlmCost {
         book: PriceBook::new(&cfg("pricing:\n  - {model: m, input_per_million: 2.5, output_per_million: 10, cached_input_per_million: 1.25}\n")),
@@ -104,6 +140,7 @@ fn cost_follows_the_price_and_every_usage_convention() {
         priced: Counter::default(),
         unknown: Counter::default(),
         unknown_seen: Mutex::new(HashSet::new()),
+        memo: Mutex::new(FastMap::default()),
         id: "llm_cost".into(),
     };
     // 1,000,000 input (200,000 cached) and 100,000 output tokens:

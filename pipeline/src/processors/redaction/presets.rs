@@ -42,23 +42,55 @@ pub struct Shape {
     pub non_ascii: bool,
 }
 
+/// Byte classes for [`Shape::of`], one bit each.
+const DIGIT: u8 = 1;
+const DOT: u8 = 2;
+const AT: u8 = 4;
+const DASH: u8 = 8;
+const EQ: u8 = 16;
+const QUERY: u8 = 32;
+const NON_ASCII: u8 = 64;
+
+/// The class bits of every byte value: a table lookup per byte instead of
+/// a chain of compares keeps the scan branch-free.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = match b as u8 {
+            b'0'..=b'9' => DIGIT,
+            b'.' => DOT,
+            b'@' => AT,
+            b'-' => DASH,
+            b'=' => EQ,
+            b'?' | b'&' => QUERY,
+            0x80..=0xff => NON_ASCII,
+            _ => 0,
+        };
+        b += 1;
+    }
+    t
+};
+
 impl Shape {
     /// Scans a value once.
     pub fn of(bytes: &[u8]) -> Shape {
-        let mut s = Shape::default();
+        let (mut digits, mut dots, mut seen) = (0u32, 0u32, 0u8);
         for &b in bytes {
-            match b {
-                b'0'..=b'9' => s.digits += 1,
-                b'.' => s.dots += 1,
-                b'@' => s.at = true,
-                b'-' => s.dash = true,
-                b'=' => s.eq = true,
-                b'?' | b'&' => s.query = true,
-                0x80..=0xff => s.non_ascii = true,
-                _ => {}
-            }
+            let c = CLASS[b as usize];
+            digits += u32::from(c & DIGIT);
+            dots += u32::from((c & DOT) >> 1);
+            seen |= c;
         }
-        s
+        Shape {
+            digits,
+            dots,
+            at: seen & AT != 0,
+            dash: seen & DASH != 0,
+            eq: seen & EQ != 0,
+            query: seen & QUERY != 0,
+            non_ascii: seen & NON_ASCII != 0,
+        }
     }
 }
 

@@ -86,6 +86,71 @@ struct Held {
     hits: u64,
 }
 
+/// The spans of one trace within one request.
+#[derive(Clone, Copy)]
+struct Group {
+    id: [u8; 16],
+    count: u64,
+    bytes: u32,
+    hits: u64,
+    first: u32,
+    last: u32,
+}
+
+/// A request's spans grouped by trace id, keeping their order.
+#[derive(Default)]
+struct Groups {
+    of: FastMap<[u8; 16], u32>,
+    list: Vec<Group>,
+    /// The next span of the same group, per span; `u32::MAX` ends a group.
+    next: Vec<u32>,
+}
+
+impl Groups {
+    fn clear(&mut self) {
+        self.of.clear();
+        self.list.clear();
+        self.next.clear();
+    }
+
+    fn add(&mut self, id: [u8; 16], span: u32, bytes: u32, hits: u64) {
+        self.next.push(u32::MAX);
+        let list = &mut self.list;
+        let g = *self.of.entry(id).or_insert_with(|| {
+            list.push(Group {
+                id,
+                count: 0,
+                bytes: 0,
+                hits: 0,
+                first: span,
+                last: span,
+            });
+            (list.len() - 1) as u32
+        });
+        let g = &mut self.list[g as usize];
+        if g.count > 0 {
+            self.next[g.last as usize] = span;
+            g.last = span;
+        }
+        g.count += 1;
+        g.bytes += bytes;
+        g.hits |= hits;
+    }
+
+    /// The spans of group `g`, in request order.
+    fn members(&self, g: usize) -> impl Iterator<Item = u32> + '_ {
+        let mut at = self.list[g].first;
+        std::iter::from_fn(move || {
+            if at == u32::MAX {
+                return None;
+            }
+            let here = at;
+            at = self.next[here as usize];
+            Some(here)
+        })
+    }
+}
+
 struct Metrics {
     sampled: Vec<Counter>,
     not_sampled: Vec<Counter>,
@@ -155,6 +220,8 @@ struct Sampler {
     sampled: Remembered,
     not_sampled: Remembered,
     out: Vec<(Arc<Request>, u32)>,
+    /// Reused between requests by `ingest`.
+    groups: Groups,
     metrics: Metrics,
     next: BoxConsumer,
     /// Rate-limiting policies count spans per second of this clock.
@@ -181,38 +248,52 @@ impl Sampler {
                     .map(|r| tests.resource(slice(r.resource)))
                     .collect()
             };
+            // Spans of one trace in a request are grouped first, so the big
+            // maps (cache misses among ~10^5 traces) are probed once per
+            // trace and request instead of once per span.
+            let mut groups = std::mem::take(&mut self.groups);
+            groups.clear();
             for (i, span) in index.spans.iter().enumerate() {
-                let id = span.trace_id;
-                if self.sampled.set.contains(&id) {
-                    self.metrics.late_spans.add(1);
-                    self.out.push((req.clone(), i as u32));
-                    continue;
-                }
-                if self.not_sampled.set.contains(&id) {
-                    self.metrics.late_spans.add(1);
-                    self.metrics.dropped.add(1);
-                    continue;
-                }
-                let size = (span.range.1 - span.range.0) as usize;
                 let hits = if self.tests.is_empty() {
                     0
                 } else {
                     let resource = index.scopes[span.scope as usize].resource as usize;
                     self.tests.span(slice(span.range)) | resource_hits[resource]
                 };
+                groups.add(span.trace_id, i as u32, span.range.1 - span.range.0, hits);
+            }
+            for g in 0..groups.list.len() {
+                let Group {
+                    id,
+                    count,
+                    bytes,
+                    hits,
+                    ..
+                } = groups.list[g];
+                if self.sampled.set.contains(&id) {
+                    self.metrics.late_spans.add(count);
+                    self.out.extend(groups.members(g).map(|i| (req.clone(), i)));
+                    continue;
+                }
+                if self.not_sampled.set.contains(&id) {
+                    self.metrics.late_spans.add(count);
+                    self.metrics.dropped.add(count);
+                    continue;
+                }
                 let held = self.traces.entry(id).or_insert_with(|| {
                     self.arrivals.push_back((id, now));
                     Held {
                         // Most traces have a handful of spans: one
                         // allocation instead of growing from one.
-                        spans: Vec::with_capacity(TYPICAL_TRACE_SPANS),
+                        spans: Vec::with_capacity(TYPICAL_TRACE_SPANS.max(count as usize)),
                         first: now,
                         bytes: 0,
                         hits: 0,
                     }
                 });
-                held.spans.push((req.clone(), i as u32));
-                held.bytes += size;
+                held.spans
+                    .extend(groups.members(g).map(|i| (req.clone(), i)));
+                held.bytes += bytes as usize;
                 held.hits |= hits;
                 let over = self.cfg.maximum_trace_size_bytes > 0
                     && held.bytes > self.cfg.maximum_trace_size_bytes;
@@ -221,6 +302,7 @@ impl Sampler {
                     self.decide(id);
                 }
             }
+            self.groups = groups;
             while self.traces.len() > self.cfg.num_traces {
                 let Some((oldest, at)) = self.arrivals.pop_front() else {
                     break;
@@ -417,6 +499,7 @@ impl ProcessorBuilder for TailSamplingConfig {
             sampled: Remembered::new(self.decision_cache.sampled_cache_size),
             not_sampled: Remembered::new(self.decision_cache.non_sampled_cache_size),
             out: Vec::new(),
+            groups: Groups::default(),
             metrics: Metrics::new(&ctx.metrics, &ctx.id, &names),
             next,
             clock: Instant::now(),
