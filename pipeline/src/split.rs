@@ -82,7 +82,22 @@ pub fn reframe(
         repl.span(first + k)
             .map_or(width(picked[k].range), |(b, _)| b.len())
     };
-    let mut out = Vec::with_capacity((0..picked.len()).map(span_width).sum::<usize>() + 256);
+    // Room for every resource and scope with their headers too, so the
+    // buffer is not grown (and the request copied again) near the end.
+    let resources: usize = (0..index.resources.len())
+        .map(|i| {
+            let r = &index.resources[i];
+            repl.resource(i).map_or(width(r.resource), <[u8]>::len) + width(r.schema_url) + 12
+        })
+        .sum();
+    let scopes: usize = (0..index.scopes.len())
+        .map(|i| {
+            let sc = &index.scopes[i];
+            repl.scope(i).map_or(width(sc.scope), <[u8]>::len) + width(sc.schema_url) + 12
+        })
+        .sum();
+    let planned = (0..picked.len()).map(span_width).sum::<usize>() + resources + scopes + 16;
+    let mut out = Vec::with_capacity(planned);
     let mut new = SpanIndex::default();
     new.spans.reserve(picked.len());
     let mut i = 0;
@@ -160,6 +175,7 @@ pub fn reframe(
         });
         i = j;
     }
+    debug_assert!(out.len() <= planned, "{} > {planned}", out.len());
     (out, new)
 }
 

@@ -31,8 +31,8 @@ pub struct Shape {
     pub dots: u32,
     /// Any `@`.
     pub at: bool,
-    /// Any `-`.
-    pub dash: bool,
+    /// `-` characters.
+    pub dashes: u32,
     /// Any `=`.
     pub eq: bool,
     /// Any `?` or `&`.
@@ -75,18 +75,19 @@ static CLASS: [u8; 256] = {
 impl Shape {
     /// Scans a value once.
     pub fn of(bytes: &[u8]) -> Shape {
-        let (mut digits, mut dots, mut seen) = (0u32, 0u32, 0u8);
+        let (mut digits, mut dots, mut dashes, mut seen) = (0u32, 0u32, 0u32, 0u8);
         for &b in bytes {
             let c = CLASS[b as usize];
             digits += u32::from(c & DIGIT);
             dots += u32::from((c & DOT) >> 1);
+            dashes += u32::from((c & DASH) >> 3);
             seen |= c;
         }
         Shape {
             digits,
             dots,
             at: seen & AT != 0,
-            dash: seen & DASH != 0,
+            dashes,
             eq: seen & EQ != 0,
             query: seen & QUERY != 0,
             non_ascii: seen & NON_ASCII != 0,
@@ -98,9 +99,14 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     memchr::memmem::find(hay, needle).is_some()
 }
 
+/// Whether `hay` holds `needle` (lowercase ASCII) in any case.
 fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
+    let (first, rest) = (needle[0], &needle[1..]);
+    // Candidates start where the first letter is, in either case.
+    memchr::memchr2_iter(first, first.to_ascii_uppercase(), hay).any(|at| {
+        hay.get(at + 1..at + needle.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(rest))
+    })
 }
 
 fn email_hint(s: &Shape, b: &[u8]) -> bool {
@@ -112,7 +118,8 @@ fn card_hint(s: &Shape, _: &[u8]) -> bool {
 }
 
 fn ssn_hint(s: &Shape, _: &[u8]) -> bool {
-    s.non_ascii || (s.digits >= 9 && s.dash)
+    // ddd-dd-dddd: two dashes.
+    s.non_ascii || (s.digits >= 9 && s.dashes >= 2)
 }
 
 fn ipv4_hint(s: &Shape, _: &[u8]) -> bool {
@@ -125,7 +132,8 @@ fn bearer_hint(s: &Shape, b: &[u8]) -> bool {
 }
 
 fn api_key_hint(s: &Shape, b: &[u8]) -> bool {
-    s.non_ascii || (b.len() >= 19 && ((s.dash && contains(b, b"sk-")) || contains(b, b"AKIA")))
+    s.non_ascii
+        || (b.len() >= 19 && ((s.dashes > 0 && contains(b, b"sk-")) || contains(b, b"AKIA")))
 }
 
 fn url_secret_hint(s: &Shape, _: &[u8]) -> bool {

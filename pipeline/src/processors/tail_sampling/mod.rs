@@ -137,17 +137,15 @@ impl Groups {
         g.hits |= hits;
     }
 
-    /// The spans of group `g`, in request order.
-    fn members(&self, g: usize) -> impl Iterator<Item = u32> + '_ {
-        let mut at = self.list[g].first;
-        std::iter::from_fn(move || {
-            if at == u32::MAX {
-                return None;
-            }
-            let here = at;
-            at = self.next[here as usize];
-            Some(here)
-        })
+    /// Appends the spans of group `g` of `req` to `to`, in request order.
+    fn push_members(&self, g: usize, req: &Arc<Request>, to: &mut Vec<(Arc<Request>, u32)>) {
+        let group = &self.list[g];
+        to.reserve(group.count as usize);
+        let mut at = group.first;
+        while at != u32::MAX {
+            to.push((req.clone(), at));
+            at = self.next[at as usize];
+        }
     }
 }
 
@@ -272,7 +270,7 @@ impl Sampler {
                 } = groups.list[g];
                 if self.sampled.set.contains(&id) {
                     self.metrics.late_spans.add(count);
-                    self.out.extend(groups.members(g).map(|i| (req.clone(), i)));
+                    groups.push_members(g, &req, &mut self.out);
                     continue;
                 }
                 if self.not_sampled.set.contains(&id) {
@@ -291,8 +289,7 @@ impl Sampler {
                         hits: 0,
                     }
                 });
-                held.spans
-                    .extend(groups.members(g).map(|i| (req.clone(), i)));
+                groups.push_members(g, &req, &mut held.spans);
                 held.bytes += bytes as usize;
                 held.hits |= hits;
                 let over = self.cfg.maximum_trace_size_bytes > 0
