@@ -144,6 +144,9 @@ fn too_large_is_resource_exhausted(resp: &mut http::Response<BoxBody>) {
     }
 }
 
+/// HTTP/2 SETTINGS_MAX_FRAME_SIZE this server announces.
+const MAX_FRAME_SIZE: u32 = 256 * 1024;
+
 /// Binds the gRPC endpoint and serves until `stop`.
 pub async fn serve(
     cfg: &GrpcConfig,
@@ -167,7 +170,11 @@ pub async fn serve(
     // 240 KB export waits on several WINDOW_UPDATE round trips.
     let mut builder = tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .http2_adaptive_window(Some(true));
+        .http2_adaptive_window(Some(true))
+        // Clients split a message into DATA frames of at most this size; at
+        // h2's 16 KiB default a 240 KB export is 15 frames, each a wake-up
+        // and a copy on both sides.
+        .max_frame_size(Some(MAX_FRAME_SIZE));
     if cfg.max_concurrent_streams > 0 {
         builder = builder.max_concurrent_streams(cfg.max_concurrent_streams);
     }
