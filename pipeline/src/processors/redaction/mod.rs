@@ -94,41 +94,52 @@ pub struct Redactor {
     shortest: usize,
 }
 
-/// A direct-mapped cache of key rules: a key's length and three of its
-/// bytes pick its place, a hit costs one compare, and a miss (or two keys
-/// sharing a place) only costs running the rules again. Nothing a client
-/// sends can make a lookup cost more than that.
-struct KeyRules(Vec<Option<(Box<[u8]>, KeyRule)>>);
+/// A two-way set-associative cache of key rules: a key's length and three
+/// of its bytes pick a pair of places, a hit costs at most two compares,
+/// and a miss only costs running the rules again. Nothing a client sends
+/// can make a lookup cost more than that.
+struct KeyRules {
+    places: Vec<Option<(Box<[u8]>, KeyRule)>>,
+}
 
-/// Places in a [`KeyRules`] (a power of two).
+/// Places in a [`KeyRules`] (a power of two), in pairs: a key may sit in
+/// either place of its pair, so two hot keys that hash alike do not evict
+/// each other on every span.
 const KEY_RULES_PLACES: usize = 1024;
 
 impl Default for KeyRules {
     fn default() -> Self {
-        KeyRules(vec![None; KEY_RULES_PLACES])
+        KeyRules {
+            places: vec![None; KEY_RULES_PLACES],
+        }
     }
 }
 
 impl KeyRules {
-    fn place(key: &[u8]) -> usize {
+    /// The first place of `key`'s pair: from its length and three of its
+    /// bytes, which costs far less than hashing the whole key.
+    fn pair(&self, key: &[u8]) -> usize {
         let (first, last) = (key.first(), key.last());
         let mid = key.get(key.len() / 2);
         let b = |x: Option<&u8>| x.map_or(0, |b| usize::from(*b));
         (key.len().wrapping_mul(0x9e37) ^ b(first) << 7 ^ b(mid) << 3 ^ b(last))
-            & (KEY_RULES_PLACES - 1)
+            & (KEY_RULES_PLACES - 2)
     }
 
     /// The cached rule for `key`, or `compute`'s, remembered.
     fn get(&mut self, key: &[u8], compute: impl FnOnce() -> KeyRule) -> KeyRule {
-        let slot = &mut self.0[Self::place(key)];
-        match slot {
-            Some((k, rule)) if **k == *key => *rule,
-            _ => {
-                let rule = compute();
-                *slot = Some((key.into(), rule));
-                rule
+        let at = self.pair(key);
+        for (k, rule) in self.places[at..at + 2].iter().flatten() {
+            if **k == *key {
+                return *rule;
             }
         }
+        // The newest key takes the first place; the one it displaces moves
+        // to the second.
+        let rule = compute();
+        self.places[at + 1] = self.places[at].take();
+        self.places[at] = Some((key.into(), rule));
+        rule
     }
 }
 

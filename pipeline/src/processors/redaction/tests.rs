@@ -473,3 +473,40 @@ async fn scope_attributes_are_redacted_for_every_signal() {
         assert!(json.contains("team ****"), "{signal}");
     }
 }
+
+#[test]
+fn key_rules_keep_two_keys_of_one_pair_and_run_the_rules_once_each() {
+    let mut rules = KeyRules::default();
+    // Three keys that share a pair of places.
+    let letters = b'a'..=b'z';
+    let keys: Vec<Vec<u8>> = letters
+        .clone()
+        .flat_map(|a| {
+            letters
+                .clone()
+                .flat_map(move |b| (b'a'..=b'z').map(move |c| vec![a, b, c]))
+        })
+        .collect();
+    let want = rules.pair(&keys[0]);
+    let same: Vec<&Vec<u8>> = keys
+        .iter()
+        .filter(|k| rules.pair(k) == want)
+        .take(3)
+        .collect();
+    assert_eq!(same.len(), 3);
+    let runs = std::cell::Cell::new(0);
+    let get = |rules: &mut KeyRules, k: &[u8], rule: KeyRule| {
+        rules.get(k, || {
+            runs.set(runs.get() + 1);
+            rule
+        })
+    };
+    for _ in 0..100 {
+        assert_eq!(get(&mut rules, same[0], KeyRule::Work), KeyRule::Work);
+        assert_eq!(get(&mut rules, same[1], KeyRule::Value), KeyRule::Value);
+    }
+    // A third key displaces the older of the two; the newer stays.
+    assert_eq!(get(&mut rules, same[2], KeyRule::Ignore), KeyRule::Ignore);
+    assert_eq!(get(&mut rules, same[1], KeyRule::Value), KeyRule::Value);
+    assert_eq!(runs.get(), 3);
+}
