@@ -76,6 +76,19 @@ pub fn plaintext_url(endpoint: &str, tls: &TlsConfig) -> Result<String, ConfigEr
     Ok(format!("http://{}", endpoint.trim_end_matches('/')))
 }
 
+/// Reads a `Retry-After` header given in seconds.
+pub fn retry_after(resp: &reqwest::Response) -> Option<std::time::Duration> {
+    let v = resp
+        .headers()
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .map(std::time::Duration::from_secs)
+}
+
 /// Reads a protobuf Export response's partial success.
 pub fn partial_success(signal: Signal, body: &[u8]) -> Sent {
     let (rejected, message) = match signal {

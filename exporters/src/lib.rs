@@ -7,6 +7,7 @@ pub mod debug;
 pub mod engine;
 pub mod file;
 pub mod grpc_codec;
+pub mod loki;
 pub mod nop;
 pub mod otlp;
 pub mod otlphttp;
@@ -37,6 +38,7 @@ pub fn factories() -> Vec<ExporterFactory> {
     vec![
         debug::factory(),
         file::factory(),
+        loki::factory(),
         nop::factory(),
         otlp::factory(),
         otlphttp::factory(),

@@ -249,6 +249,17 @@ pub fn len_header_size(number: u32, len: usize) -> usize {
     varint_len((u64::from(number) << 3) | u64::from(LEN)) + varint_len(len as u64)
 }
 
+/// Lowercase hex of `bytes` (trace and span ids, digests).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,8 @@
 //! exporter wrote.
 #![allow(dead_code)]
 
+pub mod loki;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

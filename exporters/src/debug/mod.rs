@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::engine::ExporterMetrics;
 use crate::otlphttp::json_body;
 use crate::{ExporterBuilder, ExporterFactory};
+use pipeline::wire::hex;
 
 /// How much to write.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -58,10 +59,6 @@ struct Debug {
     id: String,
     verbosity: Verbosity,
     metrics: ExporterMetrics,
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// One line per item, for `normal`.

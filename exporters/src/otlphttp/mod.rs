@@ -5,7 +5,6 @@ mod config;
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -16,7 +15,7 @@ use prost::Message;
 
 pub use config::{Encoding, OtlpHttpConfig};
 
-use crate::client::{partial_success, Compression};
+use crate::client::{partial_success, retry_after, Compression};
 use crate::engine::{self, ExportError, Exporter, Sent};
 use crate::{ExporterBuilder, ExporterFactory};
 
@@ -75,16 +74,6 @@ pub fn compress(body: &[u8], c: Compression) -> std::io::Result<Vec<u8>> {
         }
         Compression::Zstd => zstd::bulk::compress(body, 1),
     }
-}
-
-/// Reads a `Retry-After` header given in seconds.
-fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
-    let v = resp
-        .headers()
-        .get(http::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?;
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// The JSON body for a batch (decoded, then OTLP/JSON encoded).

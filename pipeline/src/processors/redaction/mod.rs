@@ -24,6 +24,7 @@ use crate::batch::{Batch, Request, Signal};
 use crate::component::{parse_config, ConfigError, Context, ProcessorBuilder, ProcessorFactory};
 use crate::consumer::{BoxConsumer, ConsumeError, Consumer};
 use crate::rewrite::{rewrite_decoded, rewrite_resources, rewrite_scopes, rewrite_spans};
+use crate::wire::hex;
 
 /// GenAI content attributes (current and older conventions).
 const GENAI_KEYS: [&str; 5] = [
@@ -177,10 +178,6 @@ thread_local! {
 
 fn mine<T>(sets: &[T]) -> &T {
     &sets[SLOT.with(|s| *s)]
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Redactor {
