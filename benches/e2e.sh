@@ -14,11 +14,12 @@ CONCURRENCY=${CONCURRENCY:-4}
 BATCH=${BATCH:-512}
 RATE=${RATE:-0}
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop http-batch-nop grpc-batch-otlp full-chain)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop http-batch-nop grpc-batch-otlp full-chain grpc-batch-loki)
 
 cargo build --release -q -p observatory -p benches
 BIN=target/release/observatory
 LOADGEN=target/release/loadgen
+LOKISINK=target/release/lokisink
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
@@ -46,14 +47,20 @@ for s in "${SCENARIOS[@]}"; do
     down=$!; PIDS+=("$down")
     wait_healthy 23134
   fi
+  if [ "$s" = grpc-batch-loki ]; then
+    "$LOKISINK" --listen 127.0.0.1:25100 >"$TMP/sink.out" 2>"$TMP/sink.log" &
+    down=$!; PIDS+=("$down")
+    wait_healthy 25100
+  fi
   "$BIN" --config "$cfg" 2>"$TMP/$s.log" &
   pid=$!; PIDS+=("$pid")
   wait_healthy 23133
-  proto=grpc; endpoint=127.0.0.1:24317; extra=()
+  proto=grpc; endpoint=127.0.0.1:24317; extra=(); unit=spans
+  if [[ "$s" == *-loki ]]; then extra=(--signal logs); unit=records; fi
   if [[ "$s" == http-* ]]; then proto=http; endpoint=http://127.0.0.1:24318; fi
   # The exporter path is slower than intake; clients that back off on
   # "retry later" (as SDKs do) measure what it sustains, not refusals.
-  if [ "$s" = grpc-batch-otlp ]; then extra=(--retry); fi
+  if [ "$s" = grpc-batch-otlp ] || [ "$s" = grpc-batch-loki ]; then extra+=(--retry); fi
   # The full chain holds 10 s of traffic; it is measured at the issue's
   # target rate unless RATE says otherwise.
   rate=$RATE
@@ -77,14 +84,16 @@ for s in "${SCENARIOS[@]}"; do
   n=$(wc -l <"$TMP/rss")
   early=$(head -n $(( n/3 > 0 ? n/3 : 1 )) "$TMP/rss" | sort -n | tail -1)
   late=$(tail -n $(( n/3 > 0 ? n/3 : 1 )) "$TMP/rss" | sort -n | tail -1)
-  awk -v s="$s" -v a="$accepted" -v t="$secs" -v c="$((c1 - c0))" -v d="$((d1 - d0))" -v h="$hwm" \
+  awk -v s="$s" -v u="$unit" -v a="$accepted" -v t="$secs" -v c="$((c1 - c0))" -v d="$((d1 - d0))" -v h="$hwm" \
       -v r="$refused" -v p="$p99" -v e="$early" -v l="$late" 'BEGIN {
     cpu = c / 100; per_m = (a > 0) ? cpu / (a / 1e6) : 0
-    line = sprintf("%-16s accepted %9.0f spans/s  collector %.2f CPU-s/M spans  peak RSS %.1f MiB  RSS early/late %.1f/%.1f MiB  refused %d  p99 %.1f ms",
-                   s, a / t, per_m, h / 1024, e / 1024, l / 1024, r, p)
+    line = sprintf("%-16s accepted %9.0f %s/s  collector %.2f CPU-s/M %s  peak RSS %.1f MiB  RSS early/late %.1f/%.1f MiB  refused %d  p99 %.1f ms",
+                   s, a / t, u, per_m, u, h / 1024, e / 1024, l / 1024, r, p)
     if (d > 0) line = line sprintf("  downstream %.2f CPU-s/M", (d / 100) / (a / 1e6))
     print line }'
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   [ -n "$down" ] && { kill -TERM "$down"; wait "$down" 2>/dev/null || true; }
+  # The sink's count: what reached Loki's wire format, against what was accepted.
+  if [ "$s" = grpc-batch-loki ]; then echo "                 $(cat "$TMP/sink.out") (accepted $accepted)"; fi
   PIDS=()
 done

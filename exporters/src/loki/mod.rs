@@ -16,10 +16,8 @@ use pipeline::component::{parse_config, ConfigError, Context};
 use pipeline::{Batch, BoxConsumer, Signal};
 
 pub use config::{BasicAuth, Format, LineFormat, LokiConfig, DEFAULT_LABELS, PUSH_PATH};
-pub use push::{
-    json_body, protobuf_body, EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp,
-};
-pub use streams::{level, logfmt, sanitize, Entry, Shaper, Stream};
+pub use push::{json_body, protobuf_body};
+pub use streams::{level, logfmt, names, sanitize, Entry, Names, Shaper, Stream, Text};
 
 use crate::client::retry_after;
 use crate::engine::{self, ExportError, Exporter, Sent};
@@ -83,7 +81,8 @@ impl Exporter for Loki {
         let req = batch
             .decode_logs()
             .map_err(|e| ExportError::Permanent(format!("decoding logs: {e}")))?;
-        let streams = self.shaper.streams(&req, now_ns());
+        let names = names(&req);
+        let streams = self.shaper.streams(&req, &names, now_ns());
         let (body, content_type) = match self.format {
             Format::Protobuf => (
                 protobuf_body(&streams).map_err(ExportError::Permanent)?,

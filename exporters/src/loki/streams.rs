@@ -2,6 +2,7 @@
 //! attributes (sanitized to Loki's label rules), the rest as structured
 //! metadata or written into the line, entries ordered per stream.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -13,27 +14,30 @@ use serde_json::{Map, Value};
 
 use super::config::{LineFormat, LokiConfig};
 
+/// Text borrowed from the decoded request where it can be.
+pub type Text<'a> = Cow<'a, str>;
+
 /// One entry of a stream.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
+pub struct Entry<'a> {
     /// Nanoseconds since the Unix epoch.
     pub time_ns: u64,
     /// The log line.
-    pub line: String,
+    pub line: Text<'a>,
     /// Structured metadata, in a stable order.
-    pub metadata: Vec<(String, String)>,
+    pub metadata: Vec<(Text<'a>, Text<'a>)>,
 }
 
 /// Entries that share one label set.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Stream {
+pub struct Stream<'a> {
     /// Label names (sanitized) and values, sorted by name.
-    pub labels: Vec<(String, String)>,
+    pub labels: Vec<(Text<'a>, Text<'a>)>,
     /// Entries, oldest first.
-    pub entries: Vec<Entry>,
+    pub entries: Vec<Entry<'a>>,
 }
 
-impl Stream {
+impl Stream<'_> {
     /// The label set as a LogQL selector: `{a="x", b="y"}`.
     pub fn selector(&self) -> String {
         let mut s = String::from("{");
@@ -77,17 +81,17 @@ pub fn sanitize(name: &str) -> String {
     out
 }
 
-/// A value as text: strings as they are, other scalars printed, arrays
-/// and maps as JSON.
-pub fn text(v: Option<&AnyValue>) -> String {
+/// A value as text: strings as they are (borrowed), other scalars
+/// printed, arrays and maps as JSON.
+pub fn text(v: Option<&AnyValue>) -> Text<'_> {
     match v.and_then(|v| v.value.as_ref()) {
-        Some(Any::StringValue(s)) => s.clone(),
-        Some(Any::IntValue(i)) => i.to_string(),
-        Some(Any::DoubleValue(d)) => d.to_string(),
-        Some(Any::BoolValue(b)) => b.to_string(),
-        Some(Any::BytesValue(b)) => hex(b),
-        None => String::new(),
-        Some(_) => json(v).to_string(),
+        Some(Any::StringValue(s)) => Cow::Borrowed(s),
+        Some(Any::IntValue(i)) => Cow::Owned(i.to_string()),
+        Some(Any::DoubleValue(d)) => Cow::Owned(d.to_string()),
+        Some(Any::BoolValue(b)) => Cow::Borrowed(if *b { "true" } else { "false" }),
+        Some(Any::BytesValue(b)) => Cow::Owned(hex(b)),
+        None => Cow::Borrowed(""),
+        Some(_) => Cow::Owned(json(v).to_string()),
     }
 }
 
@@ -130,6 +134,25 @@ pub fn level(r: &LogRecord) -> Option<String> {
     (!r.severity_text.is_empty()).then(|| r.severity_text.to_lowercase())
 }
 
+/// Attribute keys and their label-safe names.
+pub type Names<'a> = HashMap<&'a str, String>;
+
+/// The sanitized name of every attribute key in a request: keys repeat
+/// from record to record, so each is sanitized once.
+pub fn names(req: &ExportLogsServiceRequest) -> Names<'_> {
+    let mut names = Names::new();
+    for rl in &req.resource_logs {
+        let resource = rl.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+        let records = rl.scope_logs.iter().flat_map(|sl| &sl.log_records);
+        for a in resource.iter().chain(records.flat_map(|r| &r.attributes)) {
+            if !names.contains_key(a.key.as_str()) {
+                names.insert(&a.key, sanitize(&a.key));
+            }
+        }
+    }
+    names
+}
+
 fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a KeyValue> {
     attrs.iter().find(|a| a.key == key)
 }
@@ -156,23 +179,35 @@ impl Shaper {
         }
     }
 
-    /// The streams of a request, in order of first appearance.
-    pub fn streams(&self, req: &ExportLogsServiceRequest, now_ns: u64) -> Vec<Stream> {
-        let mut streams: Vec<Stream> = Vec::new();
-        let mut by_labels: HashMap<Vec<(String, String)>, usize> = HashMap::new();
+    /// The streams of a request, in order of first appearance; `names`
+    /// is [`names`] of the same request.
+    pub fn streams<'a>(
+        &'a self,
+        req: &'a ExportLogsServiceRequest,
+        names: &'a Names<'a>,
+        now_ns: u64,
+    ) -> Vec<Stream<'a>> {
+        let mut streams: Vec<Stream<'a>> = Vec::new();
+        let mut by_labels: HashMap<Vec<(Text<'a>, Text<'a>)>, usize> = HashMap::new();
+        let mut labels: Vec<(Text<'a>, Text<'a>)> = Vec::new();
+        let mut used: Vec<&'a str> = Vec::new();
         for rl in &req.resource_logs {
-            let resource: &[KeyValue] = rl.resource.as_ref().map_or(&[], |r| &r.attributes);
+            let resource = rl.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
             for sl in &rl.scope_logs {
                 for r in &sl.log_records {
-                    let (labels, used) = self.labels_of(r, resource);
-                    let entry = self.entry(r, resource, &used, now_ns);
-                    let at = *by_labels.entry(labels.clone()).or_insert_with(|| {
-                        streams.push(Stream {
-                            labels,
-                            entries: Vec::new(),
-                        });
-                        streams.len() - 1
-                    });
+                    self.labels_of(r, resource, &mut labels, &mut used);
+                    let entry = self.entry(r, resource, &used, names, now_ns);
+                    let at = match by_labels.get(&labels) {
+                        Some(at) => *at,
+                        None => {
+                            by_labels.insert(labels.clone(), streams.len());
+                            streams.push(Stream {
+                                labels: labels.clone(),
+                                entries: Vec::new(),
+                            });
+                            streams.len() - 1
+                        }
+                    };
                     streams[at].entries.push(entry);
                 }
             }
@@ -185,67 +220,83 @@ impl Shaper {
         streams
     }
 
-    /// The record's labels, and which attribute keys they used.
-    fn labels_of(
-        &self,
-        r: &LogRecord,
-        resource: &[KeyValue],
-    ) -> (Vec<(String, String)>, Vec<String>) {
-        let mut labels: Vec<(String, String)> = Vec::new();
-        let mut used = Vec::new();
+    /// Fills `labels` with the record's labels (sorted) and `used` with the
+    /// attribute keys they came from.
+    fn labels_of<'a>(
+        &'a self,
+        r: &'a LogRecord,
+        resource: &'a [KeyValue],
+        labels: &mut Vec<(Text<'a>, Text<'a>)>,
+        used: &mut Vec<&'a str>,
+    ) {
+        labels.clear();
+        used.clear();
         for (key, name) in &self.labels {
             if labels.iter().any(|(n, _)| n == name) {
                 continue;
             }
-            let value = if key == "level" {
-                level(r).or_else(|| {
-                    find(&r.attributes, key)
-                        .or_else(|| find(resource, key))
-                        .map(|a| text(a.value.as_ref()))
-                })
-            } else {
+            let attr = || {
                 find(&r.attributes, key)
                     .or_else(|| find(resource, key))
                     .map(|a| text(a.value.as_ref()))
             };
+            let value = if key == "level" {
+                level(r).map(Cow::Owned).or_else(attr)
+            } else {
+                attr()
+            };
             if let Some(v) = value.filter(|v| !v.is_empty()) {
-                labels.push((name.clone(), v));
-                used.push(key.clone());
+                labels.push((Cow::Borrowed(name), v));
+                used.push(key);
             }
         }
         if labels.is_empty() {
             // Loki refuses a stream without labels; its own OTLP intake
             // uses this one.
-            labels.push(("service_name".into(), "unknown_service".into()));
+            labels.push((
+                Cow::Borrowed("service_name"),
+                Cow::Borrowed("unknown_service"),
+            ));
         }
         labels.sort();
-        (labels, used)
     }
 
-    fn entry(&self, r: &LogRecord, resource: &[KeyValue], used: &[String], now_ns: u64) -> Entry {
+    fn entry<'a>(
+        &self,
+        r: &'a LogRecord,
+        resource: &'a [KeyValue],
+        used: &[&str],
+        names: &'a Names<'a>,
+        now_ns: u64,
+    ) -> Entry<'a> {
         let time_ns = [r.time_unix_nano, r.observed_time_unix_nano]
             .into_iter()
             .find(|t| *t > 0)
             .unwrap_or(now_ns);
-        let unused = |a: &&KeyValue| !used.contains(&a.key);
-        let attrs: Vec<&KeyValue> = r.attributes.iter().filter(unused).collect();
-        let res: Vec<&KeyValue> = resource.iter().filter(unused).collect();
+        let unused = |a: &&KeyValue| !used.contains(&a.key.as_str());
         let ids = [("trace_id", &r.trace_id), ("span_id", &r.span_id)];
         if self.structured_metadata {
-            let mut metadata: Vec<(String, String)> = Vec::new();
-            for a in attrs.iter().chain(&res) {
-                let name = sanitize(&a.key);
+            let mut metadata: Vec<(Text<'a>, Text<'a>)> =
+                Vec::with_capacity(r.attributes.len() + resource.len() + 3);
+            for a in r.attributes.iter().chain(resource).filter(unused) {
+                let name = names.get(a.key.as_str()).map_or_else(
+                    || Cow::Owned(sanitize(&a.key)),
+                    |n| Cow::Borrowed(n.as_str()),
+                );
                 if !metadata.iter().any(|(n, _)| *n == name) {
                     metadata.push((name, text(a.value.as_ref())));
                 }
             }
             for (name, id) in ids {
                 if !id.is_empty() {
-                    metadata.push((name.into(), hex(id)));
+                    metadata.push((Cow::Borrowed(name), Cow::Owned(hex(id))));
                 }
             }
             if !r.severity_text.is_empty() {
-                metadata.push(("severity_text".into(), r.severity_text.clone()));
+                metadata.push((
+                    Cow::Borrowed("severity_text"),
+                    Cow::Borrowed(&r.severity_text),
+                ));
             }
             return Entry {
                 time_ns,
@@ -253,6 +304,8 @@ impl Shaper {
                 metadata,
             };
         }
+        let attrs: Vec<&KeyValue> = r.attributes.iter().filter(unused).collect();
+        let res: Vec<&KeyValue> = resource.iter().filter(unused).collect();
         let severity = level(r).unwrap_or_default();
         let line = match self.line_format {
             LineFormat::Json => {
@@ -278,7 +331,7 @@ impl Shaper {
                 Value::Object(o).to_string()
             }
             LineFormat::Logfmt => {
-                let mut pairs = vec![("body".to_string(), text(r.body.as_ref()))];
+                let mut pairs = vec![("body".to_string(), text(r.body.as_ref()).into_owned())];
                 if !severity.is_empty() {
                     pairs.push(("severity".into(), severity));
                 }
@@ -291,7 +344,7 @@ impl Shaper {
                     for a in list.iter() {
                         pairs.push((
                             format!("{prefix}{}", sanitize(&a.key)),
-                            text(a.value.as_ref()),
+                            text(a.value.as_ref()).into_owned(),
                         ));
                     }
                 }
@@ -300,7 +353,7 @@ impl Shaper {
         };
         Entry {
             time_ns,
-            line,
+            line: Cow::Owned(line),
             metadata: Vec::new(),
         }
     }

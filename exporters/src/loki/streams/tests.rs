@@ -51,9 +51,9 @@ fn request(service: &str, records: Vec<LogRecord>) -> ExportLogsServiceRequest {
     }
 }
 
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+fn pairs(list: &[(&str, &str)]) -> Vec<(Text<'static>, Text<'static>)> {
     list.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .map(|(k, v)| (Cow::Owned(k.to_string()), Cow::Owned(v.to_string())))
         .collect()
 }
 
@@ -112,18 +112,15 @@ fn records_become_ordered_streams_with_labels_and_metadata() {
     req.resource_logs[0].scope_logs[0]
         .log_records
         .push(observed);
-    let streams = shaper.streams(&req, 999);
+    let names = names(&req);
+    let streams = shaper.streams(&req, &names, 999);
     assert_eq!(streams.len(), 2, "{streams:#?}");
     let info = &streams[0];
     assert_eq!(
         info.labels,
         pairs(&[("level", "info"), ("service_name", "checkout")])
     );
-    let lines: Vec<(&str, u64)> = info
-        .entries
-        .iter()
-        .map(|e| (e.line.as_str(), e.time_ns))
-        .collect();
+    let lines: Vec<(&str, u64)> = info.entries.iter().map(|e| (&*e.line, e.time_ns)).collect();
     assert_eq!(
         lines,
         [
@@ -167,7 +164,8 @@ fn records_become_ordered_streams_with_labels_and_metadata() {
             ..Default::default()
         }],
     };
-    let streams = shaper.streams(&bare, 999);
+    let bare_names = super::names(&bare);
+    let streams = shaper.streams(&bare, &bare_names, 999);
     assert_eq!(
         streams[0].labels,
         pairs(&[("service_name", "unknown_service")])
@@ -196,10 +194,15 @@ fn without_structured_metadata_the_line_carries_everything() {
         })),
     });
     let req = request("pay", vec![r]);
-    let line = |yaml: &str| Shaper::new(&cfg(yaml)).streams(&req, 0)[0].entries[0].clone();
+    let names = names(&req);
+    let line = |yaml: &str| {
+        let shaper = Shaper::new(&cfg(yaml));
+        let e = &shaper.streams(&req, &names, 0)[0].entries[0];
+        (e.line.to_string(), e.metadata.len())
+    };
     let json_entry = line("structured_metadata: false\n");
-    assert!(json_entry.metadata.is_empty());
-    let got: Value = serde_json::from_str(&json_entry.line).unwrap();
+    assert_eq!(json_entry.1, 0, "no metadata");
+    let got: Value = serde_json::from_str(&json_entry.0).unwrap();
     assert_eq!(
         got,
         serde_json::json!({
@@ -213,7 +216,7 @@ fn without_structured_metadata_the_line_carries_everything() {
     );
     let logfmt_entry = line("structured_metadata: false\nline_format: logfmt\n");
     assert_eq!(
-        logfmt_entry.line,
+        logfmt_entry.0,
         format!(
             r#"body="{{\"codes\":[402],\"msg\":\"payment failed\"}}" severity=error traceid={} spanid={} attribute_order_id="o 1" resource_host_name=node-1"#,
             "ab".repeat(16),
@@ -222,7 +225,7 @@ fn without_structured_metadata_the_line_carries_everything() {
     );
     // With structured metadata, a map body is its JSON.
     let plain = line("");
-    assert_eq!(plain.line, r#"{"codes":[402],"msg":"payment failed"}"#);
+    assert_eq!(plain.0, r#"{"codes":[402],"msg":"payment failed"}"#);
 }
 
 #[test]
@@ -231,7 +234,7 @@ fn bodies_encode_as_loki_reads_them() {
         labels: pairs(&[("service_name", "a")]),
         entries: vec![Entry {
             time_ns: 1_700_000_000_123_456_789,
-            line: "hello".into(),
+            line: Cow::Borrowed("hello"),
             metadata: pairs(&[("trace_id", "ab")]),
         }],
     }];
@@ -244,7 +247,8 @@ fn bodies_encode_as_loki_reads_them() {
     let raw = snap::raw::Decoder::new()
         .decompress_vec(&crate::loki::protobuf_body(&streams).unwrap())
         .unwrap();
-    let req: crate::loki::PushRequest = prost::Message::decode(raw.as_slice()).unwrap();
+    let req: crate::loki::push::messages::PushRequest =
+        prost::Message::decode(raw.as_slice()).unwrap();
     let e = &req.streams[0].entries[0];
     assert_eq!(req.streams[0].labels, r#"{service_name="a"}"#);
     let ts = e.timestamp.as_ref().unwrap();
