@@ -6,6 +6,11 @@ use std::time::Duration;
 use pipeline::component::{ConfigError, Validate};
 use serde::Deserialize;
 
+/// The per-attempt timeout otelcol's HTTP exporters default to.
+pub fn thirty_seconds() -> Duration {
+    Duration::from_secs(30)
+}
+
 /// `retry_on_failure`: exponential backoff for retryable failures.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

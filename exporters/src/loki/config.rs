@@ -89,7 +89,10 @@ pub struct LokiConfig {
     #[serde(default)]
     pub line_format: LineFormat,
     /// Per-attempt timeout.
-    #[serde(default = "thirty_seconds", with = "pipeline::duration")]
+    #[serde(
+        default = "crate::engine::config::thirty_seconds",
+        with = "pipeline::duration"
+    )]
     pub timeout: Duration,
     /// Backoff for retryable failures (429, 5xx, network).
     #[serde(default)]
@@ -105,10 +108,6 @@ fn default_labels() -> Vec<String> {
 
 fn yes() -> bool {
     true
-}
-
-fn thirty_seconds() -> Duration {
-    Duration::from_secs(30)
 }
 
 impl LokiConfig {

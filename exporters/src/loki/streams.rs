@@ -118,7 +118,7 @@ pub fn json(v: Option<&AnyValue>) -> Value {
 
 /// The `level` of a record: its severity number's range, else its
 /// severity text in lower case; `None` when it has neither.
-pub fn level(r: &LogRecord) -> Option<String> {
+pub fn level(r: &LogRecord) -> Option<Text<'_>> {
     let by_number = match r.severity_number {
         1..=4 => "trace",
         5..=8 => "debug",
@@ -129,9 +129,9 @@ pub fn level(r: &LogRecord) -> Option<String> {
         _ => "",
     };
     if !by_number.is_empty() {
-        return Some(by_number.into());
+        return Some(Cow::Borrowed(by_number));
     }
-    (!r.severity_text.is_empty()).then(|| r.severity_text.to_lowercase())
+    (!r.severity_text.is_empty()).then(|| Cow::Owned(r.severity_text.to_lowercase()))
 }
 
 /// Attribute keys and their label-safe names.
@@ -241,7 +241,7 @@ impl Shaper {
                     .map(|a| text(a.value.as_ref()))
             };
             let value = if key == "level" {
-                level(r).map(Cow::Owned).or_else(attr)
+                level(r).or_else(attr)
             } else {
                 attr()
             };
@@ -306,7 +306,7 @@ impl Shaper {
         }
         let attrs: Vec<&KeyValue> = r.attributes.iter().filter(unused).collect();
         let res: Vec<&KeyValue> = resource.iter().filter(unused).collect();
-        let severity = level(r).unwrap_or_default();
+        let severity = level(r).unwrap_or_default().into_owned();
         let line = match self.line_format {
             LineFormat::Json => {
                 let mut o = Map::new();

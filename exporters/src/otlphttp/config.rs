@@ -47,7 +47,10 @@ pub struct OtlpHttpConfig {
     #[serde(default)]
     pub encoding: Encoding,
     /// Per-attempt timeout.
-    #[serde(default = "thirty_seconds", with = "pipeline::duration")]
+    #[serde(
+        default = "crate::engine::config::thirty_seconds",
+        with = "pipeline::duration"
+    )]
     pub timeout: Duration,
     /// Backoff for retryable failures.
     #[serde(default)]
@@ -55,10 +58,6 @@ pub struct OtlpHttpConfig {
     /// The bounded queue in front of the exporter.
     #[serde(default)]
     pub sending_queue: QueueConfig,
-}
-
-fn thirty_seconds() -> Duration {
-    Duration::from_secs(30)
 }
 
 impl OtlpHttpConfig {

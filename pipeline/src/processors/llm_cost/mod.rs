@@ -55,6 +55,8 @@ const PROVIDER: [&str; 2] = ["gen_ai.provider.name", "gen_ai.system"];
 const MAX_MODEL_NAME: usize = 256;
 /// Distinct (provider, model) pairs whose price position is remembered.
 const MEMO_ENTRIES: usize = 4096;
+/// The longest remembered (provider, model) key, in bytes.
+const MEMO_KEY: usize = 2 * MAX_MODEL_NAME + 2;
 /// Distinct unknown model names logged (each once); beyond it they are only counted.
 const UNKNOWN_LOGGED: usize = 100;
 
@@ -231,19 +233,25 @@ impl LlmCost {
     /// every request, and matching them against the globs each time costs
     /// more than the rest of pricing.
     fn memoized_position(&self, model: &str, provider: Option<&str>) -> Option<Position> {
-        // (provider present?, provider, NUL, model)
-        let mut key = Vec::with_capacity(2 + model.len() + provider.map_or(0, str::len));
-        key.push(u8::from(provider.is_some()));
-        key.extend_from_slice(provider.unwrap_or("").as_bytes());
-        key.push(0);
-        key.extend_from_slice(model.as_bytes());
+        // (provider present?, provider, NUL, model), built on the stack:
+        // this runs for every priced span. Longer pairs are not remembered.
+        let mut buf = [0u8; MEMO_KEY];
+        let provider_bytes = provider.unwrap_or("").as_bytes();
+        let len = 2 + provider_bytes.len() + model.len();
+        if len > MEMO_KEY {
+            return self.book.position(model, provider);
+        }
+        buf[0] = u8::from(provider.is_some());
+        buf[1..1 + provider_bytes.len()].copy_from_slice(provider_bytes);
+        buf[2 + provider_bytes.len()..len].copy_from_slice(model.as_bytes());
+        let key = &buf[..len];
         let mut memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(at) = memo.get(key.as_slice()) {
+        if let Some(at) = memo.get(key) {
             return *at;
         }
         let at = self.book.position(model, provider);
-        if memo.len() < MEMO_ENTRIES && key.len() <= 2 * MAX_MODEL_NAME {
-            memo.insert(key.into_boxed_slice(), at);
+        if memo.len() < MEMO_ENTRIES {
+            memo.insert(key.into(), at);
         }
         at
     }

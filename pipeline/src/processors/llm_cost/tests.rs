@@ -38,6 +38,21 @@ fn ctx() -> Context {
     }
 }
 
+/// The processor on `book`, with counters the test reads directly.
+fn processor(book: PriceBook) -> LlmCost {
+    LlmCost {
+        book,
+        cost_attribute: "gen_ai.usage.cost".into(),
+        usage: Finder::new(b"usage.").into_owned(),
+        next: Arc::new(Sink::default()),
+        priced: Counter::default(),
+        unknown: Counter::default(),
+        unknown_seen: Mutex::new(HashSet::new()),
+        memo: Mutex::new(FastMap::default()),
+        id: "llm_cost".into(),
+    }
+}
+
 fn cost_of(sp: &Span) -> Option<f64> {
     number(attr(sp, &["gen_ai.usage.cost"]))
 }
@@ -96,17 +111,7 @@ fn the_most_specific_price_wins_and_config_beats_defaults() {
 
 #[test]
 fn remembered_prices_answer_as_the_book_does_and_unknowns_count_every_time() {
-    let p = LlmCost {
-        book: PriceBook::new(&LlmCostConfig::default()),
-        cost_attribute: "gen_ai.usage.cost".into(),
-        usage: Finder::new(b"usage.").into_owned(),
-        next: Arc::new(Sink::default()),
-        priced: Counter::default(),
-        unknown: Counter::default(),
-        unknown_seen: Mutex::new(HashSet::new()),
-        memo: Mutex::new(FastMap::default()),
-        id: "llm_cost".into(),
-    };
+    let p = processor(PriceBook::new(&LlmCostConfig::default()));
     // The same model under different providers (or none, or an empty one)
     // is remembered separately.
     let asks = [
@@ -132,17 +137,9 @@ fn remembered_prices_answer_as_the_book_does_and_unknowns_count_every_time() {
 
 #[test]
 fn cost_follows_the_price_and_every_usage_convention() {
-    let p = LlmCost {
-        book: PriceBook::new(&cfg("pricing:\n  - {model: m, input_per_million: 2.5, output_per_million: 10, cached_input_per_million: 1.25}\n")),
-        cost_attribute: "gen_ai.usage.cost".into(),
-        usage: Finder::new(b"usage.").into_owned(),
-        next: Arc::new(Sink::default()),
-        priced: Counter::default(),
-        unknown: Counter::default(),
-        unknown_seen: Mutex::new(HashSet::new()),
-        memo: Mutex::new(FastMap::default()),
-        id: "llm_cost".into(),
-    };
+    let p = processor(PriceBook::new(&cfg(
+        "pricing:\n  - {model: m, input_per_million: 2.5, output_per_million: 10, cached_input_per_million: 1.25}\n",
+    )));
     // 1,000,000 input (200,000 cached) and 100,000 output tokens:
     // 800,000 × 2.5 + 200,000 × 1.25 + 100,000 × 10, per million = 3.25 USD.
     let mut a = span(&[
