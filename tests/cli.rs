@@ -102,7 +102,7 @@ fn components_and_version() {
         "  - file",
         "  - debug",
         "  - nop",
-        "extensions:\n  - health_check",
+        "extensions:\n  - file_storage\n  - health_check",
     ] {
         assert!(out.contains(name), "{name} missing from:\n{out}");
     }

@@ -37,6 +37,7 @@ fn bench(c: &mut Criterion) {
                         id: "batch".into(),
                         metrics: Registry::new(),
                         tasks: Tasks::default(),
+                        storage: Default::default(),
                     };
                     let cfg = BatchConfig {
                         timeout: Duration::from_secs(60),

@@ -40,6 +40,7 @@ fn bench(c: &mut Criterion) {
         id: "memory_limiter".into(),
         metrics: Registry::new(),
         tasks: Tasks::default(),
+        storage: Default::default(),
     };
     let cfg = MemoryLimiterConfig {
         check_interval: Duration::from_secs(1),

@@ -41,6 +41,7 @@ fn main() {
             id: "tail_sampling".into(),
             metrics: Registry::new(),
             tasks: Tasks::default(),
+            storage: Default::default(),
         };
         let sink = Arc::new(CountItems::default());
         let input = cfg.build(Signal::Traces, sink.clone(), &ctx);

@@ -4,7 +4,7 @@
 use exporters::ExporterFactory;
 use pipeline::component::ProcessorFactory;
 
-use crate::extensions::{health_check, ExtensionFactory};
+use crate::extensions::{file_storage, health_check, ExtensionFactory};
 use crate::receivers::{otlp, ReceiverFactory};
 
 /// The component types this build knows.
@@ -26,7 +26,7 @@ impl Registry {
             receivers: vec![otlp::factory()],
             processors: pipeline::processors::factories(),
             exporters: exporters::factories(),
-            extensions: vec![health_check::factory()],
+            extensions: vec![file_storage::factory(), health_check::factory()],
         }
     }
 

@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use pipeline::component::{Context, Tasks};
+use pipeline::component::{Context, Storages, Tasks};
 use pipeline::telemetry::Registry;
 use pipeline::{BoxConsumer, Fanout, Signal};
 use tokio::sync::watch;
@@ -44,10 +45,18 @@ pub async fn run(checked: Checked, shutdown: impl Future<Output = ()>) -> Result
     telemetry::register_process(&metrics);
     let tasks = Tasks::default();
     let health = Health::default();
+    let storage: Storages = Arc::new(
+        checked
+            .extensions
+            .iter()
+            .filter_map(|(id, e)| Some((id.clone(), e.storage()?)))
+            .collect(),
+    );
     let ctx = |id: &str| Context {
         id: id.to_string(),
         metrics: metrics.clone(),
         tasks: tasks.clone(),
+        storage: storage.clone(),
     };
     // Extensions and the metrics endpoint outlive the data path so health
     // reads 503 and metrics stay scrapeable while draining.

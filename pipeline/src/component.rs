@@ -99,7 +99,23 @@ pub struct Context {
     pub metrics: Arc<Registry>,
     /// Where it records tasks to drain at shutdown.
     pub tasks: Tasks,
+    /// The storage extensions (`file_storage/<name>`) persistent queues may use.
+    pub storage: Storages,
 }
+
+/// Where a `file_storage` extension keeps data, and how carefully.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageSpec {
+    /// The directory each user gets a sub-directory of.
+    pub directory: std::path::PathBuf,
+    /// Call fsync after every write before answering.
+    pub fsync: bool,
+    /// How long to wait for a directory another process has locked.
+    pub lock_timeout: std::time::Duration,
+}
+
+/// Storage extensions by id.
+pub type Storages = Arc<std::collections::BTreeMap<String, StorageSpec>>;
 
 /// A validated processor config that can build one instance per pipeline.
 pub trait ProcessorBuilder: Send + Sync {

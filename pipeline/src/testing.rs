@@ -82,6 +82,7 @@ impl Rig {
             id: id.into(),
             metrics: crate::telemetry::Registry::new(),
             tasks: crate::component::Tasks::default(),
+            storage: Default::default(),
         };
         let sink = std::sync::Arc::new(Sink::default());
         Rig {

@@ -53,7 +53,9 @@ impl Collector {
         Collector::start_with(template, &[])
     }
 
-    /// As `start`, with extra `@NAME@` → value substitutions.
+    /// As `start`, with extra `@NAME@` → value substitutions. The harness
+    /// file replaces `service.extensions`, so a template's own extensions
+    /// go in the var `EXTENSIONS` (`", file_storage/q"`).
     pub fn start_with(template: &str, vars: &[(&str, String)]) -> Collector {
         let dir = tempfile::tempdir().unwrap();
         let (grpc, http, health, metrics) = (free_port(), free_port(), free_port(), free_port());
@@ -69,9 +71,11 @@ impl Collector {
         let cfg = dir.path().join("config.yaml");
         std::fs::write(&cfg, text).unwrap();
         let harness = dir.path().join("harness.yaml");
+        let extra = vars.iter().find(|(k, _)| *k == "EXTENSIONS");
         let harness_text = HARNESS
             .replace("@HEALTH@", &health.to_string())
-            .replace("@METRICS@", &metrics.to_string());
+            .replace("@METRICS@", &metrics.to_string())
+            .replace("@EXTENSIONS@", extra.map_or("", |(_, v)| v));
         std::fs::write(&harness, harness_text).unwrap();
         let log = dir.path().join("collector.log");
         let child = Command::new(binary())
@@ -353,7 +357,7 @@ pub fn count_points(lines: &[String]) -> usize {
 
 /// Merged over every test config: the health check the harness waits on and
 /// the metrics endpoint tests read.
-pub const HARNESS: &str = "extensions:\n  health_check:\n    endpoint: 127.0.0.1:@HEALTH@\nservice:\n  extensions: [health_check]\n  telemetry:\n    metrics:\n      address: 127.0.0.1:@METRICS@\n";
+pub const HARNESS: &str = "extensions:\n  health_check:\n    endpoint: 127.0.0.1:@HEALTH@\nservice:\n  extensions: [health_check@EXTENSIONS@]\n  telemetry:\n    metrics:\n      address: 127.0.0.1:@METRICS@\n";
 
 /// A config with OTLP in on both protocols, `batch`, and one `file`
 /// exporter per signal under `@DIR@`.

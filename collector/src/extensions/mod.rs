@@ -1,12 +1,13 @@
 //! Extensions: components outside the data path.
 
+pub mod file_storage;
 pub mod health_check;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pipeline::component::{ConfigError, Context};
+use pipeline::component::{ConfigError, Context, StorageSpec};
 use tokio::task::JoinHandle;
 
 use crate::receivers::Stop;
@@ -37,6 +38,11 @@ pub trait ExtensionBuilder: Send + Sync {
         health: Health,
         stop: Stop,
     ) -> Result<Vec<JoinHandle<()>>, String>;
+
+    /// Where a storage extension keeps data; `None` for the others.
+    fn storage(&self) -> Option<StorageSpec> {
+        None
+    }
 }
 
 /// An extension type.

@@ -70,8 +70,12 @@ pub struct QueueConfig {
     pub num_consumers: usize,
     /// Batches the queue holds; when full, receivers answer "retry later".
     pub queue_size: usize,
-    /// Persistent queue (`file_storage/<name>`): not available yet.
+    /// Persistent queue: the `file_storage` extension whose directory holds
+    /// this exporter's write-ahead log.
     pub storage: Option<String>,
+    /// With `storage`: bytes the log may take on disk before receivers are
+    /// told to retry (ours; otelcol bounds only by `queue_size`).
+    pub max_size_mib: u64,
 }
 
 impl Default for QueueConfig {
@@ -81,6 +85,7 @@ impl Default for QueueConfig {
             num_consumers: 10,
             queue_size: 1000,
             storage: None,
+            max_size_mib: 512,
         }
     }
 }
@@ -93,11 +98,22 @@ impl Validate for QueueConfig {
         if self.enabled && self.queue_size == 0 {
             return Err(ConfigError::new("queue_size", "must be at least 1"));
         }
-        if self.storage.is_some() {
-            return Err(ConfigError::new(
-                "storage",
-                "the persistent queue is not available yet; remove `storage` to use the in-memory queue",
-            ));
+        if let Some(id) = &self.storage {
+            if id.split('/').next() != Some("file_storage") {
+                return Err(ConfigError::new(
+                    "storage",
+                    format!("{id:?} is not a storage extension; use file_storage or file_storage/<name>"),
+                ));
+            }
+            if !self.enabled {
+                return Err(ConfigError::new(
+                    "storage",
+                    "a persistent queue needs the queue: remove storage or set enabled: true",
+                ));
+            }
+            if self.max_size_mib == 0 {
+                return Err(ConfigError::new("max_size_mib", "must be at least 1"));
+            }
         }
         Ok(())
     }

@@ -3,6 +3,8 @@
 //! `export` and the class of each failure.
 
 pub mod config;
+mod persistent;
+pub mod wal;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use async_trait::async_trait;
-use pipeline::component::Context;
+use pipeline::component::{ConfigError, Context};
 use pipeline::telemetry::{Counter, Registry};
 use pipeline::{Batch, BoxConsumer, ConsumeError, Consumer, Signal};
 use rand::Rng;
@@ -213,8 +215,13 @@ impl Consumer for Direct {
     }
 }
 
-/// Starts an exporter under the engine and returns its input.
-pub fn start(ctx: &Context, settings: EngineSettings, exporter: Arc<dyn Exporter>) -> BoxConsumer {
+/// Starts an exporter under the engine and returns its input. Fails when
+/// the persistent queue's storage is missing or cannot be opened.
+pub fn start(
+    ctx: &Context,
+    settings: EngineSettings,
+    exporter: Arc<dyn Exporter>,
+) -> Result<BoxConsumer, ConfigError> {
     let shared = Arc::new(Shared {
         id: ctx.id.clone(),
         exporter,
@@ -222,7 +229,16 @@ pub fn start(ctx: &Context, settings: EngineSettings, exporter: Arc<dyn Exporter
         settings,
     });
     if !shared.settings.queue.enabled {
-        return Arc::new(Direct(shared));
+        return Ok(Arc::new(Direct(shared)));
+    }
+    if let Some(id) = &shared.settings.queue.storage {
+        let spec = ctx.storage.get(id).ok_or_else(|| {
+            ConfigError::new(
+                "sending_queue.storage",
+                format!("extension {id:?} is not defined or not listed in service.extensions"),
+            )
+        })?;
+        return persistent::start(ctx, shared.clone(), spec);
     }
     let (tx, rx) = async_channel::bounded::<Batch>(shared.settings.queue.queue_size);
     let labels = [("exporter", ctx.id.as_str())];
@@ -252,7 +268,7 @@ pub fn start(ctx: &Context, settings: EngineSettings, exporter: Arc<dyn Exporter
             }),
         );
     }
-    Arc::new(Queued { tx, shared })
+    Ok(Arc::new(Queued { tx, shared }))
 }
 
 #[cfg(test)]

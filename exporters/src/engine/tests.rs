@@ -39,6 +39,7 @@ fn ctx() -> Context {
         id: "otlp/x".into(),
         metrics: Registry::new(),
         tasks: Tasks::default(),
+        storage: Default::default(),
     }
 }
 
@@ -75,7 +76,7 @@ fn settings(queue: bool) -> EngineSettings {
             enabled: queue,
             num_consumers: 1,
             queue_size: 2,
-            storage: None,
+            ..QueueConfig::default()
         },
     }
 }
@@ -87,7 +88,7 @@ async fn retryable_failures_back_off_exponentially_then_succeed() {
         Err(ExportError::Retryable("503".into())),
     ]);
     let c = ctx();
-    let input = start(&c, settings(true), exp.clone());
+    let input = start(&c, settings(true), exp.clone()).unwrap();
     input.consume(batch(10)).await.unwrap();
     drain(input, &c).await;
     let t = exp.attempts.lock().unwrap().clone();
@@ -108,7 +109,7 @@ async fn throttling_waits_at_least_the_servers_delay() {
         message: "429".into(),
     })]);
     let c = ctx();
-    let input = start(&c, settings(true), exp.clone());
+    let input = start(&c, settings(true), exp.clone()).unwrap();
     input.consume(batch(1)).await.unwrap();
     drain(input, &c).await;
     let t = exp.attempts.lock().unwrap().clone();
@@ -119,7 +120,7 @@ async fn throttling_waits_at_least_the_servers_delay() {
 async fn permanent_errors_and_exhausted_retries_count_as_failed() {
     let exp = scripted(vec![Err(ExportError::Permanent("400".into()))]);
     let c = ctx();
-    let input = start(&c, settings(true), exp.clone());
+    let input = start(&c, settings(true), exp.clone()).unwrap();
     input.consume(batch(3)).await.unwrap();
     drain(input, &c).await;
     assert_eq!(exp.attempts.lock().unwrap().len(), 1);
@@ -134,7 +135,7 @@ async fn permanent_errors_and_exhausted_retries_count_as_failed() {
             .collect(),
     );
     let c = ctx();
-    let input = start(&c, settings(false), exp.clone());
+    let input = start(&c, settings(false), exp.clone()).unwrap();
     let err = input.consume(batch(4)).await.unwrap_err();
     assert!(err.is_retryable());
     // 5s, 7.5s, 11.25s, then 16.9s ... capped at 30s; all inside 300s.
@@ -154,7 +155,7 @@ async fn partial_success_counts_rejected_items_as_failed() {
         message: "too old".into(),
     })]);
     let c = ctx();
-    let input = start(&c, settings(false), exp);
+    let input = start(&c, settings(false), exp).unwrap();
     input.consume(batch(5)).await.unwrap();
     assert_eq!(value(&c, "observatory_exporter_sent_spans_total"), 3.0);
     assert_eq!(
@@ -176,7 +177,7 @@ impl Exporter for Stuck {
 #[tokio::test(start_paused = true)]
 async fn a_full_queue_refuses_with_a_retryable_error_and_reports_its_size() {
     let c = ctx();
-    let input = start(&c, settings(true), Arc::new(Stuck));
+    let input = start(&c, settings(true), Arc::new(Stuck)).unwrap();
     // One batch in the stuck consumer, two in the queue, the fourth refused.
     for _ in 0..3 {
         input.consume(batch(1)).await.unwrap();
@@ -189,5 +190,90 @@ async fn a_full_queue_refuses_with_a_retryable_error_and_reports_its_size() {
     assert_eq!(
         value(&c, "observatory_exporter_enqueue_failed_spans_total"),
         1.0
+    );
+}
+
+fn persistent(dir: &std::path::Path, queue_size: usize) -> (Context, EngineSettings) {
+    let mut c = ctx();
+    c.storage = Arc::new(
+        [(
+            "file_storage/q".to_string(),
+            pipeline::component::StorageSpec {
+                directory: dir.to_path_buf(),
+                fsync: true,
+                lock_timeout: Duration::from_secs(1),
+            },
+        )]
+        .into(),
+    );
+    let mut s = settings(true);
+    s.retry.initial_interval = Duration::from_millis(10);
+    s.queue.queue_size = queue_size;
+    s.queue.storage = Some("file_storage/q".into());
+    (c, s)
+}
+
+#[tokio::test]
+async fn the_persistent_queue_keeps_what_the_backend_has_not_taken_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let down = scripted(
+        (0..10_000)
+            .map(|_| Err(ExportError::Retryable("down".into())))
+            .collect(),
+    );
+    let (c, s) = persistent(dir.path(), 3);
+    let input = start(&c, s.clone(), down.clone()).unwrap();
+    for n in [4, 5, 6] {
+        input.consume(batch(n)).await.unwrap();
+    }
+    let full = input.consume(batch(7)).await.unwrap_err();
+    assert!(
+        full.is_retryable() && full.to_string().contains("queue_size"),
+        "{full}"
+    );
+    assert_eq!(value(&c, "observatory_exporter_queue_size"), 3.0);
+    assert!(value(&c, "observatory_exporter_queue_bytes") > 0.0);
+    // Shutdown with the backend down leaves everything on disk, quickly.
+    let t0 = std::time::Instant::now();
+    drain(input, &c).await;
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert!(down.attempts.lock().unwrap().len() >= 3);
+    assert_eq!(value(&c, "observatory_exporter_sent_spans_total"), 0.0);
+
+    drop(c);
+    let up = scripted(vec![]);
+    let (c, s) = persistent(dir.path(), 3);
+    let input = start(&c, s, up.clone()).unwrap();
+    for _ in 0..200 {
+        if value(&c, "observatory_exporter_sent_spans_total") == 15.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(value(&c, "observatory_exporter_sent_spans_total"), 15.0);
+    assert_eq!(
+        value(&c, "observatory_exporter_queue_recovered_spans_total"),
+        15.0
+    );
+    // Only the first batch had been handed to the (one) failing consumer.
+    assert_eq!(
+        value(&c, "observatory_exporter_queue_redelivered_spans_total"),
+        4.0
+    );
+    assert_eq!(value(&c, "observatory_exporter_queue_size"), 0.0);
+    drain(input, &c).await;
+}
+
+#[test]
+fn persistent_queue_needs_a_listed_storage_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, s) = persistent(dir.path(), 3);
+    c.storage = Default::default();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _guard = rt.enter();
+    let e = start(&c, s, scripted(vec![])).err().unwrap().to_string();
+    assert!(
+        e.contains("sending_queue.storage") && e.contains("file_storage/q"),
+        "{e}"
     );
 }

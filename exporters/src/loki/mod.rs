@@ -56,7 +56,7 @@ impl ExporterBuilder for LokiConfig {
             basic_auth: self.basic_auth.clone(),
             bearer_token: self.bearer_token.clone(),
         };
-        Ok(engine::start(ctx, self.engine(), Arc::new(exporter)))
+        engine::start(ctx, self.engine(), Arc::new(exporter))
     }
 }
 

@@ -55,7 +55,7 @@ impl ExporterBuilder for OtlpConfig {
             headers,
             compression,
         };
-        Ok(engine::start(ctx, self.engine(), Arc::new(exporter)))
+        engine::start(ctx, self.engine(), Arc::new(exporter))
     }
 }
 

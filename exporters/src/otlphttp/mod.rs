@@ -49,7 +49,7 @@ impl ExporterBuilder for OtlpHttpConfig {
             compression: self.compression,
             encoding: self.encoding,
         };
-        Ok(engine::start(ctx, self.engine(), Arc::new(exporter)))
+        engine::start(ctx, self.engine(), Arc::new(exporter))
     }
 }
 

@@ -15,6 +15,7 @@ fn run(yaml: &str, signal: Signal, bytes: Vec<u8>) -> (Batch, Batch) {
         id: "attributes".into(),
         metrics: Registry::new(),
         tasks: Tasks::default(),
+        storage: Default::default(),
     };
     let p = builder.build(signal, sink.clone(), &ctx);
     let input = Batch::parse(signal, bytes.into()).unwrap();

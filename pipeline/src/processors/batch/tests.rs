@@ -16,6 +16,7 @@ fn ctx() -> Context {
         id: "batch".into(),
         metrics: Registry::new(),
         tasks: Tasks::default(),
+        storage: Default::default(),
     }
 }
 

@@ -35,6 +35,7 @@ fn ctx() -> Context {
         id: "llm_cost".into(),
         metrics: Registry::new(),
         tasks: Tasks::default(),
+        storage: Default::default(),
     }
 }
 

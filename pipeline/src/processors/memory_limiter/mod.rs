@@ -158,6 +158,7 @@ mod tests {
             id: "memory_limiter".into(),
             metrics: Registry::new(),
             tasks: Tasks::default(),
+            storage: Default::default(),
         };
         let sink = Arc::new(Sink::default());
         let input = cfg.build_with_probe(

@@ -168,6 +168,7 @@ mod tests {
             id: "probabilistic_sampler".into(),
             metrics: Registry::new(),
             tasks: Tasks::default(),
+            storage: Default::default(),
         };
         let sink = Arc::new(Sink::default());
         let p = cfg.build(Signal::Traces, sink.clone(), &ctx);

@@ -92,6 +92,7 @@ mod tests {
             id: "resource".into(),
             metrics: Registry::new(),
             tasks: Tasks::default(),
+            storage: Default::default(),
         };
         let p = builder.build(Signal::Traces, sink.clone(), &ctx);
         let sent = Generator::new(GeneratorOptions::default()).spans(12);

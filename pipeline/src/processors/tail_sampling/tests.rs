@@ -14,6 +14,7 @@ fn ctx() -> Context {
         id: "tail_sampling".into(),
         metrics: Registry::new(),
         tasks: Tasks::default(),
+        storage: Default::default(),
     }
 }
 
