@@ -14,7 +14,7 @@ CONCURRENCY=${CONCURRENCY:-4}
 BATCH=${BATCH:-512}
 RATE=${RATE:-0}
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop http-batch-nop grpc-batch-otlp full-chain grpc-batch-loki)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki)
 
 cargo build --release -q -p observatory -p benches
 BIN=target/release/observatory
@@ -42,7 +42,7 @@ for s in "${SCENARIOS[@]}"; do
   cfg=benches/configs/$s.yaml
   [ -f "$cfg" ] || { echo "no such scenario: $s" >&2; exit 2; }
   down=""
-  if [ "$s" = grpc-batch-otlp ]; then
+  if [[ "$s" == grpc-batch-otlp* ]]; then
     "$BIN" --config benches/configs/downstream-nop.yaml 2>"$TMP/down.log" &
     down=$!; PIDS+=("$down")
     wait_healthy 23134
@@ -52,7 +52,9 @@ for s in "${SCENARIOS[@]}"; do
     down=$!; PIDS+=("$down")
     wait_healthy 25100
   fi
-  "$BIN" --config "$cfg" 2>"$TMP/$s.log" &
+  # Persistent-queue scenarios start from an empty queue each run.
+  rm -rf "$TMP/queue"
+  BENCH_QUEUE_DIR="$TMP/queue" "$BIN" --config "$cfg" 2>"$TMP/$s.log" &
   pid=$!; PIDS+=("$pid")
   wait_healthy 23133
   proto=grpc; endpoint=127.0.0.1:24317; extra=(); unit=spans
@@ -60,7 +62,7 @@ for s in "${SCENARIOS[@]}"; do
   if [[ "$s" == http-* ]]; then proto=http; endpoint=http://127.0.0.1:24318; fi
   # The exporter path is slower than intake; clients that back off on
   # "retry later" (as SDKs do) measure what it sustains, not refusals.
-  if [ "$s" = grpc-batch-otlp ] || [ "$s" = grpc-batch-loki ]; then extra+=(--retry); fi
+  if [[ "$s" == grpc-batch-otlp* ]] || [ "$s" = grpc-batch-loki ]; then extra+=(--retry); fi
   # The full chain holds 10 s of traffic; it is measured at the issue's
   # target rate unless RATE says otherwise.
   rate=$RATE
