@@ -100,6 +100,7 @@ pub(super) fn start(
         segment_bytes: (max_bytes / 8).clamp(1 << 20, SEGMENT_MAX),
         lock_timeout: spec.lock_timeout,
         corrupt,
+        cache_bytes: (max_bytes / 4).min(SEGMENT_MAX),
     })
     .map_err(|e| ConfigError::new("sending_queue.storage", e))?;
     for s in Signal::ALL {

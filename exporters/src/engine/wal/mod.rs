@@ -43,6 +43,9 @@ pub struct Options {
     pub lock_timeout: Duration,
     /// Counts damaged records, found at start-up or when read back.
     pub corrupt: Counter,
+    /// Bytes of just-appended batches also kept in memory, so consumers
+    /// that keep up never read the disk back.
+    pub cache_bytes: u64,
 }
 
 /// Why a record was not appended.
@@ -128,6 +131,9 @@ struct Loc {
     segment: u64,
     offset: u64,
     len: usize,
+    /// The batch as appended, while the memory cache has room: a consumer
+    /// that keeps up then never reads the disk back.
+    cached: Option<Batch>,
 }
 
 #[derive(Default)]
@@ -136,6 +142,7 @@ struct State {
     unread: VecDeque<Loc>,
     outstanding: usize,
     bytes: u64,
+    cached_bytes: u64,
 }
 
 impl State {
@@ -283,6 +290,7 @@ fn recover_segment(
                 segment: first,
                 offset: off as u64,
                 len: FRAME + len,
+                cached: None,
             });
             st.outstanding += 1;
         }
@@ -430,8 +438,12 @@ impl Wal {
         let result = self.write(&mut w, batch, len);
         let mut st = self.state.lock().unwrap();
         match result {
-            Ok(loc) => {
+            Ok(mut loc) => {
                 let seq = loc.seq;
+                if st.cached_bytes + len <= self.opts.cache_bytes {
+                    st.cached_bytes += len;
+                    loc.cached = Some(batch.clone());
+                }
                 let seg = st.segments.get_mut(&loc.segment).expect("current segment");
                 seg.records += 1;
                 seg.bytes += len;
@@ -487,6 +499,7 @@ impl Wal {
             segment: *first,
             offset: *size,
             len: len as usize,
+            cached: None,
         };
         *size += len;
         w.next_seq += 1;
@@ -504,11 +517,23 @@ impl Wal {
             }
             let popped = {
                 let mut st = self.state.lock().unwrap();
-                st.unread.pop_front().and_then(|loc| {
-                    let seg = st.segments.get_mut(&loc.segment)?;
-                    seg.mark(loc.seq | TAKEN);
-                    Some((loc, seg.file.clone()))
-                })
+                match st.unread.pop_front() {
+                    None => None,
+                    Some(mut loc) => {
+                        let seg = st.segments.get_mut(&loc.segment).expect("unfinished");
+                        seg.mark(loc.seq | TAKEN);
+                        let file = seg.file.clone();
+                        if let Some(batch) = loc.cached.take() {
+                            st.cached_bytes -= loc.len as u64;
+                            return Some(Taken {
+                                seq: loc.seq,
+                                segment: loc.segment,
+                                batch,
+                            });
+                        }
+                        Some((loc, file))
+                    }
+                }
             };
             let Some((loc, file)) = popped else {
                 tokio::select! {

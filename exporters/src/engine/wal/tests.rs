@@ -14,6 +14,7 @@ fn opts(dir: &Path) -> Options {
         segment_bytes: 16 << 10,
         lock_timeout: Duration::from_millis(100),
         corrupt: Counter::default(),
+        cache_bytes: 0,
     }
 }
 
@@ -51,8 +52,19 @@ async fn take(wal: &Wal) -> Taken {
 
 #[tokio::test]
 async fn records_come_back_in_order_with_their_bytes_and_index() {
+    // From disk, from the memory cache, and from both (cache overflows).
+    for cache in [0, 64 << 20, 20 << 10] {
+        in_order(cache).await;
+    }
+}
+
+async fn in_order(cache_bytes: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let (wal, rec) = Wal::open(opts(dir.path())).unwrap();
+    let (wal, rec) = Wal::open(Options {
+        cache_bytes,
+        ..opts(dir.path())
+    })
+    .unwrap();
     assert_eq!(rec, Recovery::default());
     let mut g = gen();
     let sent: Vec<Batch> = (0..20)
@@ -92,8 +104,14 @@ async fn reopening_resends_only_unfinished_records_and_counts_possible_duplicate
     let dir = tempfile::tempdir().unwrap();
     let mut g = gen();
     let batches: Vec<Batch> = (0..10).map(|_| traces(&mut g, 25)).collect();
+    // One segment, so finished and unfinished records share it and only
+    // the acknowledgement file tells them apart.
+    let o = Options {
+        segment_bytes: 64 << 20,
+        ..opts(dir.path())
+    };
     {
-        let (wal, _) = Wal::open(opts(dir.path())).unwrap();
+        let (wal, _) = Wal::open(o.clone()).unwrap();
         for b in &batches {
             wal.append(b).unwrap();
         }
@@ -104,7 +122,7 @@ async fn reopening_resends_only_unfinished_records_and_counts_possible_duplicate
         }
         let _handed_out = (take(&wal).await, take(&wal).await);
     }
-    let (wal, rec) = Wal::open(opts(dir.path())).unwrap();
+    let (wal, rec) = Wal::open(o.clone()).unwrap();
     assert_eq!(rec.batches, 6);
     assert_eq!(rec.items, [150, 0, 0]);
     assert_eq!(rec.redelivered, [50, 0, 0]);
@@ -118,7 +136,7 @@ async fn reopening_resends_only_unfinished_records_and_counts_possible_duplicate
     let seq = wal.append(&batches[0]).unwrap();
     assert_eq!(seq, 11);
     drop(wal);
-    let (_, rec) = Wal::open(opts(dir.path())).unwrap();
+    let (_, rec) = Wal::open(o.clone()).unwrap();
     assert_eq!(rec.batches, 1);
 }
 
