@@ -196,3 +196,86 @@ async fn otlphttp_sends_headers_compression_and_the_request_bytes() {
     .unwrap();
     assert_rows_eq(&span_rows(&got), &span_rows(&sent));
 }
+
+/// One gRPC export as it crossed the wire: request headers and the
+/// length-prefixed message (5-byte gRPC frame header included).
+struct GrpcCall {
+    path: String,
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+}
+
+/// A minimal Tempo-like OTLP/gRPC endpoint over h2c: records each call and
+/// answers with an empty `ExportTraceServiceResponse` and `grpc-status: 0`
+/// in the trailers, as a gRPC server does.
+async fn grpc_capture() -> (u16, tokio::sync::mpsc::UnboundedReceiver<GrpcCall>) {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let tx = tx.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body.collect().await.unwrap().to_bytes().to_vec();
+            let _ = tx.send(GrpcCall {
+                path: parts.uri.path().to_string(),
+                headers: parts.headers,
+                body,
+            });
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+            let frames = futures::stream::iter([
+                Ok::<_, std::convert::Infallible>(http_body::Frame::data(
+                    bytes::Bytes::from_static(&[0, 0, 0, 0, 0]),
+                )),
+                Ok(http_body::Frame::trailers(trailers)),
+            ]);
+            http::Response::builder()
+                .header("content-type", "application/grpc")
+                .body(Body::new(http_body_util::StreamBody::new(frames)))
+                .unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (port, rx)
+}
+
+#[tokio::test]
+async fn otlp_grpc_to_tempo_sends_the_tenant_header_gzip_and_every_span_field() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    let (port, mut calls) = grpc_capture().await;
+    let f = Collector::start(&front(&format!(
+        "  otlp/tempo:\n    endpoint: 127.0.0.1:{port}\n    tls:\n      insecure: true\n    compression: gzip\n    headers:\n      X-Scope-OrgID: tenant-a\n"
+    )));
+    let sent = Generator::new(GeneratorOptions::default()).spans(120);
+    grpc_send(f.grpc, Signal::Traces, sent.encode_to_vec(), None)
+        .await
+        .unwrap();
+    let mut got = ExportTraceServiceRequest::default();
+    while span_rows(&got).len() < 120 {
+        let call = tokio::time::timeout(std::time::Duration::from_secs(10), calls.recv())
+            .await
+            .expect("an export within 10s")
+            .unwrap();
+        assert_eq!(
+            call.path,
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        );
+        let h = |k: &str| call.headers.get(k).map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(h("x-scope-orgid").as_deref(), Some("tenant-a"));
+        assert_eq!(h("content-type").as_deref(), Some("application/grpc"));
+        assert_eq!(h("grpc-encoding").as_deref(), Some("gzip"));
+        // The gRPC frame: compressed flag 1, then the gzip stream's length.
+        let b = &call.body;
+        assert_eq!(b[0], 1, "the message is marked compressed");
+        let len = u32::from_be_bytes(b[1..5].try_into().unwrap()) as usize;
+        assert_eq!(b.len(), 5 + len);
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&b[5..]), &mut raw).unwrap();
+        let part = ExportTraceServiceRequest::decode(&raw[..]).unwrap();
+        got.resource_spans.extend(part.resource_spans);
+    }
+    assert_rows_eq(&span_rows(&got), &span_rows(&sent));
+}
