@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v kill >/dev/null 2>&1 || need+=(procps)
+# The timescaledb tests start a real PostgreSQL server in a temp dir.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -q && apt-get install -y -q "${need[@]}"

@@ -11,6 +11,8 @@ pub mod loki;
 pub mod nop;
 pub mod otlp;
 pub mod otlphttp;
+pub mod timescaledb;
+pub mod values;
 
 use std::sync::Arc;
 
@@ -42,5 +44,6 @@ pub fn factories() -> Vec<ExporterFactory> {
         nop::factory(),
         otlp::factory(),
         otlphttp::factory(),
+        timescaledb::factory(),
     ]
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod loki;
+pub mod postgres;
 
 use std::io::Write;
 use std::net::TcpListener;

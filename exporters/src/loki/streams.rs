@@ -10,6 +10,8 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use pipeline::wire::hex;
+
+pub use crate::values::json;
 use serde_json::{Map, Value};
 
 use super::config::{LineFormat, LokiConfig};
@@ -92,27 +94,6 @@ pub fn text(v: Option<&AnyValue>) -> Text<'_> {
         Some(Any::BytesValue(b)) => Cow::Owned(hex(b)),
         None => Cow::Borrowed(""),
         Some(_) => Cow::Owned(json(v).to_string()),
-    }
-}
-
-/// A value as JSON.
-pub fn json(v: Option<&AnyValue>) -> Value {
-    match v.and_then(|v| v.value.as_ref()) {
-        None => Value::Null,
-        Some(Any::StringValue(s)) => Value::String(s.clone()),
-        Some(Any::IntValue(i)) => Value::from(*i),
-        Some(Any::DoubleValue(d)) => Value::from(*d),
-        Some(Any::BoolValue(b)) => Value::Bool(*b),
-        Some(Any::BytesValue(b)) => Value::String(hex(b)),
-        Some(Any::ArrayValue(a)) => Value::Array(a.values.iter().map(|x| json(Some(x))).collect()),
-        Some(Any::KvlistValue(l)) => Value::Object(
-            l.values
-                .iter()
-                .map(|kv| (kv.key.clone(), json(kv.value.as_ref())))
-                .collect(),
-        ),
-        // A profiles-only dictionary reference: nothing to show.
-        Some(Any::StringValueStrindex(_)) => Value::Null,
     }
 }
 
