@@ -14,7 +14,7 @@ CONCURRENCY=${CONCURRENCY:-4}
 BATCH=${BATCH:-512}
 RATE=${RATE:-0}
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb)
 
 cargo build --release -q -p observatory -p benches
 BIN=target/release/observatory
@@ -22,12 +22,27 @@ LOADGEN=target/release/loadgen
 LOKISINK=target/release/lokisink
 TMP=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [ -d "$TMP/pg/data" ] && pg_stop; rm -rf "$TMP"; }
 trap cleanup EXIT
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+# A throwaway PostgreSQL for the timescaledb scenario (as the postgres user
+# when run as root: the server refuses root).
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_start() {
+  mkdir -p "$TMP/pg"; [ "$(id -u)" = 0 ] && chown -R postgres "$TMP"
+  as_pg "$PGBIN/initdb" -D "$TMP/pg/data" -U postgres -A trust -E UTF8 --no-sync >/dev/null
+  as_pg "$PGBIN/pg_ctl" -D "$TMP/pg/data" -l "$TMP/pg/log" -w \
+    -o "-p 25432 -k $TMP/pg -c listen_addresses=127.0.0.1" start >/dev/null
+}
+pg_stop() { as_pg "$PGBIN/pg_ctl" -D "$TMP/pg/data" -m fast -w stop >/dev/null 2>&1 || true; rm -rf "$TMP/pg"; }
+pg_rows() {
+  as_pg psql -h 127.0.0.1 -p 25432 -U postgres -tAc \
+    "SELECT (SELECT count(*) FROM observatory.metric_gauge) + (SELECT count(*) FROM observatory.metric_sum) + (SELECT count(*) FROM observatory.metric_histogram)"
+}
 wait_healthy() {
   for _ in $(seq 1 200); do
     curl -sf "http://127.0.0.1:$1/" >/dev/null 2>&1 && return 0
@@ -47,6 +62,7 @@ for s in "${SCENARIOS[@]}"; do
     down=$!; PIDS+=("$down")
     wait_healthy 23134
   fi
+  if [[ "$s" == *-timescaledb ]]; then pg_start; fi
   if [ "$s" = grpc-batch-loki ]; then
     "$LOKISINK" --listen 127.0.0.1:25100 >"$TMP/sink.out" 2>"$TMP/sink.log" &
     down=$!; PIDS+=("$down")
@@ -59,6 +75,7 @@ for s in "${SCENARIOS[@]}"; do
   wait_healthy 23133
   proto=grpc; endpoint=127.0.0.1:24317; extra=(); unit=spans
   if [[ "$s" == *-loki ]]; then extra=(--signal logs); unit=records; fi
+  if [[ "$s" == *-timescaledb ]]; then extra=(--signal metrics --retry); unit=points; fi
   if [[ "$s" == http-* ]]; then proto=http; endpoint=http://127.0.0.1:24318; fi
   # The exporter path is slower than intake; clients that back off on
   # "retry later" (as SDKs do) measure what it sustains, not refusals.
@@ -97,5 +114,7 @@ for s in "${SCENARIOS[@]}"; do
   [ -n "$down" ] && { kill -TERM "$down"; wait "$down" 2>/dev/null || true; }
   # The sink's count: what reached Loki's wire format, against what was accepted.
   if [ "$s" = grpc-batch-loki ]; then echo "                 $(cat "$TMP/sink.out") (accepted $accepted)"; fi
+  # The rows in PostgreSQL after the collector drained, against what was accepted.
+  if [[ "$s" == *-timescaledb ]]; then echo "                 postgres: rows=$(pg_rows) (accepted $accepted)"; pg_stop; fi
   PIDS=()
 done
