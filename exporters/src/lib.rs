@@ -11,6 +11,7 @@ pub mod loki;
 pub mod nop;
 pub mod otlp;
 pub mod otlphttp;
+pub mod time;
 pub mod timescaledb;
 pub mod values;
 

@@ -1,6 +1,8 @@
 //! OTLP values as JSON, for exporters that write them into other formats
 //! (Loki lines, TimescaleDB `jsonb` columns).
 
+use std::borrow::Cow;
+
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use pipeline::wire::hex;
@@ -34,4 +36,21 @@ pub fn attributes(kvs: &[KeyValue]) -> Value {
             .map(|kv| (kv.key.clone(), json(kv.value.as_ref())))
             .collect(),
     )
+}
+
+/// Text borrowed from the decoded request where it can be.
+pub type Text<'a> = Cow<'a, str>;
+
+/// A value as text: strings as they are (borrowed), other scalars
+/// printed, arrays and maps as JSON.
+pub fn text(v: Option<&AnyValue>) -> Text<'_> {
+    match v.and_then(|v| v.value.as_ref()) {
+        Some(Any::StringValue(s)) => Cow::Borrowed(s),
+        Some(Any::IntValue(i)) => Cow::Owned(i.to_string()),
+        Some(Any::DoubleValue(d)) => Cow::Owned(d.to_string()),
+        Some(Any::BoolValue(b)) => Cow::Borrowed(if *b { "true" } else { "false" }),
+        Some(Any::BytesValue(b)) => Cow::Owned(hex(b)),
+        None => Cow::Borrowed(""),
+        Some(_) => Cow::Owned(json(v).to_string()),
+    }
 }

@@ -20,13 +20,27 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use pipeline::Signal;
 use tonic::codec::CompressionEncoding;
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, below the kernel's ephemeral range
+/// (32768+) and never handed out twice in this process. A port reserved
+/// for a server started later must not be taken meanwhile by a client
+/// socket or another test's `bind(":0")`, which both draw from that range.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Tests run as separate processes too: start each at its own offset.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 600) as u16 * 20,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let p = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(p < 32_768, "ran out of test ports");
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
 }
 
 /// A running collector; killed when dropped.

@@ -52,6 +52,10 @@ pub struct Sent {
 pub trait Exporter: Send + Sync + 'static {
     /// Sends one batch once.
     async fn export(&self, batch: &Batch) -> Result<Sent, ExportError>;
+
+    /// Called once at shutdown, after the last export: write out anything
+    /// held back (an exporter that buffers, like `parquet`).
+    async fn shutdown(&self) {}
 }
 
 /// Per-signal self-metrics of one exporter.
@@ -203,7 +207,11 @@ impl Consumer for Queued {
 }
 
 /// The engine's input without a queue: the caller waits for the export.
-struct Direct(Arc<Shared>);
+/// Dropping it (the last pipeline let go) releases the shutdown task.
+struct Direct(
+    Arc<Shared>,
+    #[allow(dead_code)] tokio::sync::oneshot::Sender<()>,
+);
 
 #[async_trait]
 impl Consumer for Direct {
@@ -213,6 +221,19 @@ impl Consumer for Direct {
             other => ConsumeError::Retryable(other.to_string()),
         })
     }
+}
+
+/// Registers the exporter's end for the shutdown drain: once `done` (its
+/// consumers finished, or its input was dropped), the exporter flushes.
+fn after(ctx: &Context, shared: &Arc<Shared>, done: impl std::future::Future + Send + 'static) {
+    let exporter = shared.exporter.clone();
+    ctx.tasks.add(
+        &ctx.id,
+        tokio::spawn(async move {
+            done.await;
+            exporter.shutdown().await;
+        }),
+    );
 }
 
 /// Starts an exporter under the engine and returns its input. Fails when
@@ -229,7 +250,11 @@ pub fn start(
         settings,
     });
     if !shared.settings.queue.enabled {
-        return Ok(Arc::new(Direct(shared)));
+        let (closed, on_close) = tokio::sync::oneshot::channel();
+        after(ctx, &shared, async move {
+            let _ = on_close.await;
+        });
+        return Ok(Arc::new(Direct(shared, closed)));
     }
     if let Some(id) = &shared.settings.queue.storage {
         let spec = ctx.storage.get(id).ok_or_else(|| {
@@ -256,18 +281,18 @@ pub fn start(
         &labels,
         move || probe.len() as f64,
     );
-    for _ in 0..shared.settings.queue.num_consumers {
-        let rx = rx.clone();
-        let shared = shared.clone();
-        ctx.tasks.add(
-            &ctx.id,
+    let consumers: Vec<_> = (0..shared.settings.queue.num_consumers)
+        .map(|_| {
+            let rx = rx.clone();
+            let shared = shared.clone();
             tokio::spawn(async move {
                 while let Ok(batch) = rx.recv().await {
                     let _ = shared.send(&batch).await;
                 }
-            }),
-        );
-    }
+            })
+        })
+        .collect();
+    after(ctx, &shared, futures::future::join_all(consumers));
     Ok(Arc::new(Queued { tx, shared }))
 }
 

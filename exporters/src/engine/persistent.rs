@@ -145,10 +145,10 @@ pub(super) fn start(
         &labels,
         move || probe.upgrade().map_or(0.0, |w| w.bytes() as f64),
     );
-    for _ in 0..q.num_consumers {
-        let (wal, shared) = (wal.clone(), shared.clone());
-        ctx.tasks.add(&ctx.id, tokio::spawn(drain(wal, shared)));
-    }
+    let consumers: Vec<_> = (0..q.num_consumers)
+        .map(|_| tokio::spawn(drain(wal.clone(), shared.clone())))
+        .collect();
+    super::after(ctx, &shared, futures::future::join_all(consumers));
     Ok(Arc::new(Persistent { wal, shared }))
 }
 

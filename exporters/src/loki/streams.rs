@@ -6,18 +6,14 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use pipeline::wire::hex;
 
-pub use crate::values::json;
+pub use crate::values::{json, text, Text};
 use serde_json::{Map, Value};
 
 use super::config::{LineFormat, LokiConfig};
-
-/// Text borrowed from the decoded request where it can be.
-pub type Text<'a> = Cow<'a, str>;
 
 /// One entry of a stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,20 +77,6 @@ pub fn sanitize(name: &str) -> String {
         out.insert(0, '_');
     }
     out
-}
-
-/// A value as text: strings as they are (borrowed), other scalars
-/// printed, arrays and maps as JSON.
-pub fn text(v: Option<&AnyValue>) -> Text<'_> {
-    match v.and_then(|v| v.value.as_ref()) {
-        Some(Any::StringValue(s)) => Cow::Borrowed(s),
-        Some(Any::IntValue(i)) => Cow::Owned(i.to_string()),
-        Some(Any::DoubleValue(d)) => Cow::Owned(d.to_string()),
-        Some(Any::BoolValue(b)) => Cow::Borrowed(if *b { "true" } else { "false" }),
-        Some(Any::BytesValue(b)) => Cow::Owned(hex(b)),
-        None => Cow::Borrowed(""),
-        Some(_) => Cow::Owned(json(v).to_string()),
-    }
 }
 
 /// The `level` of a record: its severity number's range, else its

@@ -231,26 +231,11 @@ fn float_into(out: &mut Vec<u8>, v: f64) {
 
 /// `YYYY-MM-DD HH:MM:SS.ffffff+00` (PostgreSQL keeps microseconds).
 fn timestamp(out: &mut Vec<u8>, ns: u64) {
-    let secs = ns / 1_000_000_000;
-    let micros = (ns % 1_000_000_000) / 1_000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Days since 1970-01-01 to a civil date (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let t = crate::time::utc(ns);
     let _ = write!(
         out,
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{micros:06}+00",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}+00",
+        t.year, t.month, t.day, t.hour, t.minute, t.second, t.micros
     );
 }
 
