@@ -1,5 +1,6 @@
 use super::*;
-use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValueList};
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use pipeline::component::parse_config;
