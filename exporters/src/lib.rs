@@ -11,6 +11,7 @@ pub mod loki;
 pub mod nop;
 pub mod otlp;
 pub mod otlphttp;
+pub mod parquet;
 pub mod time;
 pub mod timescaledb;
 pub mod values;
@@ -45,6 +46,7 @@ pub fn factories() -> Vec<ExporterFactory> {
         nop::factory(),
         otlp::factory(),
         otlphttp::factory(),
+        parquet::factory(),
         timescaledb::factory(),
     ]
 }

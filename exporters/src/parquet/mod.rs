@@ -1,0 +1,313 @@
+//! `parquet`: archives traces and logs as Parquet files on a local disk or
+//! S3 (MinIO works), under `<root>/<signal>/date=YYYY-MM-DD/hour=HH/<uuid>.parquet`.
+//! Rows collect in an open file per signal, built in memory; the file is
+//! rolled at `max_file_size_mib` or `max_file_age` and written whole, with
+//! one put: a file is complete and readable, or not there (the local store
+//! writes a staging file and renames it, S3 completes the object at once).
+
+mod config;
+mod schema;
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression as Codec, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use pipeline::component::{parse_config, ConfigError, Context};
+use pipeline::telemetry::Counter;
+use pipeline::{Batch, BoxConsumer, Signal};
+use rand::Rng;
+use tokio::sync::Mutex;
+
+pub use config::{Compression, ParquetConfig, S3Config};
+pub use schema::{logs, spans};
+
+use crate::engine::{self, ExportError, Exporter, Sent};
+use crate::{ExporterBuilder, ExporterFactory};
+
+/// Finished files kept for another upload try when the store refuses
+/// them; beyond this, new data is refused (retryable) until they land.
+const MAX_PENDING: usize = 4;
+
+/// The registry entry.
+pub fn factory() -> ExporterFactory {
+    ExporterFactory {
+        type_name: "parquet",
+        signals: &[Signal::Traces, Signal::Logs],
+        parse: |v| Ok(Arc::new(parse_config::<ParquetConfig>(v)?)),
+    }
+}
+
+fn store(cfg: &ParquetConfig) -> Result<(Arc<dyn ObjectStore>, Path), ConfigError> {
+    let err = |e: &dyn std::fmt::Display| ConfigError::new("endpoint", e.to_string());
+    if let Some(rest) = cfg.endpoint.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let s3 = &cfg.s3;
+        let mut b = object_store::aws::AmazonS3Builder::from_env()
+            .with_url(format!("s3://{bucket}"))
+            .with_allow_http(s3.allow_http);
+        if let Some(v) = &s3.region {
+            b = b.with_region(v);
+        }
+        if let Some(v) = &s3.endpoint {
+            b = b.with_endpoint(v);
+        }
+        if let Some(v) = &s3.access_key_id {
+            b = b.with_access_key_id(v);
+        }
+        if let Some(v) = &s3.secret_access_key {
+            b = b.with_secret_access_key(v);
+        }
+        let s = b.build().map_err(|e| err(&e))?;
+        return Ok((Arc::new(s), Path::from(prefix)));
+    }
+    std::fs::create_dir_all(&cfg.endpoint)
+        .map_err(|e| err(&format!("creating {}: {e}", cfg.endpoint)))?;
+    let s = object_store::local::LocalFileSystem::new_with_prefix(&cfg.endpoint)
+        .map_err(|e| err(&e))?;
+    Ok((Arc::new(s), Path::default()))
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A random (version 4) UUID in its usual text form.
+fn uuid() -> String {
+    let mut b: [u8; 16] = rand::rng().random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = pipeline::wire::hex(&b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+struct OpenFile {
+    writer: ArrowWriter<Vec<u8>>,
+    rows: usize,
+    opened: Instant,
+    path: Path,
+}
+
+struct Finished {
+    path: Path,
+    bytes: Vec<u8>,
+    rows: usize,
+}
+
+struct Archive {
+    id: String,
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    props: WriterProperties,
+    max_bytes: usize,
+    max_age: Duration,
+    /// The open file of traces and of logs.
+    open: [Mutex<Option<OpenFile>>; 2],
+    pending: Mutex<Vec<Finished>>,
+    files: Counter,
+}
+
+fn slot(s: Signal) -> usize {
+    usize::from(s == Signal::Logs)
+}
+
+impl Archive {
+    fn path(&self, signal: Signal) -> Path {
+        let t = crate::time::utc(now_ns());
+        let name = format!(
+            "{}/date={:04}-{:02}-{:02}/hour={:02}/{}.parquet",
+            signal.as_str(),
+            t.year,
+            t.month,
+            t.day,
+            t.hour,
+            uuid()
+        );
+        self.prefix
+            .parts()
+            .chain(Path::from(name).parts())
+            .collect()
+    }
+
+    /// Writes a finished file; keeps it for later if the store refuses.
+    async fn put(&self, f: Finished) {
+        match self
+            .store
+            .put(&f.path, PutPayload::from(f.bytes.clone()))
+            .await
+        {
+            Ok(_) => {
+                self.files.add(1);
+                tracing::debug!(exporter = %self.id, path = %f.path, rows = f.rows, "parquet file written");
+            }
+            Err(e) => {
+                tracing::warn!(exporter = %self.id, path = %f.path, rows = f.rows, error = %e, "parquet file not written; will try again");
+                self.pending.lock().await.push(f);
+            }
+        }
+    }
+
+    /// Tries the files the store refused before; true when none are left.
+    async fn retry_pending(&self) -> bool {
+        let waiting: Vec<Finished> = std::mem::take(&mut *self.pending.lock().await);
+        for f in waiting {
+            self.put(f).await;
+        }
+        self.pending.lock().await.is_empty()
+    }
+
+    /// Closes the open file of `signal` if it is due (or `force`).
+    async fn roll(&self, signal: Signal, force: bool) -> Result<(), ExportError> {
+        let done = {
+            let mut open = self.open[slot(signal)].lock().await;
+            let due = open.as_ref().is_some_and(|f| {
+                force
+                    || f.opened.elapsed() >= self.max_age
+                    || f.writer.bytes_written() + f.writer.in_progress_size() >= self.max_bytes
+            });
+            if !due {
+                return Ok(());
+            }
+            let f = open.take().expect("due");
+            let bytes = f
+                .writer
+                .into_inner()
+                .map_err(|e| ExportError::Permanent(format!("finishing a parquet file: {e}")))?;
+            Finished {
+                path: f.path,
+                bytes,
+                rows: f.rows,
+            }
+        };
+        self.put(done).await;
+        Ok(())
+    }
+
+    async fn append(&self, signal: Signal, rows: RecordBatch) -> Result<(), ExportError> {
+        let failed = |e: &dyn std::fmt::Display| ExportError::Permanent(format!("parquet: {e}"));
+        {
+            let mut open = self.open[slot(signal)].lock().await;
+            if open.is_none() {
+                let writer =
+                    ArrowWriter::try_new(Vec::new(), rows.schema(), Some(self.props.clone()))
+                        .map_err(|e| failed(&e))?;
+                *open = Some(OpenFile {
+                    writer,
+                    rows: 0,
+                    opened: Instant::now(),
+                    path: self.path(signal),
+                });
+            }
+            let f = open.as_mut().expect("opened");
+            f.writer.write(&rows).map_err(|e| failed(&e))?;
+            f.rows += rows.num_rows();
+        }
+        self.roll(signal, false).await
+    }
+}
+
+#[async_trait]
+impl Exporter for Archive {
+    async fn export(&self, batch: &Batch) -> Result<Sent, ExportError> {
+        if !self.retry_pending().await && self.pending.lock().await.len() >= MAX_PENDING {
+            return Err(ExportError::Retryable(format!(
+                "the object store refuses writes; {MAX_PENDING} finished files are waiting"
+            )));
+        }
+        let rows = match batch.signal {
+            Signal::Traces => {
+                let req = batch
+                    .decode_traces()
+                    .map_err(|e| ExportError::Permanent(format!("decoding traces: {e}")))?;
+                spans(&req)
+            }
+            Signal::Logs => {
+                let req = batch
+                    .decode_logs()
+                    .map_err(|e| ExportError::Permanent(format!("decoding logs: {e}")))?;
+                logs(&req)
+            }
+            Signal::Metrics => {
+                return Err(ExportError::Permanent(
+                    "metrics are not archived to parquet".into(),
+                ))
+            }
+        }
+        .map_err(|e| ExportError::Permanent(format!("building rows: {e}")))?;
+        self.append(batch.signal, rows).await?;
+        Ok(Sent::default())
+    }
+
+    async fn shutdown(&self) {
+        for s in [Signal::Traces, Signal::Logs] {
+            if let Err(e) = self.roll(s, true).await {
+                tracing::error!(exporter = %self.id, error = %e, "closing the open parquet file failed; its rows are lost");
+            }
+        }
+        for _ in 0..3 {
+            if self.retry_pending().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let lost: usize = self.pending.lock().await.iter().map(|f| f.rows).sum();
+        tracing::error!(exporter = %self.id, rows = lost, "the object store refused the last parquet files at shutdown; their rows are lost");
+    }
+}
+
+/// Rolls files that reached their age while no data arrives.
+async fn age_out(archive: Weak<Archive>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let Some(a) = archive.upgrade() else { return };
+        for s in [Signal::Traces, Signal::Logs] {
+            let _ = a.roll(s, false).await;
+        }
+        a.retry_pending().await;
+    }
+}
+
+impl ExporterBuilder for ParquetConfig {
+    fn build(&self, ctx: &Context) -> Result<BoxConsumer, ConfigError> {
+        let (store, prefix) = store(self)?;
+        let codec = match self.compression {
+            Compression::Zstd => Codec::ZSTD(ZstdLevel::default()),
+            Compression::Snappy => Codec::SNAPPY,
+            Compression::None => Codec::UNCOMPRESSED,
+        };
+        let archive = Arc::new(Archive {
+            id: ctx.id.clone(),
+            store,
+            prefix,
+            props: WriterProperties::builder().set_compression(codec).build(),
+            max_bytes: (self.max_file_size_mib << 20) as usize,
+            max_age: self.max_file_age,
+            open: [Mutex::new(None), Mutex::new(None)],
+            pending: Mutex::new(Vec::new()),
+            files: ctx.metrics.counter(
+                "observatory_exporter_parquet_files_total",
+                "Parquet files written to the archive.",
+                &[("exporter", &ctx.id)],
+            ),
+        });
+        let every =
+            (self.max_file_age / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        tokio::spawn(age_out(Arc::downgrade(&archive), every));
+        engine::start(ctx, self.engine(), archive)
+    }
+}
