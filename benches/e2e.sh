@@ -14,12 +14,13 @@ CONCURRENCY=${CONCURRENCY:-4}
 BATCH=${BATCH:-512}
 RATE=${RATE:-0}
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb grpc-batch-parquet)
 
 cargo build --release -q -p observatory -p benches
 BIN=target/release/observatory
 LOADGEN=target/release/loadgen
 LOKISINK=target/release/lokisink
+PQROWS=target/release/pqrows
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [ -d "$TMP/pg/data" ] && pg_stop; rm -rf "$TMP"; }
@@ -69,13 +70,14 @@ for s in "${SCENARIOS[@]}"; do
     wait_healthy 25100
   fi
   # Persistent-queue scenarios start from an empty queue each run.
-  rm -rf "$TMP/queue"
-  BENCH_QUEUE_DIR="$TMP/queue" "$BIN" --config "$cfg" 2>"$TMP/$s.log" &
+  rm -rf "$TMP/queue" "$TMP/archive"
+  BENCH_QUEUE_DIR="$TMP/queue" BENCH_ARCHIVE_DIR="$TMP/archive" "$BIN" --config "$cfg" 2>"$TMP/$s.log" &
   pid=$!; PIDS+=("$pid")
   wait_healthy 23133
   proto=grpc; endpoint=127.0.0.1:24317; extra=(); unit=spans
   if [[ "$s" == *-loki ]]; then extra=(--signal logs); unit=records; fi
   if [[ "$s" == *-timescaledb ]]; then extra=(--signal metrics --retry); unit=points; fi
+  if [[ "$s" == *-parquet ]]; then extra=(--retry); fi
   if [[ "$s" == http-* ]]; then proto=http; endpoint=http://127.0.0.1:24318; fi
   # The exporter path is slower than intake; clients that back off on
   # "retry later" (as SDKs do) measure what it sustains, not refusals.
@@ -115,6 +117,7 @@ for s in "${SCENARIOS[@]}"; do
   # The sink's count: what reached Loki's wire format, against what was accepted.
   if [ "$s" = grpc-batch-loki ]; then echo "                 $(cat "$TMP/sink.out") (accepted $accepted)"; fi
   # The rows in PostgreSQL after the collector drained, against what was accepted.
+  if [[ "$s" == *-parquet ]]; then echo "                 parquet: $("$PQROWS" "$TMP/archive") (accepted $accepted)"; fi
   if [[ "$s" == *-timescaledb ]]; then echo "                 postgres: rows=$(pg_rows) (accepted $accepted)"; pg_stop; fi
   PIDS=()
 done
