@@ -19,6 +19,9 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# The parquet exporter's S3 test runs against moto's S3 server (PyPI).
+python3 -c "import moto.server" 2>/dev/null || python3 -m pip install -q 'moto[server]'
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 cargo test --workspace

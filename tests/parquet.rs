@@ -356,3 +356,143 @@ async fn files_roll_by_size_and_the_open_file_is_written_at_shutdown() {
     assert_eq!(total, sent);
     assert!(files(&root).len() > rolled);
 }
+
+/// A local S3 endpoint: moto's server (scripts/test.sh installs it from
+/// PyPI), which implements S3's HTTP API; killed when dropped.
+struct S3 {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl S3 {
+    fn start() -> S3 {
+        let port = free_port();
+        let child = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 with moto[server] (scripts/test.sh installs it)");
+        let s3 = S3 { child, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http_get(port, "/").is_none() {
+            assert!(Instant::now() < deadline, "moto server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s3
+    }
+
+    /// Creates a bucket (moto takes an unsigned PUT).
+    async fn bucket(&self, name: &str) {
+        let r = reqwest::Client::new()
+            .put(format!("http://127.0.0.1:{}/{name}", self.port))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+
+    /// A signed client for `bucket`, as any S3 user would read the archive.
+    fn client(&self, bucket: &str) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_endpoint(format!("http://127.0.0.1:{}", self.port))
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .build()
+            .unwrap()
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_are_archived_to_s3_as_whole_objects() {
+    let s3 = S3::start();
+    s3.bucket("telemetry").await;
+    let store = s3.client("telemetry");
+    let c = Collector::start(&config(&format!(
+        "    max_file_age: 1s\n    s3:\n      endpoint: http://127.0.0.1:{}\n      allow_http: true\n      region: us-east-1\n      access_key_id: test\n      secret_access_key: test",
+        s3.port
+    ))
+    .replace("endpoint: @DIR@/archive", "endpoint: s3://telemetry/otel"));
+    let mut g = Generator::new(GeneratorOptions::default());
+    let mut sent: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        let r = g.spans(300);
+        grpc_send(c.grpc, Signal::Traces, r.encode_to_vec(), None)
+            .await
+            .unwrap();
+        for sp in r
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+        {
+            sent.push(format!(
+                "{}|{}|{}",
+                hex(&sp.trace_id),
+                hex(&sp.span_id),
+                sp.name
+            ));
+        }
+    }
+    sent.sort();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut got = Vec::new();
+    while got.len() < sent.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        got.clear();
+        use futures::TryStreamExt;
+        use object_store::ObjectStore;
+        let prefix = object_store::path::Path::from("otel/traces");
+        let listed: Vec<_> = store.list(Some(&prefix)).try_collect().await.unwrap();
+        for meta in listed {
+            let key = meta.location.to_string();
+            let parts: Vec<&str> = key.split('/').collect();
+            assert_eq!(parts.len(), 5, "{key}");
+            assert!(
+                parts[2].starts_with("date=") && parts[3].starts_with("hour="),
+                "{key}"
+            );
+            let body = store
+                .get(&meta.location)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(body)
+                .unwrap_or_else(|e| panic!("{key} is not a whole parquet file: {e}"))
+                .build()
+                .unwrap();
+            for b in reader {
+                let b = b.unwrap();
+                for i in 0..b.num_rows() {
+                    got.push(format!(
+                        "{}|{}|{}",
+                        id(&b, "trace_id", i),
+                        id(&b, "span_id", i),
+                        s(&b, "name", i)
+                    ));
+                }
+            }
+        }
+    }
+    got.sort();
+    assert_eq!(got, sent);
+}
