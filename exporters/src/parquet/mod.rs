@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutPayload};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression as Codec, ZstdLevel};
+use parquet::basic::ZstdLevel;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use pipeline::component::{parse_config, ConfigError, Context};
@@ -26,6 +26,7 @@ use rand::Rng;
 use tokio::sync::Mutex;
 
 pub use config::{Compression, ParquetConfig, S3Config};
+pub use parquet::basic::Compression as Codec;
 pub use schema::{logs, spans};
 
 use crate::engine::{self, ExportError, Exporter, Sent};
@@ -288,7 +289,7 @@ async fn age_out(archive: Weak<Archive>, every: Duration) {
 /// Compression, and no dictionary for columns whose values are nearly all
 /// distinct: interning random ids and timestamps only to give the
 /// dictionary up took a fifth of the write.
-fn writer_properties(codec: Codec) -> WriterProperties {
+pub fn writer_properties(codec: Codec) -> WriterProperties {
     let mut b = WriterProperties::builder().set_compression(codec);
     for c in [
         "trace_id",

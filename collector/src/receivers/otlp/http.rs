@@ -119,6 +119,25 @@ fn decompress(body: Bytes, encoding: &str, limit: usize) -> Result<Bytes, Refusa
 }
 
 /// Converts an OTLP/JSON body to the protobuf bytes the pipeline carries.
+/// Reads and drops the rest of a refused body (up to 4× the limit, 5 s), so
+/// a client still sending it gets to read our 413 instead of a broken pipe.
+async fn discard<B>(mut body: B, limit: usize)
+where
+    B: http_body::Body + Unpin,
+{
+    let cap = limit.saturating_mul(4).max(1 << 20);
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, bytes::Buf::remaining);
+            if seen > cap {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
+}
+
 fn json_to_proto(signal: Signal, body: &[u8]) -> Result<Bytes, String> {
     let bytes = match signal {
         Signal::Traces => {
@@ -193,12 +212,15 @@ impl Endpoint {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.limit as u64) {
+            discard(req.into_body(), self.limit).await;
             return Err(bad(Refusal::too_large(self.limit)));
         }
-        let body = match Limited::new(req.into_body(), self.limit).collect().await {
+        let mut body = req.into_body();
+        let body = match Limited::new(&mut body, self.limit).collect().await {
             Ok(c) => c.to_bytes(),
             Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                return Err(bad(Refusal::too_large(self.limit)))
+                discard(body, self.limit).await;
+                return Err(bad(Refusal::too_large(self.limit)));
             }
             Err(e) => {
                 return Err(bad(Refusal::bad_request(format!(
