@@ -132,6 +132,11 @@ fn map(b: &RecordBatch, name: &str, i: usize) -> String {
         .join(",")
 }
 
+/// The resource's attributes: a JSON object in the file.
+fn resource(b: &RecordBatch, i: usize) -> serde_json::Value {
+    serde_json::from_str(&s(b, "resource_attributes", i)).unwrap()
+}
+
 fn kvs(attrs: &[KeyValue]) -> String {
     attrs
         .iter()
@@ -159,7 +164,7 @@ fn span_row(b: &RecordBatch, i: usize) -> String {
         s(b, "status_message", i),
         map(b, "attributes", i),
         s(b, "service_name", i),
-        map(b, "resource_attributes", i),
+        resource(b, i),
         s(b, "scope_name", i),
         s(b, "scope_version", i),
         serde_json::from_str::<serde_json::Value>(&s(b, "events", i))
@@ -182,7 +187,7 @@ fn log_row(b: &RecordBatch, i: usize) -> String {
         id(b, "span_id", i),
         map(b, "attributes", i),
         s(b, "service_name", i),
-        map(b, "resource_attributes", i),
+        resource(b, i),
         s(b, "scope_name", i),
     )
 }
@@ -222,7 +227,7 @@ async fn spans_and_logs_read_back_field_by_field_from_partitioned_files() {
                         st.message,
                         kvs(&sp.attributes),
                         svc,
-                        kvs(&res.attributes),
+                        exporters::values::attributes(&res.attributes),
                         scope.name,
                         scope.version,
                         sp.events.len(),
@@ -257,7 +262,7 @@ async fn spans_and_logs_read_back_field_by_field_from_partitioned_files() {
                     hex(&r.span_id),
                     kvs(&r.attributes),
                     svc,
-                    kvs(&res.attributes),
+                    exporters::values::attributes(&res.attributes),
                     sl.scope.as_ref().map_or("", |s| s.name.as_str()),
                 ));
             }
