@@ -106,7 +106,8 @@ struct OpenFile {
 
 struct Finished {
     path: Path,
-    bytes: Vec<u8>,
+    /// Shared, so keeping it for a retry costs no copy.
+    bytes: bytes::Bytes,
     rows: usize,
 }
 
@@ -191,7 +192,7 @@ impl Archive {
                 .map_err(|e| ExportError::Permanent(format!("finishing a parquet file: {e}")))?;
             Finished {
                 path: f.path,
-                bytes,
+                bytes: bytes.into(),
                 rows: f.rows,
             }
         };

@@ -72,7 +72,7 @@ impl Points {
                                 .opt_text(svc)
                                 .raw(&resource)
                                 .raw(&scope)
-                                .raw(&attributes_field(&$pt.attributes))
+                                .attributes(&$pt.attributes)
                                 .int(i64::from($pt.flags))
                         };
                     }

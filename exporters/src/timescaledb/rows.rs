@@ -4,6 +4,7 @@
 
 use std::io::Write as _;
 
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use serde_json::Value;
 
@@ -79,6 +80,40 @@ impl Rows {
     pub fn raw(&mut self, escaped: &[u8]) -> &mut Self {
         self.sep();
         self.buf.extend_from_slice(escaped);
+        self
+    }
+
+    /// Attributes as a jsonb object, written straight into the row: no
+    /// JSON tree per point. Scalars are written directly; arrays and maps
+    /// go through serde_json. A repeated key is kept, as jsonb keeps the
+    /// last one.
+    pub fn attributes(&mut self, kvs: &[KeyValue]) -> &mut Self {
+        self.sep();
+        self.buf.push(b'{');
+        for (i, kv) in kvs.iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            json_string_into(&mut self.buf, &kv.key);
+            self.buf.push(b':');
+            match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Any::StringValue(v)) => json_string_into(&mut self.buf, v),
+                Some(Any::IntValue(v)) => {
+                    let _ = write!(self.buf, "{v}");
+                }
+                Some(Any::BoolValue(v)) => {
+                    self.buf
+                        .extend_from_slice(if *v { b"true" } else { b"false" });
+                }
+                _ => escape_into(
+                    &mut self.buf,
+                    crate::values::json(kv.value.as_ref())
+                        .to_string()
+                        .as_bytes(),
+                ),
+            }
+        }
+        self.buf.push(b'}');
         self
     }
 
@@ -194,6 +229,25 @@ pub fn escape_into(out: &mut Vec<u8>, s: &[u8]) {
     }
 }
 
+/// A JSON string literal, already COPY-escaped (JSON's backslashes doubled).
+fn json_string_into(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    for &b in s.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\\\\\"),
+            b'\n' => out.extend_from_slice(b"\\\\n"),
+            b'\t' => out.extend_from_slice(b"\\\\t"),
+            b'\r' => out.extend_from_slice(b"\\\\r"),
+            0..=0x1f => {
+                let _ = write!(out, "\\\\u{b:04x}");
+            }
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
+}
+
 /// A JSON value as an escaped COPY field.
 pub fn json_field(v: &Value) -> Vec<u8> {
     let mut out = Vec::new();
@@ -301,6 +355,49 @@ mod tests {
         assert_eq!(
             String::from_utf8(j).unwrap(),
             r#"{"k":"tab\\there \\"q\\" back\\\\slash"}"#
+        );
+    }
+
+    #[test]
+    fn attributes_written_directly_match_serde_json() {
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue};
+        let kv = |k: &str, v: Any| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        };
+        let kvs = vec![
+            kv("plain", Any::StringValue("gpt-4o".into())),
+            kv(
+                "tricky \"key\"",
+                Any::StringValue("tab\there\nnl \\ q\" \u{1} é".into()),
+            ),
+            kv("n", Any::IntValue(-42)),
+            kv("b", Any::BoolValue(true)),
+            kv("d", Any::DoubleValue(0.25)),
+            kv(
+                "a",
+                Any::ArrayValue(ArrayValue {
+                    values: vec![AnyValue {
+                        value: Some(Any::IntValue(1)),
+                    }],
+                }),
+            ),
+        ];
+        let mut r = Rows::default();
+        r.begin().attributes(&kvs);
+        r.end();
+        // COPY unescaping is undoing the doubled backslashes; then both
+        // must be the same JSON (serde_json sorts keys, we keep order).
+        let unescape = |b: &[u8]| -> serde_json::Value {
+            let t = String::from_utf8(b.to_vec()).unwrap().replace("\\\\", "\\");
+            serde_json::from_str(&t).unwrap()
+        };
+        let direct = &r.buf[..r.buf.len() - 1];
+        assert_eq!(unescape(direct), unescape(&attributes_field(&kvs)));
+        assert_eq!(
+            unescape(direct)["tricky \"key\""],
+            "tab\there\nnl \\ q\" \u{1} é"
         );
     }
 

@@ -119,9 +119,9 @@ pub async fn migrate(pool: &PgPool, schema: &str) -> Result<Vec<i32>, SetupError
 }
 
 /// The rollup query for one bucket width.
-fn rollup(schema: &str, width: &str) -> String {
+fn rollup(schema: &str, unit: &str) -> String {
     format!(
-        "SELECT time_bucket(INTERVAL '{width}', time) AS bucket, service, model,
+        "SELECT time_bucket(INTERVAL '1 {unit}', time) AS bucket, service, model,
                 count(*) AS calls,
                 sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
                 sum(cost_usd) AS cost_usd,
@@ -131,7 +131,8 @@ fn rollup(schema: &str, width: &str) -> String {
     )
 }
 
-const ROLLUPS: [(&str, &str); 2] = [("llm_calls_1m", "1 minute"), ("llm_calls_1h", "1 hour")];
+/// The rollups: view name and bucket unit (one bucket wide).
+const ROLLUPS: [(&str, &str); 2] = [("llm_calls_1m", "minute"), ("llm_calls_1h", "hour")];
 
 /// Plain PostgreSQL has no `time_bucket`; this one truncates to the width.
 fn time_bucket_fn(schema: &str) -> String {
@@ -173,11 +174,10 @@ pub async fn setup(
         tracing::warn!(schema, "{why}: using plain PostgreSQL tables, without hypertables, compression, retention or continuous aggregates");
         if ts.continuous_aggregates {
             let mut sql = time_bucket_fn(schema);
-            for (view, width) in ROLLUPS {
+            for (view, unit) in ROLLUPS {
                 sql += &format!(
                     "; CREATE OR REPLACE VIEW {schema}.{view} AS {}",
-                    rollup(schema, width)
-                        .replace("time_bucket(", &format!("{schema}.time_bucket("))
+                    rollup(schema, unit).replace("time_bucket(", &format!("{schema}.time_bucket("))
                 );
             }
             pool.execute(sql.as_str()).await.map_err(classify)?;
@@ -212,7 +212,7 @@ pub async fn setup(
         }
     }
     if ts.continuous_aggregates {
-        for (view, width) in ROLLUPS {
+        for (view, unit) in ROLLUPS {
             // A plain view left from a run without the extension goes first.
             let q = format!(
                 "DO $$ BEGIN
@@ -221,11 +221,8 @@ pub async fn setup(
                    END IF;
                  END $$;
                  CREATE MATERIALIZED VIEW IF NOT EXISTS {schema}.{view} WITH (timescaledb.continuous) AS {} WITH NO DATA;
-                 SELECT add_continuous_aggregate_policy('{schema}.{view}', start_offset => INTERVAL '3 {}', end_offset => INTERVAL '1 {}', schedule_interval => INTERVAL '1 {}', if_not_exists => TRUE)",
-                rollup(schema, width),
-                width.split(' ').nth(1).unwrap(),
-                width.split(' ').nth(1).unwrap(),
-                width.split(' ').nth(1).unwrap(),
+                 SELECT add_continuous_aggregate_policy('{schema}.{view}', start_offset => INTERVAL '3 {unit}', end_offset => INTERVAL '1 {unit}', schedule_interval => INTERVAL '1 {unit}', if_not_exists => TRUE)",
+                rollup(schema, unit),
             );
             if let Err(e) = pool.execute(q.as_str()).await {
                 tracing::warn!(schema, view, error = %e, "continuous aggregate not created; query llm_calls directly");

@@ -140,20 +140,27 @@ async fn reopening_resends_only_unfinished_records_and_counts_possible_duplicate
     assert_eq!(rec.batches, 1);
 }
 
+/// Writes three records into one segment and closes the log: the
+/// options to reopen it, the batches, and the segment file.
+fn three_in_one_segment(dir: &Path) -> (Options, Vec<Batch>, PathBuf) {
+    let mut g = gen();
+    let batches: Vec<Batch> = (0..3).map(|_| traces(&mut g, 10)).collect();
+    let o = Options {
+        segment_bytes: 64 << 20,
+        ..opts(dir)
+    };
+    let (wal, _) = Wal::open(o.clone()).unwrap();
+    for b in &batches {
+        wal.append(b).unwrap();
+    }
+    drop(wal);
+    (o, batches, segments(dir).pop().unwrap())
+}
+
 #[tokio::test]
 async fn a_torn_last_record_is_cut_off_and_counted_once() {
     let dir = tempfile::tempdir().unwrap();
-    let mut g = gen();
-    let batches: Vec<Batch> = (0..3).map(|_| traces(&mut g, 10)).collect();
-    let mut o = opts(dir.path());
-    o.segment_bytes = 64 << 20;
-    {
-        let (wal, _) = Wal::open(o.clone()).unwrap();
-        for b in &batches {
-            wal.append(b).unwrap();
-        }
-    }
-    let seg = segments(dir.path()).pop().unwrap();
+    let (o, batches, seg) = three_in_one_segment(dir.path());
     let full = fs::metadata(&seg).unwrap().len();
     let last = (FRAME + BODY_HEAD + batches[2].encoded_len()) as u64;
     // A crash half-way through the last write.
@@ -180,17 +187,7 @@ async fn a_torn_last_record_is_cut_off_and_counted_once() {
 #[tokio::test]
 async fn a_damaged_byte_is_caught_by_the_checksum() {
     let dir = tempfile::tempdir().unwrap();
-    let mut g = gen();
-    let batches: Vec<Batch> = (0..3).map(|_| traces(&mut g, 10)).collect();
-    let mut o = opts(dir.path());
-    o.segment_bytes = 64 << 20;
-    {
-        let (wal, _) = Wal::open(o.clone()).unwrap();
-        for b in &batches {
-            wal.append(b).unwrap();
-        }
-    }
-    let seg = segments(dir.path()).pop().unwrap();
+    let (o, batches, seg) = three_in_one_segment(dir.path());
     let second = FILE_HEADER.len() + FRAME + BODY_HEAD + batches[0].encoded_len();
     let mut f = OpenOptions::new().write(true).open(&seg).unwrap();
     f.seek(SeekFrom::Start((second + FRAME + BODY_HEAD + 40) as u64))
