@@ -1,6 +1,7 @@
 //! Tail sampling policies, evaluated on a held trace's span index entries
 //! and, for attribute policies, on the span bytes read in place.
 
+use memchr::memmem::Finder;
 use regex::Regex;
 
 use super::config::PolicyConfig;
@@ -51,7 +52,17 @@ impl AttrTest {
 /// span's attributes are read once, when it arrives and its bytes are still
 /// in cache, and a decision ten seconds later reads one word per trace.
 #[derive(Debug, Clone, Default)]
-pub struct AttrTests(Vec<(String, AttrTest)>);
+pub struct AttrTests {
+    tests: Vec<(String, AttrTest)>,
+    /// The distinct keys, searched for in a span's bytes before its
+    /// attributes are walked: a span that lacks every key's bytes cannot
+    /// hold any of them, and most spans lack them. `None` (too many keys
+    /// to be worth it) always walks.
+    keys: Option<Vec<Finder<'static>>>,
+}
+
+/// Beyond this many distinct keys one walk is cheaper than the searches.
+const PREFILTER_KEYS: usize = 4;
 
 impl AttrTests {
     /// Gives each attribute policy in `policies` a bit (up to 64; the
@@ -61,6 +72,15 @@ impl AttrTests {
         for p in policies {
             tests.collect(p);
         }
+        let mut names: Vec<&str> = tests.tests.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        tests.keys = (names.len() <= PREFILTER_KEYS).then(|| {
+            names
+                .iter()
+                .map(|n| Finder::new(n.as_bytes()).into_owned())
+                .collect()
+        });
         tests
     }
 
@@ -81,34 +101,45 @@ impl AttrTests {
             }
             _ => return,
         };
-        if self.0.len() < 64 {
-            key.bit = Some(self.0.len() as u32);
-            self.0.push((key.name.clone(), test));
+        if self.tests.len() < 64 {
+            key.bit = Some(self.tests.len() as u32);
+            self.tests.push((key.name.clone(), test));
         }
     }
 
     /// Whether there is nothing to test.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.tests.is_empty()
+    }
+
+    /// Whether `field` may hold one of the keys (see `keys`).
+    fn may_hold(&self, field: &[u8]) -> bool {
+        self.keys
+            .as_ref()
+            .is_none_or(|keys| keys.iter().any(|k| k.find(field).is_some()))
     }
 
     /// The bits whose test a span (whole `spans` field) passes.
     pub fn span(&self, field: &[u8]) -> u64 {
         let mut hits = 0;
-        for_each_raw_attribute(field, |k, v| hits |= self.hits(k, v));
+        if self.may_hold(field) {
+            for_each_raw_attribute(field, |k, v| hits |= self.hits(k, v));
+        }
         hits
     }
 
     /// The bits whose test a resource (whole `resource` field) passes.
     pub fn resource(&self, field: &[u8]) -> u64 {
         let mut hits = 0;
-        for_each_resource_attribute(field, |k, v| hits |= self.hits(k, v));
+        if self.may_hold(field) {
+            for_each_resource_attribute(field, |k, v| hits |= self.hits(k, v));
+        }
         hits
     }
 
     fn hits(&self, key: &[u8], v: crate::inplace::RawValue) -> u64 {
         let mut hits = 0;
-        for (bit, (name, test)) in self.0.iter().enumerate() {
+        for (bit, (name, test)) in self.tests.iter().enumerate() {
             if name.as_bytes() == key && test.test(v.get()) {
                 hits |= 1 << bit;
             }
