@@ -7,6 +7,7 @@
 #   benches/e2e.sh                      # every scenario, 30 s each
 #   DURATION=300s benches/e2e.sh grpc-batch-nop   # one scenario, 5 minutes
 #   CONCURRENCY=4 BATCH=512 RATE=0 benches/e2e.sh  # loadgen knobs
+#   OBSERVATORY_BIN=/tmp/other benches/e2e.sh      # another build (A/B runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-30s}
@@ -17,7 +18,7 @@ SCENARIOS=("$@")
 [ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb grpc-batch-parquet)
 
 cargo build --release -q -p observatory -p benches
-BIN=target/release/observatory
+BIN=${OBSERVATORY_BIN:-target/release/observatory}
 LOADGEN=target/release/loadgen
 LOKISINK=target/release/lokisink
 PQROWS=target/release/pqrows

@@ -102,6 +102,22 @@ fn bench(c: &mut Criterion) {
             "allow_all_keys: true\nblocked_value_presets: [email, credit_card, api_key]\n",
         ),
     );
+    // The llm-gateway example's redaction: key patterns, six presets and
+    // the GenAI content switch.
+    run(
+        "redaction",
+        "gateway_config",
+        from_yaml(
+            redaction::factory(),
+            r#"
+allow_all_keys: true
+blocked_key_patterns: ["(?i)passw(or)?d", "(?i)api[_-]?key", "(?i)(access|auth|refresh|session|bearer)[_.-]?token", "(?i)secret"]
+blocked_value_presets: [email, credit_card, us_ssn, bearer_token, api_key, url_secret]
+drop_genai_content: true
+summary: info
+"#,
+        ),
+    );
     run(
         "llm_cost",
         "price_512_spans",

@@ -191,8 +191,8 @@ struct Usage<'a> {
     input: Option<(usize, f64)>,
     output: Option<(usize, f64)>,
     cached: Option<(usize, f64)>,
-    model: Option<(usize, &'a str)>,
-    provider: Option<(usize, &'a str)>,
+    model: Option<(usize, &'a [u8])>,
+    provider: Option<(usize, &'a [u8])>,
     has_cost: bool,
 }
 
@@ -217,13 +217,17 @@ fn prefer<T>(
 
 impl LlmCost {
     /// The price for a model, counting (and logging once) unknown ones.
-    fn lookup(&self, model: &str, provider: Option<&str>) -> Option<&Price> {
+    /// Names are bytes as they lie in the span: only a name not seen
+    /// before is checked as UTF-8 and matched against the book.
+    fn lookup(&self, model: &[u8], provider: Option<&[u8]>) -> Option<&Price> {
         let at = self.memoized_position(model, provider);
         if at.is_none() {
             self.unknown.add(1);
+            let model = String::from_utf8_lossy(model);
             let mut seen = self.unknown_seen.lock().unwrap();
             if seen.len() < UNKNOWN_LOGGED && seen.insert(model.to_string()) {
-                tracing::warn!(processor = %self.id, %model, provider = provider.unwrap_or(""), "no price for this model; its spans are counted, not priced");
+                let provider = String::from_utf8_lossy(provider.unwrap_or(b""));
+                tracing::warn!(processor = %self.id, %model, %provider, "no price for this model; its spans are counted, not priced");
             }
         }
         at.map(|at| self.book.at(at))
@@ -232,24 +236,33 @@ impl LlmCost {
     /// [`PriceBook::position`], remembered: a few distinct models recur in
     /// every request, and matching them against the globs each time costs
     /// more than the rest of pricing.
-    fn memoized_position(&self, model: &str, provider: Option<&str>) -> Option<Position> {
+    fn memoized_position(&self, model: &[u8], provider: Option<&[u8]>) -> Option<Position> {
+        let position = || {
+            let model = std::str::from_utf8(model).ok()?;
+            let provider = match provider.map(std::str::from_utf8) {
+                Some(Ok(p)) => Some(p),
+                Some(Err(_)) => return None,
+                None => None,
+            };
+            self.book.position(model, provider)
+        };
         // (provider present?, provider, NUL, model), built on the stack:
         // this runs for every priced span. Longer pairs are not remembered.
         let mut buf = [0u8; MEMO_KEY];
-        let provider_bytes = provider.unwrap_or("").as_bytes();
+        let provider_bytes = provider.unwrap_or(b"");
         let len = 2 + provider_bytes.len() + model.len();
         if len > MEMO_KEY {
-            return self.book.position(model, provider);
+            return position();
         }
         buf[0] = u8::from(provider.is_some());
         buf[1..1 + provider_bytes.len()].copy_from_slice(provider_bytes);
-        buf[2 + provider_bytes.len()..len].copy_from_slice(model.as_bytes());
+        buf[2 + provider_bytes.len()..len].copy_from_slice(model);
         let key = &buf[..len];
         let mut memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(at) = memo.get(key) {
             return *at;
         }
-        let at = self.book.position(model, provider);
+        let at = position();
         if memo.len() < MEMO_ENTRIES {
             memo.insert(key.into(), at);
         }
@@ -272,10 +285,7 @@ impl LlmCost {
             prefer(&mut u.input, &INPUT, key, || raw.get().number());
             prefer(&mut u.output, &OUTPUT, key, || raw.get().number());
             prefer(&mut u.cached, &CACHED, key, || raw.get().number());
-            let text = || match raw.get() {
-                crate::inplace::AttrValue::Str(s) => Some(s),
-                _ => None,
-            };
+            let text = || raw.string_bytes();
             prefer(&mut u.model, &MODEL, key, text);
             prefer(&mut u.provider, &PROVIDER, key, text);
         });
@@ -310,7 +320,8 @@ impl LlmCost {
             return false;
         };
         let provider = text(attr(span, &PROVIDER)).map(str::to_string);
-        let Some(price) = self.lookup(&model, provider.as_deref()) else {
+        let Some(price) = self.lookup(model.as_bytes(), provider.as_deref().map(str::as_bytes))
+        else {
             return false;
         };
         let usd = cost(

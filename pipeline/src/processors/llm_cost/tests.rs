@@ -127,7 +127,9 @@ fn remembered_prices_answer_as_the_book_does_and_unknowns_count_every_time() {
     for round in 0..3 {
         for (model, provider) in asks {
             let want = p.book.find(model, provider).map(|x| x.input_per_million);
-            let got = p.lookup(model, provider).map(|x| x.input_per_million);
+            let got = p
+                .lookup(model.as_bytes(), provider.map(str::as_bytes))
+                .map(|x| x.input_per_million);
             assert_eq!(got, want, "round {round}: {model} from {provider:?}");
             unknown += u64::from(want.is_none());
         }

@@ -40,6 +40,8 @@ pub struct Shape {
     /// Any byte outside ASCII. `\d`, `\b` and `(?i)` are Unicode-aware, so
     /// hints give up (say "maybe") on such values.
     pub non_ascii: bool,
+    /// Any `b` or `B` (as "bearer" starts).
+    pub b: bool,
 }
 
 /// Byte classes for [`Shape::of`], one bit each.
@@ -50,6 +52,7 @@ const DASH: u8 = 8;
 const EQ: u8 = 16;
 const QUERY: u8 = 32;
 const NON_ASCII: u8 = 64;
+const LETTER_B: u8 = 128;
 
 /// The class bits of every byte value: a table lookup per byte instead of
 /// a chain of compares keeps the scan branch-free.
@@ -65,6 +68,7 @@ static CLASS: [u8; 256] = {
             b'=' => EQ,
             b'?' | b'&' => QUERY,
             0x80..=0xff => NON_ASCII,
+            b'b' | b'B' => LETTER_B,
             _ => 0,
         };
         b += 1;
@@ -91,12 +95,15 @@ impl Shape {
             eq: seen & EQ != 0,
             query: seen & QUERY != 0,
             non_ascii: seen & NON_ASCII != 0,
+            b: seen & LETTER_B != 0,
         }
     }
 }
 
+/// Whether `hay` holds `needle`. Values are short: finding the first byte
+/// and comparing there beats building a substring searcher per call.
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(hay, needle).is_some()
+    memchr::memchr_iter(needle[0], hay).any(|at| hay[at..].starts_with(needle))
 }
 
 /// Whether `hay` holds `needle` (lowercase ASCII) in any case.
@@ -113,13 +120,46 @@ fn email_hint(s: &Shape, b: &[u8]) -> bool {
     s.non_ascii || (s.at && s.dots > 0 && b.len() >= 6)
 }
 
-fn card_hint(s: &Shape, _: &[u8]) -> bool {
-    s.non_ascii || s.digits >= 13
+fn card_hint(s: &Shape, b: &[u8]) -> bool {
+    s.non_ascii || (s.digits >= 13 && digit_chain(b) >= 13)
 }
 
-fn ssn_hint(s: &Shape, _: &[u8]) -> bool {
-    // ddd-dd-dddd: two dashes.
-    s.non_ascii || (s.digits >= 9 && s.dashes >= 2)
+/// The most digits in a row, where one space or dash may sit between two
+/// of them (as the card regex allows): ids and dates with 13 digits
+/// spread among letters are never candidates.
+fn digit_chain(b: &[u8]) -> u32 {
+    let (mut best, mut run, mut after_sep) = (0, 0, false);
+    for &c in b {
+        if c.is_ascii_digit() {
+            run += 1;
+            after_sep = false;
+            best = best.max(run);
+        } else if (c == b' ' || c == b'-') && run > 0 && !after_sep {
+            after_sep = true;
+        } else {
+            run = 0;
+            after_sep = false;
+        }
+    }
+    best
+}
+
+fn ssn_hint(s: &Shape, b: &[u8]) -> bool {
+    s.non_ascii || (s.digits >= 9 && s.dashes >= 2 && has_ssn_layout(b))
+}
+
+/// Whether `ddd-dd-dddd` occurs: model names and dates such as
+/// `gpt-4o-2024-08-06` have the digits and dashes but not the layout.
+fn has_ssn_layout(b: &[u8]) -> bool {
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    memchr::memchr_iter(b'-', b).any(|i| {
+        i >= 3
+            && b.get(i + 3) == Some(&b'-')
+            && digits(i - 3..i)
+            && digits(i + 1..i + 3)
+            && digits(i + 4..i + 8)
+    })
 }
 
 fn ipv4_hint(s: &Shape, _: &[u8]) -> bool {
@@ -128,7 +168,7 @@ fn ipv4_hint(s: &Shape, _: &[u8]) -> bool {
 
 fn bearer_hint(s: &Shape, b: &[u8]) -> bool {
     // "bearer", a space, at least 8 token characters.
-    s.non_ascii || (b.len() >= 15 && contains_ignore_case(b, b"bearer"))
+    s.non_ascii || (b.len() >= 15 && s.b && contains_ignore_case(b, b"bearer"))
 }
 
 fn api_key_hint(s: &Shape, b: &[u8]) -> bool {

@@ -333,6 +333,15 @@ fn preset_hints_never_hide_a_regex_match() {
             }
         }
     }
+    // Look-alikes from real spans that the hints alone turn away.
+    let shape_says = |name: &str, s: &str| {
+        let p = preset(name).unwrap();
+        (p.hint)(&Shape::of(s.as_bytes()), s.as_bytes())
+    };
+    assert!(!shape_says("us_ssn", "gpt-4o-2024-08-06"));
+    assert!(shape_says("us_ssn", "ssn 123-45-6789"));
+    assert!(!shape_says("credit_card", "chatcmpl-9a81b2c3d4e5f6071829"));
+    assert!(shape_says("credit_card", "card 4111 1111-1111 1111"));
     for name in PRESET_NAMES {
         assert!(
             hits.get(name).copied().unwrap_or(0) > 50,
@@ -509,4 +518,24 @@ fn key_rules_keep_two_keys_of_one_pair_and_run_the_rules_once_each() {
     assert_eq!(get(&mut rules, same[2], KeyRule::Ignore), KeyRule::Ignore);
     assert_eq!(get(&mut rules, same[1], KeyRule::Value), KeyRule::Value);
     assert_eq!(runs.get(), 3);
+}
+
+#[test]
+fn same_bytes_is_slice_equality() {
+    let keys: [&[u8]; 9] = [
+        b"",
+        b"a",
+        b"service",
+        b"service.",
+        b"service.name",
+        b"service.namf",
+        b"gen_ai.usage.input_tokens",
+        b"gen_ai.usage.input_tokenz",
+        b"hen_ai.usage.input_tokens",
+    ];
+    for a in keys {
+        for b in keys {
+            assert_eq!(super::same_bytes(a, b), a == b, "{a:?} {b:?}");
+        }
+    }
 }
