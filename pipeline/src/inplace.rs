@@ -217,6 +217,30 @@ fn key_value(buf: &[u8], body: (usize, usize)) -> (&[u8], (usize, usize)) {
     (key, value)
 }
 
+/// Byte equality in 8-byte words, inline: attribute keys are a few words
+/// long, and a call into libc's memcmp per attribute costs more than the
+/// compare.
+#[inline]
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+    let last = a.len() - 8;
+    let mut at = 0;
+    while at < last {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    // The last word may overlap the one before; that is still equality.
+    word(a, last) == word(b, last)
+}
+
 /// The first attribute named `key` of a span (whole `spans` field), read
 /// in place.
 pub fn find_raw_attribute<'a>(field: &'a [u8], key: &[u8]) -> Option<RawValue<'a>> {
@@ -394,6 +418,26 @@ mod tests {
             let (k, range) = key_value(&kv, (0, kv.len()));
             assert_eq!(k, key, "{kv:?}");
             assert_eq!(&kv[range.0..range.1], &value[..], "{kv:?}");
+        }
+    }
+
+    #[test]
+    fn same_bytes_is_slice_equality() {
+        let keys: [&[u8]; 9] = [
+            b"",
+            b"a",
+            b"service",
+            b"service.",
+            b"service.name",
+            b"service.namf",
+            b"gen_ai.usage.input_tokens",
+            b"gen_ai.usage.input_tokenz",
+            b"hen_ai.usage.input_tokens",
+        ];
+        for a in keys {
+            for b in keys {
+                assert_eq!(same_bytes(a, b), a == b, "{a:?} {b:?}");
+            }
         }
     }
 }

@@ -55,8 +55,9 @@ const PROVIDER: [&str; 2] = ["gen_ai.provider.name", "gen_ai.system"];
 const MAX_MODEL_NAME: usize = 256;
 /// Distinct (provider, model) pairs whose price position is remembered.
 const MEMO_ENTRIES: usize = 4096;
-/// The longest remembered (provider, model) key, in bytes.
-const MEMO_KEY: usize = 2 * MAX_MODEL_NAME + 2;
+/// The longest remembered (provider, model) key, in bytes: real pairs are
+/// far shorter, and the buffer is cleared for every priced span.
+const MEMO_KEY: usize = 128;
 /// Distinct unknown model names logged (each once); beyond it they are only counted.
 const UNKNOWN_LOGGED: usize = 100;
 
@@ -205,7 +206,10 @@ fn prefer<T>(
     key: &[u8],
     value: impl FnOnce() -> Option<T>,
 ) {
-    let Some(rank) = keys.iter().position(|k| k.as_bytes() == key) else {
+    let Some(rank) = keys
+        .iter()
+        .position(|k| crate::inplace::same_bytes(k.as_bytes(), key))
+    else {
         return;
     };
     if slot.as_ref().is_none_or(|(r, _)| rank < *r) {
@@ -225,7 +229,9 @@ impl LlmCost {
             self.unknown.add(1);
             let model = String::from_utf8_lossy(model);
             let mut seen = self.unknown_seen.lock().unwrap();
-            if seen.len() < UNKNOWN_LOGGED && seen.insert(model.to_string()) {
+            // Unknown models recur on every call: no allocation once seen.
+            if seen.len() < UNKNOWN_LOGGED && !seen.contains(model.as_ref()) {
+                seen.insert(model.to_string());
                 let provider = String::from_utf8_lossy(provider.unwrap_or(b""));
                 tracing::warn!(processor = %self.id, %model, %provider, "no price for this model; its spans are counted, not priced");
             }

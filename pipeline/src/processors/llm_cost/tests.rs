@@ -115,7 +115,10 @@ fn remembered_prices_answer_as_the_book_does_and_unknowns_count_every_time() {
     let p = processor(PriceBook::new(&LlmCostConfig::default()));
     // The same model under different providers (or none, or an empty one)
     // is remembered separately.
+    // A pair too long to remember is looked up every time.
+    let long = format!("gpt-4o-{}", "x".repeat(150));
     let asks = [
+        (long.as_str(), Some("openai")),
         ("gpt-4o-2024-08-06", Some("openai")),
         ("gpt-4o-2024-08-06", Some("anthropic")),
         ("gpt-4o-2024-08-06", None),

@@ -131,7 +131,7 @@ impl KeyRules {
     fn get(&mut self, key: &[u8], compute: impl FnOnce() -> KeyRule) -> KeyRule {
         let at = self.pair(key);
         for (k, rule) in self.places[at..at + 2].iter().flatten() {
-            if same_bytes(k, key) {
+            if crate::inplace::same_bytes(k, key) {
                 return *rule;
             }
         }
@@ -142,29 +142,6 @@ impl KeyRules {
         self.places[at] = Some((key.into(), rule));
         rule
     }
-}
-
-/// Byte equality in 8-byte words, inline: keys are a few words long and a
-/// call into libc's memcmp per attribute cost more than the compare.
-#[inline]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    if a.len() < 8 {
-        return a.iter().zip(b).all(|(x, y)| x == y);
-    }
-    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
-    let last = a.len() - 8;
-    let mut at = 0;
-    while at < last {
-        if word(a, at) != word(b, at) {
-            return false;
-        }
-        at += 8;
-    }
-    // The last word may overlap the one before; that is still equality.
-    word(a, last) == word(b, last)
 }
 
 /// What an attribute key asks of the in-place check.

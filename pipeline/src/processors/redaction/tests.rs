@@ -519,23 +519,3 @@ fn key_rules_keep_two_keys_of_one_pair_and_run_the_rules_once_each() {
     assert_eq!(get(&mut rules, same[1], KeyRule::Value), KeyRule::Value);
     assert_eq!(runs.get(), 3);
 }
-
-#[test]
-fn same_bytes_is_slice_equality() {
-    let keys: [&[u8]; 9] = [
-        b"",
-        b"a",
-        b"service",
-        b"service.",
-        b"service.name",
-        b"service.namf",
-        b"gen_ai.usage.input_tokens",
-        b"gen_ai.usage.input_tokenz",
-        b"hen_ai.usage.input_tokens",
-    ];
-    for a in keys {
-        for b in keys {
-            assert_eq!(super::same_bytes(a, b), a == b, "{a:?} {b:?}");
-        }
-    }
-}
