@@ -88,30 +88,41 @@ impl Rows {
     /// go through serde_json. A repeated key is kept, as jsonb keeps the
     /// last one.
     pub fn attributes(&mut self, kvs: &[KeyValue]) -> &mut Self {
-        self.sep();
-        self.buf.push(b'{');
-        for (i, kv) in kvs.iter().enumerate() {
-            if i > 0 {
-                self.buf.push(b',');
-            }
-            json_string_into(&mut self.buf, &kv.key);
-            self.buf.push(b':');
+        self.braced(kvs, |buf, kv| {
+            json_string_into(buf, &kv.key);
+            buf.push(b':');
             match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(Any::StringValue(v)) => json_string_into(&mut self.buf, v),
+                Some(Any::StringValue(v)) => json_string_into(buf, v),
                 Some(Any::IntValue(v)) => {
-                    let _ = write!(self.buf, "{v}");
+                    let _ = write!(buf, "{v}");
                 }
                 Some(Any::BoolValue(v)) => {
-                    self.buf
-                        .extend_from_slice(if *v { b"true" } else { b"false" });
+                    buf.extend_from_slice(if *v { b"true" } else { b"false" });
                 }
                 _ => escape_into(
-                    &mut self.buf,
+                    buf,
                     crate::values::json(kv.value.as_ref())
                         .to_string()
                         .as_bytes(),
                 ),
             }
+        })
+    }
+
+    /// A column of `items` between braces, comma-separated, each written by
+    /// `put`: a jsonb object and a PostgreSQL array literal look alike.
+    fn braced<T>(
+        &mut self,
+        items: impl IntoIterator<Item = T>,
+        mut put: impl FnMut(&mut Vec<u8>, T),
+    ) -> &mut Self {
+        self.sep();
+        self.buf.push(b'{');
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            put(&mut self.buf, item);
         }
         self.buf.push(b'}');
         self
@@ -172,30 +183,14 @@ impl Rows {
 
     /// An array of doubles.
     pub fn floats(&mut self, vs: &[f64]) -> &mut Self {
-        self.sep();
-        self.buf.push(b'{');
-        for (i, v) in vs.iter().enumerate() {
-            if i > 0 {
-                self.buf.push(b',');
-            }
-            float_into(&mut self.buf, *v);
-        }
-        self.buf.push(b'}');
-        self
+        self.braced(vs, |buf, v| float_into(buf, *v))
     }
 
     /// An array of integers.
     pub fn ints(&mut self, vs: impl IntoIterator<Item = i64>) -> &mut Self {
-        self.sep();
-        self.buf.push(b'{');
-        for (i, v) in vs.into_iter().enumerate() {
-            if i > 0 {
-                self.buf.push(b',');
-            }
-            let _ = write!(self.buf, "{v}");
-        }
-        self.buf.push(b'}');
-        self
+        self.braced(vs, |buf, v| {
+            let _ = write!(buf, "{v}");
+        })
     }
 
     /// An array of ids in hex (empty ids left out).
