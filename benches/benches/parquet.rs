@@ -1,14 +1,17 @@
-//! The parquet exporter's per-span cost: Arrow rows from a decoded 512-span
-//! LLM request, then written with the exporter's writer settings (zstd).
+//! The parquet exporter's per-span cost: Arrow rows from an encoded, scanned
+//! 512-span LLM request, then written with the exporter's writer settings (zstd).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use exporters::parquet::{spans, writer_properties, Codec};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::ZstdLevel;
 use pipeline::generate::{Generator, GeneratorOptions};
+use pipeline::{Batch, Signal};
+use prost::Message;
 
 fn bench(c: &mut Criterion) {
     let req = Generator::new(GeneratorOptions::default()).spans(512);
+    let req = Batch::parse(Signal::Traces, req.encode_to_vec().into()).unwrap();
     let mut g = c.benchmark_group("parquet");
     g.throughput(Throughput::Elements(512));
     g.bench_function("rows", |b| b.iter(|| spans(&req).unwrap()));

@@ -1,7 +1,7 @@
 //! Reading and adding span attributes in the encoded bytes, for processors
 //! that look at a few attributes and add one: no decode, no re-encode.
 
-use crate::wire::{put_len_header, put_varint, varint_len, Reader, FIXED64, LEN, VARINT};
+use crate::wire::{put_len_header, put_varint, varint_len, Reader, FIXED32, FIXED64, LEN, VARINT};
 
 /// An attribute value read in place.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -62,6 +62,12 @@ impl<'a> RawValue<'a> {
             return AttrValue::Other;
         }
         any_value(self.buf, self.range.0, self.range.1)
+    }
+
+    /// The encoded `AnyValue` message (empty when there is none), for
+    /// the rare kinds a caller decodes in full.
+    pub fn encoded(&self) -> &'a [u8] {
+        &self.buf[self.range.0..self.range.1]
     }
 
     /// Whether the attribute has no value at all.
@@ -264,10 +270,12 @@ pub struct SpanScalars<'a> {
     pub status_message: &'a str,
     /// `trace_state` (W3C tracestate).
     pub trace_state: &'a str,
+    /// `flags` (W3C trace flags and the parent-is-remote bits).
+    pub flags: u32,
 }
 
-/// Reads a span's name, kind, status message and trace state (whole
-/// `spans` field).
+/// Reads a span's name, kind, status message, trace state and flags
+/// (whole `spans` field).
 pub fn span_scalars(field: &[u8]) -> SpanScalars<'_> {
     let mut out = SpanScalars::default();
     let mut outer = Reader::new(field, 0, field.len(), "ScopeSpans");
@@ -281,6 +289,7 @@ pub fn span_scalars(field: &[u8]) -> SpanScalars<'_> {
             (3, LEN) => out.trace_state = text(f.body),
             (5, LEN) => out.name = text(f.body),
             (6, VARINT) => out.kind = f.value as i64,
+            (16, FIXED32) => out.flags = f.value as u32,
             (15, LEN) => {
                 let mut s = Reader::new(field, f.body.0, f.body.1, "Status");
                 while let Ok(Some(x)) = s.next_field() {
