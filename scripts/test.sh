@@ -19,6 +19,10 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# One timescaledb test loads the TimescaleDB extension (built from Debian's
+# source: bookworm has no package for it).
+scripts/install-timescaledb.sh
+
 # The parquet exporter's S3 test runs against moto's S3 server (PyPI).
 python3 -c "import moto.server" 2>/dev/null || python3 -m pip install -q 'moto[server]'
 

@@ -326,9 +326,11 @@ async fn metric_points_become_rows_with_their_values() {
             .await
             .unwrap();
     assert_eq!(versions, vec![1, 2]);
-    // Plain PostgreSQL: a warning, and the rollups as ordinary views.
+    // Plain PostgreSQL (the extension is installed here by scripts/test.sh
+    // but not preloaded, so it cannot be created): a warning, and the
+    // rollups as ordinary views.
     assert!(
-        c.logs().contains("timescaledb extension is not installed"),
+        c.logs().contains("timescaledb") && c.logs().contains("using plain PostgreSQL tables"),
         "{}",
         c.logs()
     );
@@ -474,8 +476,12 @@ async fn genai_spans_become_llm_calls_and_a_refused_row_is_counted_and_skipped()
         .sum();
     assert!((per_model[1].2 - want_mini).abs() < 1e-9);
 
-    // Every query of the Grafana dashboard runs on this schema and finds
-    // the calls (Grafana's macros expanded as its PostgreSQL source does).
+    dashboard_finds_the_calls(&pool).await;
+}
+
+/// Every query of the Grafana dashboard runs on the schema and finds the
+/// calls (Grafana's macros expanded as its PostgreSQL source does).
+async fn dashboard_finds_the_calls(pool: &sqlx::PgPool) {
     let dash: serde_json::Value =
         serde_json::from_str(include_str!("../deploy/grafana/llm-dashboard.json")).unwrap();
     let panels = dash["panels"].as_array().unwrap();
@@ -483,7 +489,7 @@ async fn genai_spans_become_llm_calls_and_a_refused_row_is_counted_and_skipped()
     for p in panels {
         let sql = p["targets"][0]["rawSql"].as_str().unwrap();
         let sql = grafana_macros(sql);
-        let rows = sqlx::query(&sql).fetch_all(&pool).await;
+        let rows = sqlx::query(&sql).fetch_all(pool).await;
         let rows = rows.unwrap_or_else(|e| panic!("{}: {e}\n{sql}", p["title"]));
         assert!(!rows.is_empty(), "{} found nothing", p["title"]);
     }
@@ -587,4 +593,148 @@ fn require_timescaledb_on_plain_postgres_stops_the_start_by_name() {
         err.contains("exporters.timescaledb") && err.contains("require_timescaledb"),
         "{err}"
     );
+}
+
+/// The spans of `genai_spans_become_llm_calls…`, minus the refused row: 10
+/// calls each to gpt-4o and gpt-4o-mini by the service "chatbot".
+fn twenty_calls() -> ExportTraceServiceRequest {
+    let spans = (1..=20)
+        .map(|i| {
+            let model = if i % 2 == 0 { "gpt-4o" } else { "gpt-4o-mini" };
+            genai_span(i, model, 100 * i as i64, 10, 0.01 * i as f64, i == 3)
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", s("chatbot"))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// With the TimescaleDB extension (the Apache-2 edition Debian ships, which
+/// scripts/test.sh builds from Debian's source): every table becomes a
+/// hypertable with the configured chunk interval and rows land in chunks.
+/// Compression, retention policies and continuous aggregates are features
+/// of the Community edition; they are skipped with a warning that says so,
+/// the rollups stay ordinary views, and `require_timescaledb` is satisfied.
+#[tokio::test(flavor = "multi_thread")]
+async fn timescaledb_makes_hypertables_and_names_what_its_edition_lacks() {
+    let pg = Postgres::start_with(&[
+        "shared_preload_libraries=timescaledb",
+        "timescaledb.telemetry_level=off",
+    ]);
+    let pool = db(&pg).await;
+    let available: Option<String> = sqlx::query_scalar(
+        "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'",
+    )
+    .fetch_optional(&pool)
+    .await
+    .unwrap();
+    assert!(
+        available.is_some(),
+        "the timescaledb extension is not installed; scripts/test.sh builds it"
+    );
+    let c = Collector::start(&config(
+        &pg,
+        "    require_timescaledb: true
+    timescaledb:
+      chunk_time_interval: 1h
+      compress_after: 168h
+      retention: 720h
+      continuous_aggregates: true",
+    ));
+    grpc_send(c.grpc, Signal::Metrics, metrics().encode_to_vec(), None)
+        .await
+        .unwrap();
+    grpc_send(c.grpc, Signal::Traces, twenty_calls().encode_to_vec(), None)
+        .await
+        .unwrap();
+    assert_eq!(wait_rows(&pool, "llm_calls", 20).await, 20);
+    assert_eq!(wait_rows(&pool, "metric_summary", 1).await, 1);
+    assert_eq!(count(&pool, "metric_gauge").await, 2);
+
+    let hyper: Vec<String> = sqlx::query_scalar(
+        "SELECT hypertable_name::text FROM timescaledb_information.hypertables
+         WHERE hypertable_schema = 'observatory' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        hyper,
+        [
+            "llm_calls",
+            "metric_exp_histogram",
+            "metric_gauge",
+            "metric_histogram",
+            "metric_sum",
+            "metric_summary"
+        ]
+    );
+    let chunk: String = sqlx::query_scalar(
+        "SELECT time_interval::text FROM timescaledb_information.dimensions
+         WHERE hypertable_schema = 'observatory' AND hypertable_name = 'llm_calls'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(chunk, "01:00:00");
+    let chunks: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM timescaledb_information.chunks
+         WHERE hypertable_schema = 'observatory' AND hypertable_name = 'llm_calls'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(chunks >= 1, "the calls are in chunks");
+
+    let license: String = sqlx::query_scalar("SHOW timescaledb.license")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(license, "apache", "Debian's build is the Apache-2 edition");
+    let logs = c.logs();
+    for skipped in ["compression", "retention", "continuous aggregates"] {
+        assert!(
+            logs.contains(skipped) && logs.contains("timescaledb.license is apache"),
+            "no warning naming {skipped}:\n{logs}"
+        );
+    }
+    let jobs: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM timescaledb_information.jobs WHERE hypertable_schema = 'observatory'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(jobs, 0, "no policies on the Apache edition");
+
+    // The rollups are ordinary views over the hypertable, using the
+    // extension's own time_bucket.
+    let per_model: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT model, sum(calls)::bigint FROM observatory.llm_calls_1h GROUP BY model ORDER BY model",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        per_model,
+        [("gpt-4o".to_string(), 10), ("gpt-4o-mini".to_string(), 10)]
+    );
+    let own_bucket: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname = 'observatory' AND p.proname = 'time_bucket'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(own_bucket, 0, "the extension's time_bucket is used");
+    dashboard_finds_the_calls(&pool).await;
 }

@@ -13,6 +13,8 @@ pub struct Postgres {
     bin: PathBuf,
     /// Its TCP port on 127.0.0.1.
     pub port: u16,
+    /// Extra `-c name=value` server settings.
+    settings: String,
 }
 
 fn bin_dir() -> PathBuf {
@@ -41,6 +43,12 @@ fn is_root() -> bool {
 impl Postgres {
     /// Creates a cluster and starts it.
     pub fn start() -> Postgres {
+        Postgres::start_with(&[])
+    }
+
+    /// As [`Postgres::start`], with `name=value` server settings (such as
+    /// `shared_preload_libraries=timescaledb`).
+    pub fn start_with(settings: &[&str]) -> Postgres {
         let dir = tempfile::tempdir().unwrap();
         if is_root() {
             let ok = Command::new("chown")
@@ -55,6 +63,7 @@ impl Postgres {
             bin: bin_dir(),
             port: free_port(),
             dir,
+            settings: settings.iter().map(|s| format!(" -c {s}")).collect(),
         };
         pg.run(
             "initdb",
@@ -108,9 +117,10 @@ impl Postgres {
     /// Starts the server (again), waiting until it accepts connections.
     pub fn up(&self) {
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50{}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.settings
         );
         self.run(
             "pg_ctl",

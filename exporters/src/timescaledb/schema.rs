@@ -2,7 +2,8 @@
 //! files in `migrations/`, recorded in `<schema>.schema_migrations` and run
 //! under an advisory lock so several collectors can start at once), then
 //! TimescaleDB's hypertables, compression, retention and rollups when the
-//! extension is there; on plain PostgreSQL, the rollups as ordinary views.
+//! extension is there (hypertables only on its Apache-2 edition); on plain
+//! PostgreSQL, the rollups as ordinary views.
 
 use sqlx::{Executor, PgPool};
 
@@ -143,6 +144,25 @@ fn time_bucket_fn(schema: &str) -> String {
     )
 }
 
+/// The rollups as ordinary views, bucketed by the extension's
+/// `time_bucket` or, without it, by one defined in the schema.
+async fn plain_rollups(pool: &PgPool, schema: &str, extension: bool) -> Result<(), SetupError> {
+    let mut sql = if extension {
+        String::new()
+    } else {
+        time_bucket_fn(schema) + ";"
+    };
+    for (view, unit) in ROLLUPS {
+        let mut query = rollup(schema, unit);
+        if !extension {
+            query = query.replace("time_bucket(", &format!("{schema}.time_bucket("));
+        }
+        sql += &format!("CREATE OR REPLACE VIEW {schema}.{view} AS {query};");
+    }
+    pool.execute(sql.as_str()).await.map_err(classify)?;
+    Ok(())
+}
+
 /// Sets up TimescaleDB's parts when the extension is available; otherwise
 /// plain views for the rollups (or an error with `require`).
 pub async fn setup(
@@ -173,16 +193,33 @@ pub async fn setup(
         }
         tracing::warn!(schema, "{why}: using plain PostgreSQL tables, without hypertables, compression, retention or continuous aggregates");
         if ts.continuous_aggregates {
-            let mut sql = time_bucket_fn(schema);
-            for (view, unit) in ROLLUPS {
-                sql += &format!(
-                    "; CREATE OR REPLACE VIEW {schema}.{view} AS {}",
-                    rollup(schema, unit).replace("time_bucket(", &format!("{schema}.time_bucket("))
-                );
-            }
-            pool.execute(sql.as_str()).await.map_err(classify)?;
+            plain_rollups(pool, schema, false).await?;
         }
         return Ok(Flavour::Postgres);
+    }
+    // The Apache-2 edition (Debian's package, some clouds) has hypertables
+    // but refuses compression, policies and continuous aggregates.
+    let license: Option<String> =
+        sqlx::query_scalar("SELECT current_setting('timescaledb.license', true)")
+            .fetch_one(pool)
+            .await
+            .map_err(classify)?;
+    let community = license.as_deref() != Some("apache");
+    if !community {
+        let lacking: Vec<&str> = [
+            (!ts.compress_after.is_zero(), "compression (compress_after)"),
+            (!ts.retention.is_zero(), "retention policies (retention)"),
+            (
+                ts.continuous_aggregates,
+                "continuous aggregates (the rollups are ordinary views)",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(set, what)| set.then_some(what))
+        .collect();
+        if !lacking.is_empty() {
+            tracing::warn!(schema, "timescaledb.license is apache: hypertables only; {} need the Community edition (timescaledb.license = timescale)", lacking.join(", "));
+        }
     }
     for t in TABLES {
         let q = format!(
@@ -190,6 +227,9 @@ pub async fn setup(
             interval(ts.chunk_time_interval)
         );
         pool.execute(q.as_str()).await.map_err(classify)?;
+        if !community {
+            continue;
+        }
         if !ts.compress_after.is_zero() {
             let segment = if t == "llm_calls" {
                 "service, model"
@@ -211,7 +251,9 @@ pub async fn setup(
             pool.execute(q.as_str()).await.map_err(classify)?;
         }
     }
-    if ts.continuous_aggregates {
+    if ts.continuous_aggregates && !community {
+        plain_rollups(pool, schema, true).await?;
+    } else if ts.continuous_aggregates {
         for (view, unit) in ROLLUPS {
             // A plain view left from a run without the extension goes first.
             let q = format!(
