@@ -146,13 +146,18 @@ fn time_bucket_fn(schema: &str) -> String {
 
 /// The rollups as ordinary views, bucketed by the extension's
 /// `time_bucket` or, without it, by one defined in the schema.
-async fn plain_rollups(pool: &PgPool, schema: &str, extension: bool) -> Result<(), SetupError> {
+async fn plain_rollups(
+    pool: &PgPool,
+    schema: &str,
+    extension: bool,
+    rollups: &[(&str, &str)],
+) -> Result<(), SetupError> {
     let mut sql = if extension {
         String::new()
     } else {
         time_bucket_fn(schema) + ";"
     };
-    for (view, unit) in ROLLUPS {
+    for (view, unit) in rollups {
         let mut query = rollup(schema, unit);
         if !extension {
             query = query.replace("time_bucket(", &format!("{schema}.time_bucket("));
@@ -193,7 +198,7 @@ pub async fn setup(
         }
         tracing::warn!(schema, "{why}: using plain PostgreSQL tables, without hypertables, compression, retention or continuous aggregates");
         if ts.continuous_aggregates {
-            plain_rollups(pool, schema, false).await?;
+            plain_rollups(pool, schema, false, &ROLLUPS).await?;
         }
         return Ok(Flavour::Postgres);
     }
@@ -252,7 +257,7 @@ pub async fn setup(
         }
     }
     if ts.continuous_aggregates && !community {
-        plain_rollups(pool, schema, true).await?;
+        plain_rollups(pool, schema, true, &ROLLUPS).await?;
     } else if ts.continuous_aggregates {
         for (view, unit) in ROLLUPS {
             // A plain view left from a run without the extension goes first.
@@ -267,7 +272,9 @@ pub async fn setup(
                 rollup(schema, unit),
             );
             if let Err(e) = pool.execute(q.as_str()).await {
-                tracing::warn!(schema, view, error = %e, "continuous aggregate not created; query llm_calls directly");
+                // The dashboard still needs the rollup: as a plain view.
+                tracing::warn!(schema, view, error = %e, "continuous aggregate not created; the rollup is an ordinary view");
+                plain_rollups(pool, schema, true, &[(view, unit)]).await?;
             }
         }
     }
