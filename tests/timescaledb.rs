@@ -380,18 +380,7 @@ fn genai_span(i: u8, model: &str, input: i64, output: i64, cost: f64, error: boo
 async fn genai_spans_become_llm_calls_and_a_refused_row_is_counted_and_skipped() {
     let pg = Postgres::start();
     let c = Collector::start(&config(&pg, ""));
-    let mut spans: Vec<Span> = (1..=20)
-        .map(|i| {
-            genai_span(
-                i,
-                if i % 2 == 0 { "gpt-4o" } else { "gpt-4o-mini" },
-                100 * i as i64,
-                10,
-                0.01 * i as f64,
-                i == 3,
-            )
-        })
-        .collect();
+    let mut spans = twenty_calls();
     // A cost that is not a number: llm_calls' check refuses the row.
     spans[6] = genai_span(7, "gpt-4o", 5, 5, f64::NAN, false);
     // Not a model call: no row.
@@ -401,20 +390,7 @@ async fn genai_spans_become_llm_calls_and_a_refused_row_is_counted_and_skipped()
         name: "GET /".into(),
         ..Default::default()
     });
-    let req = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", s("chatbot"))],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    };
-    grpc_send(c.grpc, Signal::Traces, req.encode_to_vec(), None)
+    grpc_send(c.grpc, Signal::Traces, chatbot(spans).encode_to_vec(), None)
         .await
         .unwrap();
     let pool = db(&pg).await;
@@ -595,15 +571,19 @@ fn require_timescaledb_on_plain_postgres_stops_the_start_by_name() {
     );
 }
 
-/// The spans of `genai_spans_become_llm_calls…`, minus the refused row: 10
-/// calls each to gpt-4o and gpt-4o-mini by the service "chatbot".
-fn twenty_calls() -> ExportTraceServiceRequest {
-    let spans = (1..=20)
+/// 10 calls each to gpt-4o and gpt-4o-mini, costing $0.01 × i; call 3
+/// failed.
+fn twenty_calls() -> Vec<Span> {
+    (1..=20)
         .map(|i| {
             let model = if i % 2 == 0 { "gpt-4o" } else { "gpt-4o-mini" };
             genai_span(i, model, 100 * i as i64, 10, 0.01 * i as f64, i == 3)
         })
-        .collect();
+        .collect()
+}
+
+/// `spans` as one request from the service "chatbot".
+fn chatbot(spans: Vec<Span>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
@@ -654,9 +634,14 @@ async fn timescaledb_makes_hypertables_and_names_what_its_edition_lacks() {
     grpc_send(c.grpc, Signal::Metrics, metrics().encode_to_vec(), None)
         .await
         .unwrap();
-    grpc_send(c.grpc, Signal::Traces, twenty_calls().encode_to_vec(), None)
-        .await
-        .unwrap();
+    grpc_send(
+        c.grpc,
+        Signal::Traces,
+        chatbot(twenty_calls()).encode_to_vec(),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(wait_rows(&pool, "llm_calls", 20).await, 20);
     assert_eq!(wait_rows(&pool, "metric_summary", 1).await, 1);
     assert_eq!(count(&pool, "metric_gauge").await, 2);
