@@ -92,8 +92,8 @@ async fn otlp_grpc_exporter_round_trip() {
     let sent = send_all(f.grpc).await;
     check_back(&back, &sent);
     // send_batch_max_size split the 300-span request; every part arrived.
-    let sent_spans = f.metric("observatory_exporter_sent_spans_total{exporter=\"otlp/back\"}");
-    assert_eq!(sent_spans, Some(428.0));
+    let sent_spans = r#"observatory_exporter_sent_spans_total{exporter="otlp/back"}"#;
+    assert_eq!(f.metric_when(sent_spans, 428.0).await, Some(428.0));
 }
 
 #[tokio::test]

@@ -202,10 +202,8 @@ async fn protobuf_pushes_carry_streams_labels_metadata_in_order() {
             ),
         ]
     );
-    assert_eq!(
-        col.metric(r#"observatory_exporter_sent_log_records_total{exporter="loki"}"#),
-        Some(4.0)
-    );
+    let sent = r#"observatory_exporter_sent_log_records_total{exporter="loki"}"#;
+    assert_eq!(col.metric_when(sent, 4.0).await, Some(4.0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -274,12 +272,8 @@ async fn throttling_is_retried_after_retry_after_and_bad_requests_are_dropped_an
     grpc_send(col.grpc, Signal::Logs, request().encode_to_vec(), None)
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
     let series = r#"observatory_exporter_send_failed_log_records_total{exporter="loki"}"#;
-    while col.metric(series) != Some(4.0) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(col.metric(series), Some(4.0));
+    assert_eq!(col.metric_when(series, 4.0).await, Some(4.0));
     // Well past the 100 ms retry interval: still the one attempt.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(*loki.refused.lock().unwrap(), 1);

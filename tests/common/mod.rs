@@ -146,6 +146,20 @@ impl Collector {
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
+    /// Value of a self-metric series once it equals `want`, or its last value
+    /// after 10 s: a counter moves after the exporter hears back, which can be
+    /// just after the back end has the data.
+    pub async fn metric_when(&self, series: &str, want: f64) -> Option<f64> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.metric(series);
+            if got == Some(want) || Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit code.
     pub fn terminate(&mut self) -> i32 {
         let pid = self.child.id().to_string();
