@@ -13,11 +13,11 @@ mod config;
 mod policy;
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
+use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 pub use config::{PolicyConfig, TailSamplingConfig};
@@ -33,9 +33,16 @@ use crate::fasthash::{FastMap, FastSet};
 use crate::split::select_spans;
 use crate::telemetry::{Counter, Registry};
 
-/// Requests waiting for the sampler's task; past it receivers are told to retry.
-const QUEUE_REQUESTS: usize = 64;
-/// Traces decided in one go before input is looked at again.
+/// Decided spans waiting to be sent on; past it receivers are told to retry.
+#[cfg(not(test))]
+const OUT_SPANS: usize = 1 << 18;
+/// Small enough for a test to reach without generating 10^5 spans.
+#[cfg(test)]
+const OUT_SPANS: usize = 1_000;
+/// A held span: the request it came in and its position there.
+type SpanAt = (Arc<Request>, u32);
+
+/// Traces decided under one hold of the lock, so receivers wait little.
 const DECISION_ROUND: usize = 2048;
 /// Span slots reserved when a trace is first seen.
 const TYPICAL_TRACE_SPANS: usize = 8;
@@ -79,7 +86,7 @@ impl Remembered {
 }
 
 struct Held {
-    spans: Vec<(Arc<Request>, u32)>,
+    spans: Vec<SpanAt>,
     first: Instant,
     bytes: usize,
     /// Attribute-test bits its spans and their resources passed.
@@ -138,7 +145,7 @@ impl Groups {
     }
 
     /// Appends the spans of group `g` of `req` to `to`, in request order.
-    fn push_members(&self, g: usize, req: &Arc<Request>, to: &mut Vec<(Arc<Request>, u32)>) {
+    fn push_members(&self, g: usize, req: &Arc<Request>, to: &mut Vec<SpanAt>) {
         let group = &self.list[g];
         to.reserve(group.count as usize);
         let mut at = group.first;
@@ -209,6 +216,7 @@ impl Metrics {
     }
 }
 
+/// What receivers' tasks add to and the sampler's task decides from.
 struct Sampler {
     cfg: TailSamplingConfig,
     policies: Vec<Policy>,
@@ -217,11 +225,10 @@ struct Sampler {
     arrivals: VecDeque<([u8; 16], Instant)>,
     sampled: Remembered,
     not_sampled: Remembered,
-    out: Vec<(Arc<Request>, u32)>,
+    out: Vec<SpanAt>,
     /// Reused between requests by `ingest`.
     groups: Groups,
     metrics: Metrics,
-    next: BoxConsumer,
     /// Rate-limiting policies count spans per second of this clock.
     clock: Instant,
 }
@@ -312,9 +319,8 @@ impl Sampler {
         }
     }
 
-    /// Decides every trace whose wait is over (all of them when `all`).
-    /// Decides due traces, at most `limit` of them; returns whether more
-    /// are due.
+    /// Decides traces whose wait is over (every held one when `all`), at
+    /// most `limit` of them; returns whether more are due.
     fn decide_due(&mut self, all: bool, limit: usize) -> bool {
         let now = Instant::now();
         let mut decided = 0;
@@ -382,86 +388,122 @@ impl Sampler {
             self.metrics.dropped.add(held.spans.len() as u64);
         }
     }
+}
 
-    /// Sends the decided spans on, one request per source request.
-    async fn flush(&mut self) {
-        if self.out.is_empty() {
-            return;
-        }
-        let mut groups: Vec<(Arc<Request>, Vec<u32>)> = Vec::new();
-        // Keyed by the request's address: spans of one request go out together.
-        let mut slot: FastMap<usize, usize> = FastMap::default();
-        for (req, i) in self.out.drain(..) {
-            let key = Arc::as_ptr(&req) as usize;
-            let g = *slot.entry(key).or_insert_with(|| {
-                groups.push((req.clone(), Vec::new()));
-                groups.len() - 1
-            });
-            groups[g].1.push(i);
-        }
-        let requests = groups
-            .into_iter()
-            .map(|(req, mut positions)| {
-                positions.sort_unstable();
-                select_spans(&req, &positions)
-            })
-            .collect();
-        let batch = Batch {
-            signal: Signal::Traces,
-            requests,
-        };
-        deliver(&self.next, batch, &self.metrics.dropped, "tail_sampling").await;
+/// Sends decided spans on, one request per source request.
+async fn flush(out: Vec<SpanAt>, next: &BoxConsumer, dropped: &Counter) {
+    if out.is_empty() {
+        return;
+    }
+    let mut groups: Vec<(Arc<Request>, Vec<u32>)> = Vec::new();
+    // Keyed by the request's address: spans of one request go out together.
+    let mut slot: FastMap<usize, usize> = FastMap::default();
+    for (req, i) in out {
+        let key = Arc::as_ptr(&req) as usize;
+        let g = *slot.entry(key).or_insert_with(|| {
+            groups.push((req.clone(), Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(i);
+    }
+    let requests = groups
+        .into_iter()
+        .map(|(req, mut positions)| {
+            positions.sort_unstable();
+            select_spans(&req, &positions)
+        })
+        .collect();
+    let batch = Batch {
+        signal: Signal::Traces,
+        requests,
+    };
+    deliver(next, batch, dropped, "tail_sampling").await;
+}
+
+/// The state, shared by the receivers' tasks (which take requests in) and
+/// the sampler's own task (which decides and sends on).
+struct Shared {
+    sampler: Mutex<Sampler>,
+    /// Woken when decided spans wait and the task may be asleep.
+    ready: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Sampler> {
+        // A panic while holding the lock leaves plain data, still usable.
+        self.sampler.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
+    /// Decides due traces (all when `all`), at most a round; returns the
+    /// spans to send and whether more are due.
+    fn take_due(&self, all: bool) -> (Vec<SpanAt>, bool) {
+        let mut s = self.lock();
+        let more = s.decide_due(all, if all { usize::MAX } else { DECISION_ROUND });
+        (std::mem::take(&mut s.out), more)
+    }
+
+    async fn run(self: Arc<Self>, next: BoxConsumer, mut closed: oneshot::Receiver<()>) {
         // Decisions are made at most this long after they are due. Short
         // ticks keep each round of decisions small: a second's worth of
-        // traces decided at once stalls intake long enough to fill the
-        // input queue and refuse clients.
-        let tick = (self.cfg.decision_wait / 100)
-            .clamp(Duration::from_millis(10), Duration::from_millis(100));
+        // traces decided at once would hold the lock, and so the receivers,
+        // for long.
+        let tick = {
+            let s = self.lock();
+            (s.cfg.decision_wait / 100).clamp(Duration::from_millis(10), Duration::from_millis(100))
+        };
+        let dropped = self.lock().metrics.dropped.clone();
         let mut ticker = tokio::time::interval(tick);
         let mut backlog = false;
         loop {
             // A burst of due traces (all arrived together) is decided in
-            // rounds, between which requests are taken in, so intake never
-            // stalls for long. The branches are polled in random order, so
-            // neither starves the other.
+            // rounds, between which the receivers get the lock, so intake
+            // never stalls for long.
             tokio::select! {
-                msg = rx.recv() => match msg {
-                    Some(batch) => self.ingest(batch),
-                    None => {
-                        // Shutting down: decide everything held now.
-                        self.decide_due(true, usize::MAX);
-                        self.flush().await;
-                        return;
-                    }
-                },
-                _ = ticker.tick() => backlog = self.decide_due(false, DECISION_ROUND),
-                _ = std::future::ready(()), if backlog => {
-                    backlog = self.decide_due(false, DECISION_ROUND);
+                _ = &mut closed => {
+                    // Shutting down: decide everything held now.
+                    let (out, _) = self.take_due(true);
+                    flush(out, &next, &dropped).await;
+                    return;
                 }
+                _ = ticker.tick() => {}
+                _ = self.ready.notified() => {}
+                _ = std::future::ready(()), if backlog => {}
             }
-            self.flush().await;
+            let (out, more) = self.take_due(false);
+            backlog = more;
+            flush(out, &next, &dropped).await;
         }
     }
 }
 
+/// The receivers' side: requests are taken in on the caller's task, under
+/// the lock, so no request crosses to another core just to be held.
 struct Input {
-    tx: mpsc::Sender<Batch>,
+    shared: Arc<Shared>,
+    /// Dropped with the last handle, which tells the task to finish.
+    _alive: oneshot::Sender<()>,
 }
 
 #[async_trait]
 impl Consumer for Input {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
-        self.tx.try_send(batch).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                ConsumeError::Retryable("tail_sampling queue is full".into())
-            }
-            mpsc::error::TrySendError::Closed(_) => {
-                ConsumeError::Retryable("collector is shutting down".into())
-            }
-        })
+        let mut s = self.shared.lock();
+        // The task is waiting on the next stage: stop taking data in.
+        if s.out.len() > OUT_SPANS {
+            return Err(ConsumeError::Retryable(
+                "tail_sampling is waiting for its next stage".into(),
+            ));
+        }
+        let waiting = s.out.len();
+        s.ingest(batch);
+        let wake = waiting == 0 && !s.out.is_empty();
+        drop(s);
+        // Late spans of sampled traces, and early decisions, go out now
+        // rather than at the next tick.
+        if wake {
+            self.shared.ready.notify_one();
+        }
+        Ok(())
     }
 }
 
@@ -486,7 +528,6 @@ impl ProcessorBuilder for TailSamplingConfig {
                 }
             })
             .collect();
-        let (tx, rx) = mpsc::channel(QUEUE_REQUESTS);
         let sampler = Sampler {
             cfg: self.clone(),
             policies,
@@ -498,11 +539,19 @@ impl ProcessorBuilder for TailSamplingConfig {
             out: Vec::new(),
             groups: Groups::default(),
             metrics: Metrics::new(&ctx.metrics, &ctx.id, &names),
-            next,
             clock: Instant::now(),
         };
-        ctx.tasks.add(&ctx.id, tokio::spawn(sampler.run(rx)));
-        Arc::new(Input { tx })
+        let shared = Arc::new(Shared {
+            sampler: Mutex::new(sampler),
+            ready: Notify::new(),
+        });
+        let (alive, closed) = oneshot::channel();
+        ctx.tasks
+            .add(&ctx.id, tokio::spawn(shared.clone().run(next, closed)));
+        Arc::new(Input {
+            shared,
+            _alive: alive,
+        })
     }
 }
 

@@ -299,6 +299,46 @@ policies:
     assert_eq!(emitted(&sink).len(), 25 * 5, "the rest go out at shutdown");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_stuck_next_stage_turns_into_refusals_and_loses_nothing() {
+    let c = ctx();
+    let sink = Arc::new(Sink::default());
+    *sink.refuse.lock().unwrap() = usize::MAX;
+    let input = cfg(
+        "decision_wait: 60s\nnum_traces: 10\npolicies:\n  - {name: all, type: always_sample}\n",
+    )
+    .build(Signal::Traces, sink.clone(), &c);
+    let mut g = Generator::new(GeneratorOptions::default());
+    // Each request of 20 traces decides 10 early (num_traces), 50 spans that
+    // the refusing stage never takes; past OUT_SPANS input is refused.
+    let mut accepted = 0;
+    let refusal = loop {
+        let batch = Batch::parse(Signal::Traces, g.traces(20).encode_to_vec().into()).unwrap();
+        match input.consume(batch).await {
+            Ok(()) => accepted += 100,
+            Err(e) => break e,
+        }
+        assert!(accepted < 10_000, "never refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(refusal.is_retryable(), "{refusal}");
+    assert!(refusal.to_string().contains("next stage"), "{refusal}");
+    assert!(
+        accepted > OUT_SPANS,
+        "{accepted} spans taken before refusing"
+    );
+    // The stage recovers: held and decided spans all go out, once each.
+    *sink.refuse.lock().unwrap() = 0;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let batch = Batch::parse(Signal::Traces, g.traces(20).encode_to_vec().into()).unwrap();
+    input
+        .consume(batch)
+        .await
+        .expect("taken again once sent on");
+    drain(input, &c).await;
+    assert_eq!(emitted(&sink).len(), accepted + 100);
+}
+
 #[test]
 fn policy_configs_are_checked_by_name() {
     let err = |yaml: &str| {
