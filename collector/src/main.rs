@@ -1,7 +1,9 @@
 //! `observatory`: runs the pipelines a config describes.
 
-#![forbid(unsafe_code)]
+// One call into glibc's mallopt is the only unsafe code (allocator.rs).
+#![deny(unsafe_code)]
 
+mod allocator;
 mod config;
 mod extensions;
 mod receivers;
@@ -33,6 +35,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     if let Some(Command::Components) = cli.command {
         print!("{}", registry::Registry::builtin().describe());
