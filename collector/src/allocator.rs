@@ -15,9 +15,10 @@ pub fn tune() {
     if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
         return;
     }
-    // SAFETY: mallopt only changes allocator parameters; it is called before
-    // any other thread exists, and glibc documents M_ARENA_MAX as settable at
-    // any time. Its return value (1 on success) carries no further duty.
+    // SAFETY: mallopt takes no pointers and only changes allocator
+    // parameters; it runs first in main, before any other thread exists, so
+    // no allocation races it. Its return value (1 on success) carries no
+    // further duty: on failure glibc keeps its defaults.
     #[allow(unsafe_code)]
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
