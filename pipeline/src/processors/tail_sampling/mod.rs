@@ -447,11 +447,12 @@ impl Shared {
         // ticks keep each round of decisions small: a second's worth of
         // traces decided at once would hold the lock, and so the receivers,
         // for long.
-        let tick = {
+        let (tick, dropped) = {
             let s = self.lock();
-            (s.cfg.decision_wait / 100).clamp(Duration::from_millis(10), Duration::from_millis(100))
+            let tick = (s.cfg.decision_wait / 100)
+                .clamp(Duration::from_millis(10), Duration::from_millis(100));
+            (tick, s.metrics.dropped.clone())
         };
-        let dropped = self.lock().metrics.dropped.clone();
         let mut ticker = tokio::time::interval(tick);
         let mut backlog = false;
         loop {
