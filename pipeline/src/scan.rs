@@ -71,8 +71,18 @@ impl SpanIndex {
     }
 }
 
-/// Nesting limit for `AnyValue`s, as prost's recursion limit.
-const MAX_DEPTH: u32 = 100;
+/// Deepest message nesting accepted, counted as prost counts it: the request
+/// is depth 0 and every nested message, of any type, is one level deeper.
+/// prost refuses a message at depth 101, so every later stage that decodes
+/// (exporters that convert, processors that rewrite) could refuse what the
+/// scanner took unless both count the same way.
+pub const MAX_DEPTH: u32 = 100;
+
+/// Message depths of the fixed part of a traces request.
+const RESOURCE_KV_DEPTH: u32 = 3;
+const SCOPE_KV_DEPTH: u32 = 4;
+const SPAN_KV_DEPTH: u32 = 4;
+const EVENT_KV_DEPTH: u32 = 5;
 
 #[inline]
 fn r32(range: (usize, usize)) -> Span32 {
@@ -128,7 +138,7 @@ fn resource(buf: &[u8], f: &Field) -> Result<(), WireError> {
     let mut r = Reader::new(buf, f.body.0, f.body.1, "Resource");
     while let Some(f) = r.next_field()? {
         match f.number {
-            1 => key_value(buf, &r, &f, 0)?,
+            1 => key_value(buf, &r, &f, RESOURCE_KV_DEPTH)?,
             2 => r.expect(&f, VARINT)?,
             _ => {}
         }
@@ -185,7 +195,7 @@ fn scope(buf: &[u8], f: &Field) -> Result<(), WireError> {
     while let Some(f) = r.next_field()? {
         match f.number {
             1 | 2 => r.expect_str(&f)?,
-            3 => key_value(buf, &r, &f, 0)?,
+            3 => key_value(buf, &r, &f, SCOPE_KV_DEPTH)?,
             4 => r.expect(&f, VARINT)?,
             _ => {}
         }
@@ -231,7 +241,7 @@ fn span(buf: &[u8], f: &Field) -> Result<SpanEntry, WireError> {
                 r.expect(&f, FIXED64)?;
                 e.end_time_unix_nano = f.value;
             }
-            9 => key_value(buf, &r, &f, 0)?,
+            9 => key_value(buf, &r, &f, SPAN_KV_DEPTH)?,
             11 => event(buf, &r, &f)?,
             13 => link(buf, &r, &f)?,
             15 => {
@@ -252,7 +262,7 @@ fn event(buf: &[u8], parent: &Reader, f: &Field) -> Result<(), WireError> {
         match f.number {
             1 => r.expect(&f, FIXED64)?,
             2 => r.expect_str(&f)?,
-            3 => key_value(buf, &r, &f, 0)?,
+            3 => key_value(buf, &r, &f, EVENT_KV_DEPTH)?,
             4 => r.expect(&f, VARINT)?,
             _ => {}
         }
@@ -268,7 +278,7 @@ fn link(buf: &[u8], parent: &Reader, f: &Field) -> Result<(), WireError> {
             1 => r.expect_id(&f, 16)?,
             2 => r.expect_id(&f, 8)?,
             3 => r.expect_str(&f)?,
-            4 => key_value(buf, &r, &f, 0)?,
+            4 => key_value(buf, &r, &f, EVENT_KV_DEPTH)?,
             5 => r.expect(&f, VARINT)?,
             6 => r.expect(&f, FIXED32)?,
             _ => {}
@@ -331,11 +341,25 @@ fn common_key_value(b: &[u8]) -> bool {
     }
 }
 
-/// Validates a `KeyValue` field; the common shape is checked inline.
+/// Refuses a message that would sit deeper than prost decodes.
+#[inline]
+fn check_depth(f: &Field, depth: u32, message: &'static str) -> Result<(), WireError> {
+    if depth > MAX_DEPTH {
+        return Err(WireError {
+            offset: f.start,
+            what: "messages nested more than 100 deep",
+            message,
+        });
+    }
+    Ok(())
+}
+
+/// Validates a `KeyValue` field at message depth `depth`; the common shape
+/// (whose value sits one level deeper) is checked inline.
 #[inline(always)]
 fn key_value(buf: &[u8], parent: &Reader, f: &Field, depth: u32) -> Result<(), WireError> {
     parent.expect(f, LEN)?;
-    if common_key_value(&buf[f.body.0..f.body.1]) {
+    if depth < MAX_DEPTH && common_key_value(&buf[f.body.0..f.body.1]) {
         return Ok(());
     }
     key_value_general(buf, f, depth)
@@ -344,6 +368,7 @@ fn key_value(buf: &[u8], parent: &Reader, f: &Field, depth: u32) -> Result<(), W
 /// Validates any `KeyValue`, field by field.
 #[inline(never)]
 fn key_value_general(buf: &[u8], f: &Field, depth: u32) -> Result<(), WireError> {
+    check_depth(f, depth, "KeyValue")?;
     let mut r = Reader::new(buf, f.body.0, f.body.1, "KeyValue");
     while let Some(f) = r.next_field()? {
         match f.number {
@@ -355,16 +380,11 @@ fn key_value_general(buf: &[u8], f: &Field, depth: u32) -> Result<(), WireError>
     Ok(())
 }
 
+/// Validates an `AnyValue` at message depth `depth`.
 fn any_value(buf: &[u8], parent: &Reader, f: &Field, depth: u32) -> Result<(), WireError> {
     parent.expect(f, LEN)?;
+    check_depth(f, depth, "AnyValue")?;
     let mut r = Reader::new(buf, f.body.0, f.body.1, "AnyValue");
-    if depth > MAX_DEPTH {
-        return Err(WireError {
-            offset: f.start,
-            what: "attribute values nested too deeply",
-            message: "AnyValue",
-        });
-    }
     while let Some(f) = r.next_field()? {
         match f.number {
             1 => r.expect_str(&f)?,
@@ -372,19 +392,21 @@ fn any_value(buf: &[u8], parent: &Reader, f: &Field, depth: u32) -> Result<(), W
             4 => r.expect(&f, FIXED64)?,
             5 => {
                 r.expect(&f, LEN)?;
+                check_depth(&f, depth + 1, "ArrayValue")?;
                 let mut a = Reader::new(buf, f.body.0, f.body.1, "ArrayValue");
                 while let Some(v) = a.next_field()? {
                     if v.number == 1 {
-                        any_value(buf, &a, &v, depth + 1)?;
+                        any_value(buf, &a, &v, depth + 2)?;
                     }
                 }
             }
             6 => {
                 r.expect(&f, LEN)?;
+                check_depth(&f, depth + 1, "KeyValueList")?;
                 let mut a = Reader::new(buf, f.body.0, f.body.1, "KeyValueList");
                 while let Some(v) = a.next_field()? {
                     if v.number == 1 {
-                        key_value(buf, &a, &v, depth + 1)?;
+                        key_value(buf, &a, &v, depth + 2)?;
                     }
                 }
             }
@@ -552,5 +574,79 @@ mod tests {
         let err = scan_traces(&wrong, &mut idx).unwrap_err();
         assert_eq!(err.what, "wrong wire type for known field");
         assert!(ExportTraceServiceRequest::decode(wrong.as_slice()).is_err());
+    }
+
+    /// A span whose one attribute is `levels` arrays (or key-value lists)
+    /// nested in each other.
+    fn nested(levels: usize, lists: bool) -> Vec<u8> {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        use opentelemetry_proto::tonic::common::v1::{
+            AnyValue, ArrayValue, KeyValue, KeyValueList,
+        };
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        let mut v = AnyValue {
+            value: Some(Value::IntValue(1)),
+        };
+        for _ in 0..levels {
+            v = AnyValue {
+                value: Some(if lists {
+                    Value::KvlistValue(KeyValueList {
+                        values: vec![KeyValue {
+                            key: "k".into(),
+                            value: Some(v),
+                            ..Default::default()
+                        }],
+                    })
+                } else {
+                    Value::ArrayValue(ArrayValue { values: vec![v] })
+                }),
+            };
+        }
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        trace_id: vec![1; 16],
+                        span_id: vec![2; 8],
+                        attributes: vec![KeyValue {
+                            key: "deep".into(),
+                            value: Some(v),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn nesting_is_refused_at_exactly_the_depth_prost_refuses() {
+        // The attack that found this: arrays ~60 deep passed the scanner
+        // (which counted only AnyValue levels) and then failed every
+        // exporter's decode, taking the whole batch with them.
+        let mut idx = SpanIndex::default();
+        for lists in [false, true] {
+            let mut refused_from = None;
+            for levels in 0..120 {
+                let b = nested(levels, lists);
+                let ours = scan_traces(&b, &mut idx);
+                let theirs = ExportTraceServiceRequest::decode(b.as_slice()).is_ok();
+                assert_eq!(ours.is_ok(), theirs, "levels {levels}, lists {lists}");
+                if let Err(e) = ours {
+                    assert_eq!(e.what, "messages nested more than 100 deep");
+                    refused_from.get_or_insert(levels);
+                }
+            }
+            // Arrays add two messages a level (ArrayValue, AnyValue), lists three.
+            assert_eq!(
+                refused_from,
+                Some(if lists { 32 } else { 48 }),
+                "lists {lists}"
+            );
+        }
     }
 }

@@ -66,11 +66,7 @@ fn lines(batch: &Batch) -> Vec<String> {
     let mut out = Vec::new();
     match batch.signal {
         Signal::Traces => {
-            for rs in batch
-                .decode_traces()
-                .map(|r| r.resource_spans)
-                .unwrap_or_default()
-            {
+            for rs in batch.decode_traces_each().request.resource_spans {
                 for s in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
                     out.push(format!(
                         "{} trace_id={} span_id={} duration={}ns status={}",
@@ -84,11 +80,7 @@ fn lines(batch: &Batch) -> Vec<String> {
             }
         }
         Signal::Logs => {
-            for rl in batch
-                .decode_logs()
-                .map(|r| r.resource_logs)
-                .unwrap_or_default()
-            {
+            for rl in batch.decode_logs_each().request.resource_logs {
                 for l in rl.scope_logs.iter().flat_map(|sl| &sl.log_records) {
                     let body = l
                         .body
@@ -100,11 +92,7 @@ fn lines(batch: &Batch) -> Vec<String> {
             }
         }
         Signal::Metrics => {
-            for rm in batch
-                .decode_metrics()
-                .map(|r| r.resource_metrics)
-                .unwrap_or_default()
-            {
+            for rm in batch.decode_metrics_each().request.resource_metrics {
                 for m in rm.scope_metrics.iter().flat_map(|sm| &sm.metrics) {
                     out.push(format!(
                         "{} {} points={}",
@@ -132,7 +120,7 @@ impl Consumer for Debug {
                 }
             }
             Verbosity::Detailed => {
-                let json = json_body(&batch).map_err(ConsumeError::Permanent)?;
+                let (json, _) = json_body(&batch).map_err(ConsumeError::Permanent)?;
                 tracing::info!(exporter = %self.id, "{}", String::from_utf8_lossy(&json));
             }
         }

@@ -74,6 +74,7 @@ impl ExporterBuilder for FileConfig {
             .open(&self.path)
             .map_err(fail)?;
         Ok(Arc::new(FileExporter {
+            id: ctx.id.clone(),
             file: Mutex::new(file),
             format: self.format,
             metrics: ExporterMetrics::new(&ctx.metrics, &ctx.id),
@@ -82,6 +83,7 @@ impl ExporterBuilder for FileConfig {
 }
 
 struct FileExporter {
+    id: String,
     file: Mutex<File>,
     format: Format,
     metrics: ExporterMetrics,
@@ -90,9 +92,15 @@ struct FileExporter {
 #[async_trait]
 impl Consumer for FileExporter {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        let mut skipped = 0;
         let record = match self.format {
             Format::Json => {
-                let mut line = json_body(&batch).map_err(ConsumeError::Permanent)?;
+                let (mut line, s) = json_body(&batch).map_err(ConsumeError::Permanent)?;
+                if s.rejected > 0 {
+                    tracing::warn!(exporter = %self.id, items = s.rejected, "{}", s.message);
+                    self.metrics.failed(batch.signal, s.rejected);
+                    skipped = s.rejected;
+                }
                 line.push(b'\n');
                 line
             }
@@ -107,11 +115,11 @@ impl Consumer for FileExporter {
         let written = self.file.lock().unwrap().write_all(&record);
         match written {
             Ok(()) => {
-                self.metrics.sent(batch.signal, batch.items());
+                self.metrics.sent(batch.signal, batch.items() - skipped);
                 Ok(())
             }
             Err(e) => {
-                self.metrics.failed(batch.signal, batch.items());
+                self.metrics.failed(batch.signal, batch.items() - skipped);
                 Err(ConsumeError::Retryable(format!("writing file: {e}")))
             }
         }

@@ -78,9 +78,12 @@ fn now_ns() -> u64 {
 #[async_trait]
 impl Exporter for Loki {
     async fn export(&self, batch: &Batch) -> Result<Sent, ExportError> {
-        let req = batch
-            .decode_logs()
-            .map_err(|e| ExportError::Permanent(format!("decoding logs: {e}")))?;
+        let decoded = batch.decode_logs_each();
+        let skipped = Sent {
+            rejected: decoded.skipped_items,
+            message: decoded.skipped_message().unwrap_or_default(),
+        };
+        let req = decoded.request;
         let names = names(&req);
         let streams = self.shaper.streams(&req, &names, now_ns());
         let (body, content_type) = match self.format {
@@ -107,7 +110,7 @@ impl Exporter for Loki {
             .map_err(|e| ExportError::Retryable(format!("sending to Loki: {e}")))?;
         let status = resp.status();
         if status.is_success() {
-            return Ok(Sent::default());
+            return Ok(skipped);
         }
         let after = retry_after(&resp);
         let detail = resp.text().await.unwrap_or_default();

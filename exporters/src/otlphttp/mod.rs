@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use pipeline::batch::Decoded;
 use pipeline::component::{parse_config, ConfigError, Context};
 use pipeline::rpc_status::RpcStatus;
 use pipeline::{Batch, BoxConsumer, Signal};
@@ -76,29 +77,36 @@ pub fn compress(body: &[u8], c: Compression) -> std::io::Result<Vec<u8>> {
     }
 }
 
-/// The JSON body for a batch (decoded, then OTLP/JSON encoded).
-pub fn json_body(batch: &Batch) -> Result<Vec<u8>, String> {
-    let r = match batch.signal {
-        Signal::Traces => batch.decode_traces().map(|r| serde_json::to_vec(&r)),
-        Signal::Metrics => batch.decode_metrics().map(|r| serde_json::to_vec(&r)),
-        Signal::Logs => batch.decode_logs().map(|r| serde_json::to_vec(&r)),
-    };
-    match r {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
+/// The JSON body for a batch (decoded request by request, then OTLP/JSON
+/// encoded), with the items of requests that did not decode as `rejected`.
+pub fn json_body(batch: &Batch) -> Result<(Vec<u8>, Sent), String> {
+    fn encode<T: serde::Serialize>(d: Decoded<T>) -> Result<(Vec<u8>, Sent), String> {
+        let body = serde_json::to_vec(&d.request).map_err(|e| e.to_string())?;
+        let message = d.skipped_message().unwrap_or_default();
+        let sent = Sent {
+            rejected: d.skipped_items,
+            message,
+        };
+        Ok((body, sent))
+    }
+    match batch.signal {
+        Signal::Traces => encode(batch.decode_traces_each()),
+        Signal::Metrics => encode(batch.decode_metrics_each()),
+        Signal::Logs => encode(batch.decode_logs_each()),
     }
 }
 
 #[async_trait]
 impl Exporter for OtlpHttp {
     async fn export(&self, batch: &Batch) -> Result<Sent, ExportError> {
+        let mut skipped = Sent::default();
         let (body, content_type) = match self.encoding {
             Encoding::Proto => (batch.to_bytes(), "application/x-protobuf"),
-            Encoding::Json => (
-                Bytes::from(json_body(batch).map_err(ExportError::Permanent)?),
-                "application/json",
-            ),
+            Encoding::Json => {
+                let (body, s) = json_body(batch).map_err(ExportError::Permanent)?;
+                skipped = s;
+                (Bytes::from(body), "application/json")
+            }
         };
         let mut req = self
             .client
@@ -131,8 +139,8 @@ impl Exporter for OtlpHttp {
             .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
         let body = resp.bytes().await.unwrap_or_default();
         if status.is_success() {
-            if is_json {
-                return Ok(Sent::default());
+            if is_json || skipped.rejected > 0 {
+                return Ok(skipped);
             }
             return Ok(partial_success(batch.signal, &body));
         }

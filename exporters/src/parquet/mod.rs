@@ -235,13 +235,14 @@ impl Exporter for Archive {
                 "the object store refuses writes; {MAX_PENDING} finished files are waiting"
             )));
         }
+        let mut skipped = Sent::default();
         let rows = match batch.signal {
             Signal::Traces => spans(batch),
             Signal::Logs => {
-                let req = batch
-                    .decode_logs()
-                    .map_err(|e| ExportError::Permanent(format!("decoding logs: {e}")))?;
-                logs(&req)
+                let decoded = batch.decode_logs_each();
+                skipped.rejected = decoded.skipped_items;
+                skipped.message = decoded.skipped_message().unwrap_or_default();
+                logs(&decoded.request)
             }
             Signal::Metrics => {
                 return Err(ExportError::Permanent(
@@ -251,7 +252,7 @@ impl Exporter for Archive {
         }
         .map_err(|e| ExportError::Permanent(format!("building rows: {e}")))?;
         self.append(batch.signal, rows).await?;
-        Ok(Sent::default())
+        Ok(skipped)
     }
 
     async fn shutdown(&self) {

@@ -126,11 +126,12 @@ impl Exporter for Timescale {
     async fn export(&self, batch: &Batch) -> Result<Sent, ExportError> {
         self.ready().await?;
         let schema = &self.cfg.schema;
+        let skipped: (usize, Option<String>);
         let bad = match batch.signal {
             Signal::Metrics => {
-                let req = batch
-                    .decode_metrics()
-                    .map_err(|e| ExportError::Permanent(format!("decoding metrics: {e}")))?;
+                let decoded = batch.decode_metrics_each();
+                skipped = (decoded.skipped_items, decoded.skipped_message());
+                let req = decoded.request;
                 let p = points::Points::from_request(&req);
                 let tables: Vec<(&str, &str, &Rows)> = points::COPY
                     .iter()
@@ -140,9 +141,9 @@ impl Exporter for Timescale {
                 copy::write(&self.pool, schema, &tables).await
             }
             Signal::Traces => {
-                let req = batch
-                    .decode_traces()
-                    .map_err(|e| ExportError::Permanent(format!("decoding traces: {e}")))?;
+                let decoded = batch.decode_traces_each();
+                skipped = (decoded.skipped_items, decoded.skipped_message());
+                let req = decoded.request;
                 let rows = llm_calls::rows(&req);
                 copy::write(
                     &self.pool,
@@ -158,13 +159,21 @@ impl Exporter for Timescale {
             }
         }
         .map_err(classify)?;
-        Ok(Sent {
-            rejected: bad,
-            message: if bad > 0 {
-                format!("{bad} rows refused by the database (see the warnings)")
+        let mut message = if bad > 0 {
+            format!("{bad} rows refused by the database (see the warnings)")
+        } else {
+            String::new()
+        };
+        if let (_, Some(m)) = &skipped {
+            message = if message.is_empty() {
+                m.clone()
             } else {
-                String::new()
-            },
+                format!("{message}; {m}")
+            };
+        }
+        Ok(Sent {
+            rejected: bad + skipped.0,
+            message,
         })
     }
 }
