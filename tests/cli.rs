@@ -122,3 +122,21 @@ fn deploy_and_example_configs_validate() {
         assert!(out.contains("configuration is valid"), "{rel}: {out}");
     }
 }
+
+#[test]
+fn a_deeply_nested_config_is_refused_at_once() {
+    // libyaml took 58 s to refuse this 200 KB file (quadratic in depth).
+    let dir = tempfile::tempdir().unwrap();
+    let n = 100_000;
+    let text = format!("receivers: {}{}\n", "[".repeat(n), "]".repeat(n));
+    std::fs::write(dir.path().join("deep.yaml"), text).unwrap();
+    let started = std::time::Instant::now();
+    let (code, _, err) = run(&["validate", "--config", "deep.yaml"], dir.path());
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("deep.yaml:1: : invalid YAML: nested more than 128 levels deep"),
+        "{err}"
+    );
+    // A behaviour bound, not a benchmark: "at once" against the 58 s before.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

@@ -1,17 +1,10 @@
 //! `observatory`: runs the pipelines a config describes.
 
-// One call into glibc's mallopt is the only unsafe code (allocator.rs).
-#![deny(unsafe_code)]
-
-mod allocator;
-mod config;
-mod extensions;
-mod receivers;
-mod registry;
-mod service;
-mod telemetry;
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
+
+use observatory::{allocator, config, registry, service, telemetry};
 
 use clap::{Parser, Subcommand};
 

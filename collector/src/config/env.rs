@@ -12,7 +12,7 @@ pub fn expand(v: &mut Value, lookup: &dyn Fn(&str) -> Option<String>) -> Result<
                 return Ok(());
             }
             let whole = is_single_reference(s);
-            let expanded = expand_str(s, lookup)?;
+            let expanded = expand_str(s, lookup, 0)?;
             // A value that is exactly one reference takes the type the
             // variable's text has in YAML (`${env:PORT}` → 4317).
             *v = if whole {
@@ -33,10 +33,43 @@ pub fn expand(v: &mut Value, lookup: &dyn Fn(&str) -> Option<String>) -> Result<
 }
 
 fn is_single_reference(s: &str) -> bool {
-    s.starts_with("${") && s.ends_with('}') && s[2..].find('}') == Some(s.len() - 3)
+    s.starts_with("${") && s.ends_with('}') && reference_end(&s[2..]) == Some(s.len() - 3)
 }
 
-fn expand_str(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+/// How deep `${env:A:-${env:B:-…}}` defaults may nest.
+const MAX_NESTING: usize = 8;
+
+/// The length of the reference body starting right after a `${`, up to
+/// its matching `}` (nested `${…}` in a default are skipped whole).
+fn reference_end(body: &str) -> Option<usize> {
+    let b = body.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'$' if b.get(i + 1) == Some(&b'{') => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' if depth == 0 => return Some(i),
+            b'}' => depth -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn expand_str(
+    s: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    nesting: usize,
+) -> Result<String, String> {
+    if nesting > MAX_NESTING {
+        return Err(format!(
+            "${{env:…}} defaults nested more than {MAX_NESTING} deep in {s:?}"
+        ));
+    }
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(pos) = rest.find('$') {
@@ -46,10 +79,8 @@ fn expand_str(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String
             out.push('$');
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body
-                .find('}')
-                .ok_or_else(|| format!("unclosed ${{ in {s:?}"))?;
-            out.push_str(&resolve(&body[..end], lookup)?);
+            let end = reference_end(body).ok_or_else(|| format!("unclosed ${{ in {s:?}"))?;
+            out.push_str(&resolve(&body[..end], lookup, nesting)?);
             rest = &body[end + 1..];
         } else {
             out.push('$');
@@ -60,7 +91,11 @@ fn expand_str(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String
     Ok(out)
 }
 
-fn resolve(reference: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+fn resolve(
+    reference: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    nesting: usize,
+) -> Result<String, String> {
     // `${NAME}` is the older spelling of `${env:NAME}`.
     let spec = match reference.split_once(':') {
         Some(("env", spec)) => spec,
@@ -87,7 +122,8 @@ fn resolve(reference: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<S
     }
     Ok(match (lookup(name), default) {
         (Some(v), _) => v,
-        (None, Some(d)) => d.to_string(),
+        // A default may itself hold references: `${env:A:-${env:B}}`.
+        (None, Some(d)) => expand_str(d, lookup, nesting + 1)?,
         (None, None) => {
             tracing::warn!(
                 variable = name,
@@ -132,5 +168,16 @@ mod tests {
             .unwrap_err()
             .contains("invalid environment variable"));
         assert!(run("a: ${env:X").unwrap_err().contains("unclosed"));
+    }
+
+    #[test]
+    fn defaults_may_hold_references() {
+        // This was taken as the literal text `${env:PORT}` plus a stray `}`.
+        let v = run("a: ${env:NOPE:-${env:PORT}}\nb: x${env:NOPE:-${env:NADA:-${env:HOST}}}y\nc: ${env:HOST:-${env:PORT}}").unwrap();
+        assert_eq!(v["a"], Value::Number(4317.into()));
+        assert_eq!(v["b"], Value::String("x0.0.0.0y".into()));
+        assert_eq!(v["c"], Value::String("0.0.0.0".into()));
+        let deep = format!("a: {}x{}", "${env:NOPE:-".repeat(50), "}".repeat(50));
+        assert!(run(&deep).unwrap_err().contains("nested more than 8 deep"));
     }
 }

@@ -2,6 +2,7 @@
 //! parse with YAML paths in every error, then check components and the
 //! pipeline graph against the registry.
 
+mod depth;
 mod env;
 mod graph;
 mod locate;
@@ -172,8 +173,7 @@ impl Sources {
         Ok(Sources { files })
     }
 
-    /// Sources from literal text, for tests.
-    #[cfg(test)]
+    /// Sources from literal text (tests, fuzzing).
     pub fn from_text(name: &str, text: &str) -> Sources {
         Sources {
             files: vec![(name.to_string(), text.to_string())],
@@ -219,6 +219,19 @@ impl Sources {
     ) -> Result<Checked, LoadError> {
         let mut merged = Value::Mapping(Mapping::new());
         for (name, text) in &self.files {
+            if let Some(line) = depth::too_deep(text) {
+                return Err(LoadError {
+                    file: Some(name.clone()),
+                    line: Some(line),
+                    error: ConfigError::new(
+                        "",
+                        format!(
+                            "invalid YAML: nested more than {} levels deep",
+                            depth::MAX_DEPTH
+                        ),
+                    ),
+                });
+            }
             let v: Value = serde_yaml::from_str(text).map_err(|e| LoadError {
                 file: Some(name.clone()),
                 line: e.location().map(|l| l.line()),
