@@ -54,6 +54,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     telemetry::init_logs(&checked.telemetry.logs);
+    observatory::receivers::conn::raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("observatory")

@@ -1,6 +1,7 @@
 //! Receivers: the shape every receiver has, and what they share (delivering
 //! into pipelines with self-metrics, binding endpoints).
 
+pub mod conn;
 pub mod otlp;
 
 use std::net::SocketAddr;
@@ -70,6 +71,7 @@ pub struct ReceiverMetrics {
     accepted: [Counter; 3],
     refused: [Counter; 3],
     malformed: Counter,
+    refused_connections: Counter,
 }
 
 impl ReceiverMetrics {
@@ -96,7 +98,17 @@ impl ReceiverMetrics {
                 "Requests refused before their items could be counted (bad encoding, size, type).",
                 &labels,
             ),
+            refused_connections: reg.counter(
+                "observatory_receiver_refused_connections_total",
+                "Connections closed on arrival because the listener had max_connections open.",
+                &labels,
+            ),
         }
+    }
+
+    /// The counter of connections closed at the connection cap.
+    pub fn refused_connections(&self) -> Counter {
+        self.refused_connections.clone()
     }
 
     /// Counts a request refused before parsing.

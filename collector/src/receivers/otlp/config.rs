@@ -1,7 +1,13 @@
 //! `otlp` receiver config: otelcol's keys and defaults.
 
+use std::time::Duration;
+
 use pipeline::component::{ConfigError, Validate};
 use serde::{Deserialize, Deserializer};
+
+/// Open connections per listener unless configured (ours): far above what a
+/// gateway behind a load balancer sees, far below a process's descriptors.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 /// `protocols.grpc`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -15,6 +21,9 @@ pub struct GrpcConfig {
     pub max_recv_msg_size_mib: u64,
     /// Streams per connection; 0 = no limit.
     pub max_concurrent_streams: u32,
+    /// Open connections at most (ours; otelcol has no cap); 0 = no cap.
+    /// Beyond it a new connection is closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for GrpcConfig {
@@ -24,6 +33,7 @@ impl Default for GrpcConfig {
             transport: "tcp".into(),
             max_recv_msg_size_mib: 4,
             max_concurrent_streams: 0,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -44,6 +54,27 @@ pub struct HttpConfig {
     pub logs_url_path: String,
     /// Headers added to every response.
     pub response_headers: std::collections::BTreeMap<String, String>,
+    /// Time a client has to send a request's headers (otelcol: 1m); also
+    /// the time a new connection (HTTP/1 or h2c) has for its first bytes.
+    #[serde(with = "pipeline::duration")]
+    pub read_header_timeout: Duration,
+    /// Time for a whole request, headers and body; 0 = none (otelcol's default).
+    #[serde(with = "pipeline::duration")]
+    pub read_timeout: Duration,
+    /// Time from a request's headers to its answer (otelcol: 30s); a
+    /// pipeline that has not taken the data by then gets the client a 503.
+    #[serde(with = "pipeline::duration")]
+    pub write_timeout: Duration,
+    /// A connection with no request in progress for this long is closed
+    /// (otelcol: 1m); 0 = never.
+    #[serde(with = "pipeline::duration")]
+    pub idle_timeout: Duration,
+    /// Time to read a request's body once its headers are in (ours: otelcol
+    /// has none, so a client trickling a body holds a connection forever).
+    #[serde(with = "pipeline::duration")]
+    pub body_read_timeout: Duration,
+    /// Open connections at most (ours; otelcol has no cap); 0 = no cap.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -55,6 +86,12 @@ impl Default for HttpConfig {
             metrics_url_path: "/v1/metrics".into(),
             logs_url_path: "/v1/logs".into(),
             response_headers: Default::default(),
+            read_header_timeout: Duration::from_secs(60),
+            read_timeout: Duration::ZERO,
+            write_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(60),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -137,6 +174,18 @@ impl Validate for OtlpReceiverConfig {
                     "protocols.http.max_request_body_size",
                     "must be at least 1",
                 ));
+            }
+            for (key, d) in [
+                ("read_header_timeout", h.read_header_timeout),
+                ("write_timeout", h.write_timeout),
+                ("body_read_timeout", h.body_read_timeout),
+            ] {
+                if d.is_zero() {
+                    return Err(ConfigError::new(
+                        format!("protocols.http.{key}"),
+                        "must be more than 0: without it a slow client holds a connection forever",
+                    ));
+                }
             }
             check_path("traces_url_path", &h.traces_url_path)?;
             check_path("metrics_url_path", &h.metrics_url_path)?;

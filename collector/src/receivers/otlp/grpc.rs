@@ -14,11 +14,11 @@ use pipeline::{Batch, BoxConsumer, ConsumeError, Signal};
 use tokio::task::JoinHandle;
 use tonic::codec::CompressionEncoding;
 use tonic::server::{NamedService, UnaryService};
-use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::config::GrpcConfig;
+use crate::receivers::conn::{Acceptor, Limits};
 use crate::receivers::{bind, ReceiverMetrics, SignalConsumers, Stop};
 
 /// What clients are told to wait before retrying a refused request.
@@ -144,6 +144,10 @@ fn too_large_is_resource_exhausted(resp: &mut http::Response<BoxBody>) {
     }
 }
 
+/// Time a new connection has to send the HTTP/2 preface: a client that
+/// connects and sends nothing is cut off instead of holding a socket.
+const GRPC_FIRST_BYTES: Duration = Duration::from_secs(10);
+
 /// HTTP/2 SETTINGS_MAX_FRAME_SIZE this server announces.
 const MAX_FRAME_SIZE: u32 = 256 * 1024;
 
@@ -191,7 +195,15 @@ pub async fn serve(
             export: export(Signal::Logs),
             max_message,
         });
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let limits = Limits {
+        max_connections: cfg.max_connections,
+        first_bytes: GRPC_FIRST_BYTES,
+    };
+    let acceptor = Acceptor::new(listener, &limits, metrics.refused_connections());
+    let incoming = futures::stream::unfold(acceptor, |a| async move {
+        let next = a.accept().await;
+        Some((next, a))
+    });
     let endpoint = cfg.endpoint.clone();
     Ok(tokio::spawn(async move {
         if let Err(e) = router

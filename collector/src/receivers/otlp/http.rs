@@ -12,15 +12,19 @@ use axum::Router;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use pipeline::rpc_status::RpcStatus;
 use pipeline::{Batch, BoxConsumer, ConsumeError, Signal};
 use prost::Message;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder as AutoBuilder;
 use tokio::task::JoinHandle;
+use tower::ServiceExt;
 
 use super::config::HttpConfig;
+use crate::receivers::conn::{Acceptor, Activity, Limits};
 use crate::receivers::{bind, ReceiverMetrics, SignalConsumers, Stop};
 
 /// Seconds a refused client is asked to wait (`Retry-After`).
@@ -41,6 +45,10 @@ struct Endpoint {
     metrics: ReceiverMetrics,
     limit: usize,
     response_headers: HeaderMap,
+    /// Time to read the body once the headers are in.
+    body_deadline: Duration,
+    /// Time for the pipeline to take the request.
+    write_timeout: Duration,
 }
 
 /// Why a request was refused: its HTTP status, `google.rpc.Code` and message.
@@ -118,7 +126,6 @@ fn decompress(body: Bytes, encoding: &str, limit: usize) -> Result<Bytes, Refusa
     }
 }
 
-/// Converts an OTLP/JSON body to the protobuf bytes the pipeline carries.
 /// Reads and drops the rest of a refused body (up to 4× the limit, 5 s), so
 /// a client still sending it gets to read our 413 instead of a broken pipe.
 async fn discard<B>(mut body: B, limit: usize)
@@ -136,23 +143,6 @@ where
         }
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
-}
-
-fn json_to_proto(signal: Signal, body: &[u8]) -> Result<Bytes, String> {
-    let bytes = match signal {
-        Signal::Traces => {
-            serde_json::from_slice::<ExportTraceServiceRequest>(body).map(|r| r.encode_to_vec())
-        }
-        Signal::Metrics => {
-            serde_json::from_slice::<ExportMetricsServiceRequest>(body).map(|r| r.encode_to_vec())
-        }
-        Signal::Logs => {
-            serde_json::from_slice::<ExportLogsServiceRequest>(body).map(|r| r.encode_to_vec())
-        }
-    };
-    bytes
-        .map(Bytes::from)
-        .map_err(|e| format!("invalid OTLP/JSON: {e}"))
 }
 
 /// The request's encoding from its `Content-Type`.
@@ -216,7 +206,22 @@ impl Endpoint {
             return Err(bad(Refusal::too_large(self.limit)));
         }
         let mut body = req.into_body();
-        let body = match Limited::new(&mut body, self.limit).collect().await {
+        let collected = tokio::time::timeout(
+            self.body_deadline,
+            Limited::new(&mut body, self.limit).collect(),
+        )
+        .await
+        .map_err(|_| {
+            bad(Refusal {
+                status: StatusCode::REQUEST_TIMEOUT,
+                code: 4,
+                message: format!(
+                    "request body not received within {:?} (body_read_timeout / read_timeout)",
+                    self.body_deadline
+                ),
+            })
+        })?;
+        let body = match collected {
             Ok(c) => c.to_bytes(),
             Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
                 discard(body, self.limit).await;
@@ -231,17 +236,24 @@ impl Endpoint {
         let body = decompress(body, &content_encoding, self.limit).map_err(bad)?;
         let proto = match enc {
             Encoding::Proto => body,
-            Encoding::Json => {
-                json_to_proto(self.signal, &body).map_err(|m| bad(Refusal::bad_request(m)))?
-            }
+            Encoding::Json => super::json::to_proto(self.signal, &body)
+                .map_err(|m| bad(Refusal::bad_request(m)))?,
         };
         let batch = Batch::parse(self.signal, proto)
             .map_err(|e| bad(Refusal::bad_request(e.to_string())))?;
         if batch.items() > 0 {
-            self.metrics
-                .deliver(&self.consumer, batch)
-                .await
-                .map_err(|e| (refusal(e), true))?;
+            let delivered = tokio::time::timeout(
+                self.write_timeout,
+                self.metrics.deliver(&self.consumer, batch),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(ConsumeError::Retryable(format!(
+                    "the pipeline did not take the request within write_timeout ({:?})",
+                    self.write_timeout
+                )))
+            });
+            delivered.map_err(|e| (refusal(e), true))?;
         }
         let (body, ct) = match enc {
             Encoding::Proto => (Vec::new(), PROTOBUF),
@@ -281,6 +293,10 @@ pub async fn serve(
         );
     }
     let mut router = Router::new();
+    let body_deadline = match cfg.read_timeout {
+        t if t.is_zero() => cfg.body_read_timeout,
+        t => t.min(cfg.body_read_timeout),
+    };
     for (signal, path) in [
         (Signal::Traces, &cfg.traces_url_path),
         (Signal::Metrics, &cfg.metrics_url_path),
@@ -295,6 +311,8 @@ pub async fn serve(
             metrics: metrics.clone(),
             limit: cfg.max_request_body_size as usize,
             response_headers: response_headers.clone(),
+            body_deadline,
+            write_timeout: cfg.write_timeout,
         });
         router = router.route(
             path,
@@ -318,13 +336,124 @@ pub async fn serve(
             }
             .into_response(Encoding::Proto)
         });
+    let header_timeout = match cfg.read_timeout {
+        t if t.is_zero() => cfg.read_header_timeout,
+        t => t.min(cfg.read_header_timeout),
+    };
+    let limits = Limits {
+        max_connections: cfg.max_connections,
+        first_bytes: header_timeout,
+    };
+    let acceptor = Acceptor::new(listener, &limits, metrics.refused_connections());
+    let server = Server {
+        router,
+        header_timeout,
+        idle_timeout: cfg.idle_timeout,
+    };
     let endpoint = cfg.endpoint.clone();
     Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(stop.wait())
-            .await
-        {
+        if let Err(e) = server.run(acceptor, stop).await {
             tracing::error!(%endpoint, error = %e, "OTLP/HTTP server failed");
         }
     }))
+}
+
+/// Serves connections with hyper directly: `axum::serve` builds hyper
+/// without a timer, so hyper's header-read timeout never fires there.
+struct Server {
+    router: Router,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl Server {
+    async fn run(self, acceptor: Acceptor, stop: Stop) -> std::io::Result<()> {
+        let mut builder = AutoBuilder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEADER_LIST_SIZE);
+        let builder = Arc::new(builder);
+        // Every connection task holds a sender; when all are gone, every
+        // connection has finished its requests and closed.
+        let (open_tx, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+        let stopped = stop.clone().wait();
+        tokio::pin!(stopped);
+        loop {
+            let conn = tokio::select! {
+                c = acceptor.accept() => c?,
+                () = &mut stopped => break,
+            };
+            let activity = conn.activity();
+            let router = self.router.clone();
+            let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                let busy = InProgress::new(activity.clone());
+                let router = router.clone();
+                async move {
+                    let resp = router.oneshot(req.map(Body::new)).await;
+                    drop(busy);
+                    resp
+                }
+            });
+            let (builder, stop, open) = (builder.clone(), stop.clone(), open_tx.clone());
+            let idle_timeout = self.idle_timeout;
+            tokio::spawn(async move {
+                let activity = conn.activity();
+                let served = builder.serve_connection(TokioIo::new(conn), svc);
+                tokio::pin!(served);
+                let stopped = stop.wait();
+                tokio::pin!(stopped);
+                let mut closing = false;
+                let tick = if idle_timeout.is_zero() {
+                    Duration::from_secs(3600)
+                } else {
+                    (idle_timeout / 4).max(Duration::from_millis(50))
+                };
+                loop {
+                    tokio::select! {
+                        _ = served.as_mut() => break,
+                        () = &mut stopped, if !closing => {
+                            served.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                        () = tokio::time::sleep(tick), if !closing && !idle_timeout.is_zero() => {
+                            if activity.idle_for() >= idle_timeout {
+                                served.as_mut().graceful_shutdown();
+                                closing = true;
+                            }
+                        }
+                    }
+                }
+                drop(open);
+            });
+        }
+        drop(open_tx);
+        let _ = all_closed.recv().await;
+        Ok(())
+    }
+}
+
+/// Largest HTTP/2 header block accepted (HTTP/1's is bounded by hyper's
+/// read buffer, about 400 KiB).
+const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
+
+/// Marks a request in progress on its connection until dropped (also when
+/// the client goes away mid-request and the future is dropped).
+struct InProgress(Activity);
+
+impl InProgress {
+    fn new(a: Activity) -> InProgress {
+        a.begin();
+        InProgress(a)
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.end();
+    }
 }

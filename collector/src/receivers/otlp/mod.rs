@@ -4,6 +4,7 @@
 mod config;
 mod grpc;
 mod http;
+pub mod json;
 
 use std::sync::Arc;
 

@@ -255,25 +255,9 @@ fn recover_segment(
         done: 0,
         sealed: true,
     };
-    let mut off = FILE_HEADER.len();
-    while off < data.len() {
-        let checked = data
-            .get(off..off + FRAME)
-            .map(|f| record::frame(f.try_into().unwrap()))
-            .and_then(|f| {
-                let b = data.get(off + FRAME..off + FRAME + f.len)?;
-                record::body(&f, b).map(|body| (body, f.len))
-            });
-        let Some((body, len)) = checked else {
-            rec.corrupt += 1;
-            rec.discarded_bytes += (data.len() - off) as u64;
-            tracing::warn!(path = %seg.path.display(), offset = off, bytes = data.len() - off, "persistent queue: torn or damaged record skipped (checksum); the rest of its segment is cut off");
-            OpenOptions::new()
-                .write(true)
-                .open(&seg.path)?
-                .set_len(off as u64)?;
-            break;
-        };
+    let (found, torn) = record::walk(&data, FILE_HEADER.len());
+    for r in found {
+        let body = r.body;
         seg.records += 1;
         *max_seq = (*max_seq).max(body.seq);
         if done.contains(&body.seq) {
@@ -288,13 +272,22 @@ fn recover_segment(
             st.unread.push_back(Loc {
                 seq: body.seq,
                 segment: first,
-                offset: off as u64,
-                len: FRAME + len,
+                offset: r.offset as u64,
+                len: r.len,
                 cached: None,
             });
             st.outstanding += 1;
         }
-        off += FRAME + len;
+    }
+    let off = torn.unwrap_or(data.len());
+    if torn.is_some() {
+        rec.corrupt += 1;
+        rec.discarded_bytes += (data.len() - off) as u64;
+        tracing::warn!(path = %seg.path.display(), offset = off, bytes = data.len() - off, "persistent queue: torn or damaged record skipped (checksum); the rest of its segment is cut off");
+        OpenOptions::new()
+            .write(true)
+            .open(&seg.path)?
+            .set_len(off as u64)?;
     }
     seg.bytes = off as u64;
     if seg.done == seg.records {

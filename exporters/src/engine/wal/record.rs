@@ -69,6 +69,44 @@ pub fn body(frame: &Frame, b: &[u8]) -> Option<Body> {
     })
 }
 
+/// One checked record found by [`walk`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Found {
+    /// Offset of its frame in the segment.
+    pub offset: usize,
+    /// Frame plus body length.
+    pub len: usize,
+    /// Its body's fields.
+    pub body: Body,
+}
+
+/// Walks the records of a segment's bytes after the file header; stops at
+/// the first torn or damaged one and returns its offset as the second value.
+pub fn walk(data: &[u8], start: usize) -> (Vec<Found>, Option<usize>) {
+    let mut found = Vec::new();
+    let mut off = start;
+    while off < data.len() {
+        let checked = data
+            .get(off..off.saturating_add(FRAME))
+            .map(|f| frame(f.try_into().expect("FRAME bytes")))
+            .and_then(|f| {
+                let from = off + FRAME;
+                let b = data.get(from..from.checked_add(f.len)?)?;
+                body(&f, b).map(|body| (body, f.len))
+            });
+        let Some((body, len)) = checked else {
+            return (found, Some(off));
+        };
+        found.push(Found {
+            offset: off,
+            len: FRAME + len,
+            body,
+        });
+        off += FRAME + len;
+    }
+    (found, None)
+}
+
 /// An acknowledgement-file entry: the record was handed to the exporter.
 pub const TAKEN: u64 = 1 << 63;
 
