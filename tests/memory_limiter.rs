@@ -111,3 +111,137 @@ async fn a_flood_stays_under_the_limit_and_every_span_is_accounted_for() {
         Some(0.0)
     );
 }
+
+const DECODING: &str = r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:@HTTP@
+processors:
+  memory_limiter:
+    check_interval: 100ms
+    limit_mib: 200
+    spike_limit_mib: 40
+  batch:
+    timeout: 200ms
+exporters:
+  file:
+    path: @DIR@/traces.jsonl
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [memory_limiter, batch]
+      exporters: [file]
+"#;
+
+/// One span with `n` int attributes: a few MiB on the wire, several times
+/// that once the file exporter decodes it.
+fn wide_span(n: usize) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let attributes = (0..n)
+        .map(|i| KeyValue {
+            key: format!("k{i}"),
+            value: Some(AnyValue {
+                value: Some(Value::IntValue(i as i64)),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: vec![7; 16],
+                    span_id: vec![8; 8],
+                    name: "wide".into(),
+                    attributes,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kb / 1024.0
+}
+
+#[tokio::test]
+async fn the_limiter_opens_again_within_seconds_after_a_burst_is_gone() {
+    // The attack: concurrent requests of one span with a million
+    // attributes each, decoded by the file exporter, left RSS at ~400 MiB
+    // with nothing held, and a limiter reading RSS refused every client for
+    // minutes. Now it decides on live bytes and trims what glibc kept.
+    let c = Collector::start(DECODING);
+    let body = wide_span(1_000_000);
+    let sends = (0..8).map(|_| {
+        let b = body.clone();
+        let port = c.http;
+        tokio::spawn(async move {
+            http_post(port, "/v1/traces", "application/x-protobuf", None, b)
+                .await
+                .0
+        })
+    });
+    let mut statuses = Vec::new();
+    for s in sends {
+        statuses.push(s.await.unwrap());
+    }
+    // Each is either taken or refused as retryable.
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&200), "{statuses:?}");
+    // The burst is over once the exporter has written what was taken.
+    let taken = statuses.iter().filter(|s| **s == 200).count() as f64;
+    assert_eq!(
+        c.metric_when("observatory_exporter_sent_spans_total{exporter=\"file\"}", taken)
+            .await,
+        Some(taken)
+    );
+    let peak = peak_rss_mib(c.child.id());
+    let after = rss_mib(c.child.id());
+    let burst_over = std::time::Instant::now();
+    let mut reopened = None;
+    while burst_over.elapsed() < std::time::Duration::from_secs(20) {
+        let (s, _, _) = http_post(
+            c.http,
+            "/v1/traces",
+            "application/x-protobuf",
+            None,
+            Generator::new(GeneratorOptions::default())
+                .spans(3)
+                .encode_to_vec(),
+        )
+        .await;
+        if s == 200 {
+            reopened = Some(burst_over.elapsed());
+            break;
+        }
+        assert_eq!(s, 503);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "memory_limiter after a burst: statuses {statuses:?}, peak RSS {peak:.0} MiB, RSS after {after:.0} MiB, reopened after {reopened:?}"
+    );
+    let reopened = reopened.expect("limiter still shut 20 s after the burst");
+    assert!(reopened < std::time::Duration::from_secs(5), "{reopened:?}");
+}

@@ -48,8 +48,9 @@ fn bench(c: &mut Criterion) {
         ..Default::default()
     };
     let sink = Arc::new(CountItems::default());
-    let limiter =
-        rt.block_on(async { cfg.build_with_probe(Signal::Traces, sink, &ctx, Arc::new(|| 0)) });
+    let limiter = rt.block_on(async {
+        cfg.build_with_probe(Signal::Traces, sink, &ctx, Arc::new(Default::default), None)
+    });
     let mut g = c.benchmark_group("memory_limiter");
     g.throughput(Throughput::Elements(SPANS as u64));
     g.bench_function("accept_512_spans", |b| {

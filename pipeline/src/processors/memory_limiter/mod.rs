@@ -1,17 +1,22 @@
-//! `memory_limiter`: measures the process's resident memory every
-//! `check_interval` and, while it is above the soft limit (limit − spike),
-//! refuses new data with the retryable error so clients back off. Data
-//! already accepted is never dropped by the limiter.
+//! `memory_limiter`: every `check_interval` it reads the memory in use and,
+//! while that is above the soft limit (limit − spike), refuses new data with
+//! the retryable error so clients back off. Data already accepted is never
+//! dropped by the limiter.
 //!
-//! It measures RSS, not allocator statistics: RSS is what a container limit
-//! and the OOM killer see, and it includes every buffer (sockets, queues,
-//! allocator slack). An allocator that keeps freed pages makes RSS read high,
-//! which errs on the side of refusing early, never late.
+//! It decides on the allocator's live bytes, as otelcol decides on Go's
+//! live heap, not on RSS: glibc keeps freed pages mapped, so after a burst
+//! RSS stayed at ~400 MiB with nothing held, and a limiter reading RSS
+//! refused every client for minutes. RSS stays a backstop, since it is what
+//! a container limit and the OOM killer see: when RSS is over the soft limit
+//! but live bytes are not, the limiter asks the allocator to hand its free
+//! pages back (`malloc_trim`), and it refuses while RSS stays over the hard
+//! limit even so. Where no allocator statistics are installed (another
+//! allocator, or a library user), it decides on RSS alone.
 
 mod config;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use async_trait::async_trait;
 
@@ -22,8 +27,36 @@ use crate::component::{parse_config, Context, ProcessorBuilder, ProcessorFactory
 use crate::consumer::{BoxConsumer, ConsumeError, Consumer};
 use crate::telemetry::{proc_status_bytes, total_memory_bytes, Counter};
 
-/// Reads the memory in use, in bytes.
-pub type MemoryProbe = Arc<dyn Fn() -> u64 + Send + Sync>;
+/// One reading of the process's memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reading {
+    /// Resident set size, bytes.
+    pub rss: u64,
+    /// Bytes the allocator has handed out and not had back, if it says.
+    pub live: Option<u64>,
+}
+
+/// Reads the memory in use.
+pub type MemoryProbe = Arc<dyn Fn() -> Reading + Send + Sync>;
+
+/// Asks the allocator to return free pages to the system.
+pub type Trim = Arc<dyn Fn() + Send + Sync>;
+
+/// The allocator's statistics and trim, installed once by the binary (it
+/// knows which allocator it runs on; this crate has no unsafe code).
+pub struct AllocatorHooks {
+    /// Live bytes.
+    pub live: fn() -> u64,
+    /// Returns free pages to the system.
+    pub trim: fn(),
+}
+
+static HOOKS: OnceLock<AllocatorHooks> = OnceLock::new();
+
+/// Installs the allocator hooks every limiter built afterwards uses.
+pub fn install_allocator_hooks(hooks: AllocatorHooks) {
+    let _ = HOOKS.set(hooks);
+}
 
 /// The registry entry.
 pub fn factory() -> ProcessorFactory {
@@ -37,6 +70,7 @@ pub fn factory() -> ProcessorFactory {
 struct State {
     refusing: AtomicBool,
     used: AtomicU64,
+    rss: AtomicU64,
 }
 
 struct Limiter {
@@ -52,8 +86,9 @@ impl Consumer for Limiter {
         if self.state.refusing.load(Ordering::Relaxed) {
             self.refused.add(batch.items() as u64);
             return Err(ConsumeError::Retryable(format!(
-                "memory_limiter: using {} MiB, over the soft limit of {} MiB; retry later",
+                "memory_limiter: using {} MiB (RSS {} MiB), over the soft limit of {} MiB; retry later",
                 self.state.used.load(Ordering::Relaxed) >> 20,
+                self.state.rss.load(Ordering::Relaxed) >> 20,
                 self.soft >> 20
             )));
         }
@@ -61,31 +96,47 @@ impl Consumer for Limiter {
     }
 }
 
+/// What one check decides: the bytes it counts as used, and whether to refuse.
+fn decide(probe: &MemoryProbe, trim: Option<&Trim>, soft: u64, hard: u64) -> (Reading, u64, bool) {
+    let mut r = probe();
+    if let (Some(live), Some(trim)) = (r.live, trim) {
+        if r.rss > soft && live <= soft {
+            // The gap is freed memory the allocator kept: give it back.
+            trim();
+            r = probe();
+        }
+    }
+    let used = r.live.unwrap_or(r.rss);
+    (r, used, used > soft || r.rss > hard)
+}
+
 impl MemoryLimiterConfig {
-    /// Builds the limiter with a given memory probe (tests use a fake one).
+    /// Builds the limiter with a given memory probe and trim (tests use fakes).
     pub fn build_with_probe(
         &self,
         signal: Signal,
         next: BoxConsumer,
         ctx: &Context,
         probe: MemoryProbe,
+        trim: Option<Trim>,
     ) -> BoxConsumer {
         let (hard, soft) = self.limits(total_memory_bytes());
         let state = Arc::new(State {
             refusing: AtomicBool::new(false),
             used: AtomicU64::new(0),
+            rss: AtomicU64::new(0),
         });
         let check = {
-            let (probe, id) = (probe.clone(), ctx.id.clone());
+            let id = ctx.id.clone();
             move |state: &State| {
-                let used = probe();
+                let (r, used, over) = decide(&probe, trim.as_ref(), soft, hard);
                 state.used.store(used, Ordering::Relaxed);
-                let over = used > soft;
+                state.rss.store(r.rss, Ordering::Relaxed);
                 if state.refusing.swap(over, Ordering::Relaxed) != over {
                     if over {
-                        tracing::warn!(processor = %id, used_mib = used >> 20, soft_limit_mib = soft >> 20, hard_limit_mib = hard >> 20, "memory over the soft limit: refusing new data");
+                        tracing::warn!(processor = %id, used_mib = used >> 20, rss_mib = r.rss >> 20, soft_limit_mib = soft >> 20, hard_limit_mib = hard >> 20, "memory over the soft limit: refusing new data");
                     } else {
-                        tracing::info!(processor = %id, used_mib = used >> 20, "memory back under the soft limit: accepting data");
+                        tracing::info!(processor = %id, used_mib = used >> 20, rss_mib = r.rss >> 20, "memory back under the soft limit: accepting data");
                     }
                 }
             }
@@ -101,18 +152,27 @@ impl MemoryLimiterConfig {
                 check(&state);
             }
         });
-        let labels = [("processor", ctx.id.as_str())];
-        let used_probe = Arc::downgrade(&state);
-        ctx.metrics.gauge(
-            "observatory_processor_memory_limiter_used_bytes",
-            "Memory in use at the limiter's last check.",
-            &[("processor", ctx.id.as_str()), ("signal", signal.as_str())],
-            move || {
-                used_probe
-                    .upgrade()
-                    .map_or(0.0, |s| s.used.load(Ordering::Relaxed) as f64)
-            },
-        );
+        let labels = [("processor", ctx.id.as_str()), ("signal", signal.as_str())];
+        for (name, help, rss) in [
+            (
+                "observatory_processor_memory_limiter_used_bytes",
+                "Memory in use at the limiter's last check (allocator live bytes, or RSS where unknown).",
+                false,
+            ),
+            (
+                "observatory_processor_memory_limiter_rss_bytes",
+                "Resident memory at the limiter's last check.",
+                true,
+            ),
+        ] {
+            let probe = Arc::downgrade(&state);
+            ctx.metrics.gauge(name, help, &labels, move || {
+                probe.upgrade().map_or(0.0, |s| {
+                    let v = if rss { &s.rss } else { &s.used };
+                    v.load(Ordering::Relaxed) as f64
+                })
+            });
+        }
         Arc::new(Limiter {
             next,
             state,
@@ -120,7 +180,7 @@ impl MemoryLimiterConfig {
             refused: ctx.metrics.counter(
                 &format!("observatory_processor_refused_{}_total", signal.item_name()),
                 "Items a processor refused with a retryable error (the client was told to retry).",
-                &labels,
+                &[("processor", ctx.id.as_str())],
             ),
         })
     }
@@ -128,7 +188,17 @@ impl MemoryLimiterConfig {
 
 impl ProcessorBuilder for MemoryLimiterConfig {
     fn build(&self, signal: Signal, next: BoxConsumer, ctx: &Context) -> BoxConsumer {
-        self.build_with_probe(signal, next, ctx, Arc::new(|| proc_status_bytes("VmRSS")))
+        let hooks = HOOKS.get();
+        let live = hooks.map(|h| h.live);
+        let probe: MemoryProbe = Arc::new(move || Reading {
+            rss: proc_status_bytes("VmRSS"),
+            live: live.map(|f| f()),
+        });
+        let trim = hooks.map(|h| {
+            let f = h.trim;
+            Arc::new(move || f()) as Trim
+        });
+        self.build_with_probe(signal, next, ctx, probe, trim)
     }
 }
 
@@ -165,7 +235,11 @@ mod tests {
             Signal::Traces,
             sink.clone(),
             &ctx,
-            Arc::new(move || probe_used.load(Ordering::Relaxed)),
+            Arc::new(move || Reading {
+                rss: probe_used.load(Ordering::Relaxed),
+                live: None,
+            }),
+            None,
         );
         let mut gen = Generator::new(GeneratorOptions::default());
         let mut batch =
@@ -180,7 +254,7 @@ mod tests {
         assert!(err.is_retryable());
         assert!(
             err.to_string()
-                .contains("using 81 MiB, over the soft limit of 80 MiB"),
+                .contains("using 81 MiB (RSS 81 MiB), over the soft limit of 80 MiB"),
             "{err}"
         );
         used.store(79 << 20, Ordering::Relaxed);
@@ -193,5 +267,75 @@ mod tests {
             &[("processor", "memory_limiter")],
         );
         assert_eq!(refused, Some(7.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn decides_on_live_bytes_trims_kept_pages_and_keeps_rss_as_a_backstop() {
+        // The attack: after a burst glibc kept ~400 MiB resident with
+        // nothing live, and a limiter reading RSS stayed shut for minutes.
+        let rss = Arc::new(AtomicU64::new(400 << 20));
+        let live = Arc::new(AtomicU64::new(30 << 20));
+        let trims = Arc::new(AtomicU64::new(0));
+        let (r, l) = (rss.clone(), live.clone());
+        let probe: MemoryProbe = Arc::new(move || Reading {
+            rss: r.load(Ordering::Relaxed),
+            live: Some(l.load(Ordering::Relaxed)),
+        });
+        let (t, r2) = (trims.clone(), rss.clone());
+        // This allocator hands back all but 100 MiB of what it kept.
+        let trim: Trim = Arc::new(move || {
+            t.fetch_add(1, Ordering::Relaxed);
+            r2.store(100 << 20, Ordering::Relaxed);
+        });
+        let cfg = MemoryLimiterConfig {
+            check_interval: Duration::from_secs(1),
+            limit_mib: 300,
+            spike_limit_mib: 60,
+            ..Default::default()
+        };
+        let ctx = Context {
+            id: "memory_limiter".into(),
+            metrics: Registry::new(),
+            tasks: Tasks::default(),
+            storage: Default::default(),
+        };
+        let sink = Arc::new(Sink::default());
+        let input = cfg.build_with_probe(Signal::Traces, sink.clone(), &ctx, probe, Some(trim));
+        let mut gen = Generator::new(GeneratorOptions::default());
+        let mut batch =
+            || Batch::parse(Signal::Traces, gen.spans(3).encode_to_vec().into()).unwrap();
+        // RSS 400 > soft 240 but only 30 MiB live: trimmed, and accepted.
+        input.consume(batch()).await.unwrap();
+        assert_eq!(trims.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            ctx.metrics.value(
+                "observatory_processor_memory_limiter_rss_bytes",
+                &[("processor", "memory_limiter"), ("signal", "traces")]
+            ),
+            Some((100u64 << 20) as f64)
+        );
+        // Live over the soft limit: refused, whatever RSS says.
+        live.store(250 << 20, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(1001)).await;
+        assert!(input.consume(batch()).await.unwrap_err().is_retryable());
+        // Live back down: accepted at the next check.
+        live.store(50 << 20, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        input.consume(batch()).await.unwrap();
+        // RSS over the hard limit even after trimming: refused (backstop).
+        let r3 = rss.clone();
+        r3.store(350 << 20, Ordering::Relaxed);
+        let stuck_probe: MemoryProbe = {
+            let (r, l) = (rss.clone(), live.clone());
+            Arc::new(move || Reading {
+                rss: r.load(Ordering::Relaxed),
+                live: Some(l.load(Ordering::Relaxed)),
+            })
+        };
+        let no_op: Trim = Arc::new(|| {});
+        let input2 =
+            cfg.build_with_probe(Signal::Traces, sink.clone(), &ctx, stuck_probe, Some(no_op));
+        assert!(input2.consume(batch()).await.unwrap_err().is_retryable());
+        assert_eq!(sink.sizes(), vec![3, 3]);
     }
 }
