@@ -194,10 +194,7 @@ impl ProcessorBuilder for MemoryLimiterConfig {
             rss: proc_status_bytes("VmRSS"),
             live: live.map(|f| f()),
         });
-        let trim = hooks.map(|h| {
-            let f = h.trim;
-            Arc::new(move || f()) as Trim
-        });
+        let trim = hooks.map(|h| Arc::new(h.trim) as Trim);
         self.build_with_probe(signal, next, ctx, probe, trim)
     }
 }
