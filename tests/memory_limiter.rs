@@ -213,8 +213,11 @@ async fn the_limiter_opens_again_within_seconds_after_a_burst_is_gone() {
     // The burst is over once the exporter has written what was taken.
     let taken = statuses.iter().filter(|s| **s == 200).count() as f64;
     assert_eq!(
-        c.metric_when("observatory_exporter_sent_spans_total{exporter=\"file\"}", taken)
-            .await,
+        c.metric_when(
+            "observatory_exporter_sent_spans_total{exporter=\"file\"}",
+            taken
+        )
+        .await,
         Some(taken)
     );
     let peak = peak_rss_mib(c.child.id());

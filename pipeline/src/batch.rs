@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use prost::Message;
 
-use crate::scan::{scan_traces, SpanIndex};
+use crate::scan::{scan_traces_within, SpanIndex, OVER_LIMIT};
 use crate::wire::WireError;
 
 /// The three OTLP signals.
@@ -80,7 +80,19 @@ pub enum DecodeError {
     /// prost refused the message.
     #[error("invalid protobuf: {0}")]
     Prost(#[from] prost::DecodeError),
+    /// Decoded, the request would take more memory than a request may.
+    #[error(
+        "request too large once decoded: over {limit} bytes (its items, attributes and index)"
+    )]
+    TooLarge {
+        /// The limit it passed.
+        limit: u64,
+    },
 }
+
+/// What a decoded log record or data point costs, about, beyond its bytes
+/// (logs and metrics are checked with prost, not indexed).
+const DECODED_ITEM_BYTES: u64 = 256;
 
 /// Data points in one metric.
 pub fn metric_points(m: &Metric) -> usize {
@@ -148,33 +160,61 @@ impl Request {
     /// Validates an encoded request of `signal` and counts its items. Traces
     /// are scanned in place; logs and metrics are checked with prost for now.
     pub fn parse(signal: Signal, bytes: Bytes) -> Result<Request, DecodeError> {
-        match signal {
+        Request::parse_within(signal, bytes, u64::MAX)
+    }
+
+    /// What the request costs in memory once decoded (see
+    /// [`SpanIndex::decoded_bytes`]); an estimate for logs and metrics.
+    pub fn decoded_bytes(&self) -> u64 {
+        match &self.index {
+            Some(i) => i.decoded_bytes(self.bytes.len()),
+            None => self.bytes.len() as u64 * 4 + self.items as u64 * DECODED_ITEM_BYTES,
+        }
+    }
+
+    /// As [`Request::parse`], refusing with [`DecodeError::TooLarge`] a
+    /// request whose [`Request::decoded_bytes`] passes `max_decoded`; a
+    /// traces scan stops as soon as it does.
+    pub fn parse_within(
+        signal: Signal,
+        bytes: Bytes,
+        max_decoded: u64,
+    ) -> Result<Request, DecodeError> {
+        let over = DecodeError::TooLarge { limit: max_decoded };
+        let r = match signal {
             Signal::Traces => {
                 let mut index = SpanIndex::default();
-                scan_traces(&bytes, &mut index)?;
-                Ok(Request {
+                match scan_traces_within(&bytes, &mut index, max_decoded) {
+                    Err(e) if e.what == OVER_LIMIT => return Err(over),
+                    other => other?,
+                }
+                Request {
                     items: index.spans.len(),
                     bytes,
                     index: Some(Arc::new(index)),
-                })
+                }
             }
             Signal::Logs => {
                 let items = log_count(&ExportLogsServiceRequest::decode(bytes.clone())?);
-                Ok(Request {
+                Request {
                     bytes,
                     items,
                     index: None,
-                })
+                }
             }
             Signal::Metrics => {
                 let items = point_count(&ExportMetricsServiceRequest::decode(bytes.clone())?);
-                Ok(Request {
+                Request {
                     bytes,
                     items,
                     index: None,
-                })
+                }
             }
+        };
+        if r.decoded_bytes() > max_decoded {
+            return Err(over);
         }
+        Ok(r)
     }
 }
 
@@ -226,6 +266,14 @@ impl Batch {
     /// Parses one encoded request into a batch.
     pub fn parse(signal: Signal, bytes: Bytes) -> Result<Batch, DecodeError> {
         Ok(Batch::new(signal, Request::parse(signal, bytes)?))
+    }
+
+    /// Parses one encoded request into a batch, within a decoded-size limit.
+    pub fn parse_within(signal: Signal, bytes: Bytes, max: u64) -> Result<Batch, DecodeError> {
+        Ok(Batch::new(
+            signal,
+            Request::parse_within(signal, bytes, max)?,
+        ))
     }
 
     /// Spans, data points or log records in the batch.

@@ -60,6 +60,10 @@ pub struct SpanIndex {
     pub scopes: Vec<ScopeEntry>,
     /// One entry per span, in request order.
     pub spans: Vec<SpanEntry>,
+    /// Messages a prost decode of the request would build (spans,
+    /// attributes and their values, events, …): what decoding costs.
+    /// Counted by the intake scan; 0 in indexes built by splitting.
+    pub messages: u64,
 }
 
 impl SpanIndex {
@@ -68,8 +72,28 @@ impl SpanIndex {
         self.resources.clear();
         self.scopes.clear();
         self.spans.clear();
+        self.messages = 0;
+    }
+
+    /// What a request of `wire` bytes with this index costs in memory once
+    /// decoded: its bytes, this index, and its messages at
+    /// [`DECODED_MESSAGE_BYTES`] each. Receivers charge requests this much.
+    pub fn decoded_bytes(&self, wire: usize) -> u64 {
+        wire as u64
+            + (self.spans.len() * std::mem::size_of::<SpanEntry>()) as u64
+            + (self.scopes.len() * std::mem::size_of::<ScopeEntry>()) as u64
+            + (self.resources.len() * std::mem::size_of::<ResourceEntry>()) as u64
+            + self.messages * DECODED_MESSAGE_BYTES
     }
 }
+
+/// What one decoded OTLP message costs on the heap, about: prost's
+/// `KeyValue` is 64 bytes, `AnyValue` 32, a `Span` 240; strings are counted
+/// in the wire bytes.
+pub const DECODED_MESSAGE_BYTES: u64 = 64;
+
+/// The `what` of a scan stopped by its limit on decoded size.
+pub const OVER_LIMIT: &str = "decoded size over the request limit";
 
 /// Deepest message nesting accepted, counted as prost counts it: the request
 /// is depth 0 and every nested message, of any type, is one level deeper.
@@ -91,6 +115,17 @@ fn r32(range: (usize, usize)) -> Span32 {
 
 /// Validates and indexes an encoded `ExportTraceServiceRequest`.
 pub fn scan_traces(buf: &[u8], index: &mut SpanIndex) -> Result<(), WireError> {
+    scan_traces_within(buf, index, u64::MAX)
+}
+
+/// As [`scan_traces`], stopping with [`OVER_LIMIT`] as soon as the request's
+/// [`SpanIndex::decoded_bytes`] passes `max_decoded`, so a request of
+/// millions of tiny spans cannot grow an index (or a later decode) past it.
+pub fn scan_traces_within(
+    buf: &[u8],
+    index: &mut SpanIndex,
+    max_decoded: u64,
+) -> Result<(), WireError> {
     index.clear();
     if buf.len() > u32::MAX as usize {
         return Err(WireError {
@@ -103,13 +138,19 @@ pub fn scan_traces(buf: &[u8], index: &mut SpanIndex) -> Result<(), WireError> {
     while let Some(f) = r.next_field()? {
         if f.number == 1 {
             r.expect(&f, LEN)?;
-            resource_spans(buf, f, index)?;
+            resource_spans(buf, f, index, max_decoded)?;
         }
     }
     Ok(())
 }
 
-fn resource_spans(buf: &[u8], f: Field, index: &mut SpanIndex) -> Result<(), WireError> {
+fn resource_spans(
+    buf: &[u8],
+    f: Field,
+    index: &mut SpanIndex,
+    max_decoded: u64,
+) -> Result<(), WireError> {
+    index.messages += 1;
     let ri = index.resources.len() as u32;
     index.resources.push(ResourceEntry::default());
     let mut r = Reader::new(buf, f.body.0, f.body.1, "ResourceSpans");
@@ -117,12 +158,12 @@ fn resource_spans(buf: &[u8], f: Field, index: &mut SpanIndex) -> Result<(), Wir
         match f.number {
             1 => {
                 r.expect(&f, LEN)?;
-                resource(buf, &f)?;
+                resource(buf, &f, &mut index.messages)?;
                 index.resources[ri as usize].resource = r32(f.whole());
             }
             2 => {
                 r.expect(&f, LEN)?;
-                scope_spans(buf, f, ri, index)?;
+                scope_spans(buf, f, ri, index, max_decoded)?;
             }
             3 => {
                 r.expect_str(&f)?;
@@ -134,11 +175,12 @@ fn resource_spans(buf: &[u8], f: Field, index: &mut SpanIndex) -> Result<(), Wir
     Ok(())
 }
 
-fn resource(buf: &[u8], f: &Field) -> Result<(), WireError> {
+fn resource(buf: &[u8], f: &Field, n: &mut u64) -> Result<(), WireError> {
+    *n += 1;
     let mut r = Reader::new(buf, f.body.0, f.body.1, "Resource");
     while let Some(f) = r.next_field()? {
         match f.number {
-            1 => key_value(buf, &r, &f, RESOURCE_KV_DEPTH)?,
+            1 => key_value(buf, &r, &f, RESOURCE_KV_DEPTH, n)?,
             2 => r.expect(&f, VARINT)?,
             _ => {}
         }
@@ -146,7 +188,14 @@ fn resource(buf: &[u8], f: &Field) -> Result<(), WireError> {
     Ok(())
 }
 
-fn scope_spans(buf: &[u8], f: Field, ri: u32, index: &mut SpanIndex) -> Result<(), WireError> {
+fn scope_spans(
+    buf: &[u8],
+    f: Field,
+    ri: u32,
+    index: &mut SpanIndex,
+    max_decoded: u64,
+) -> Result<(), WireError> {
+    index.messages += 1;
     let si = index.scopes.len() as u32;
     index.scopes.push(ScopeEntry {
         resource: ri,
@@ -157,14 +206,21 @@ fn scope_spans(buf: &[u8], f: Field, ri: u32, index: &mut SpanIndex) -> Result<(
         match f.number {
             1 => {
                 r.expect(&f, LEN)?;
-                scope(buf, &f)?;
+                scope(buf, &f, &mut index.messages)?;
                 index.scopes[si as usize].scope = r32(f.whole());
             }
             2 => {
                 r.expect(&f, LEN)?;
-                let mut entry = span(buf, &f)?;
+                let mut entry = span(buf, &f, &mut index.messages)?;
                 entry.scope = si;
                 index.spans.push(entry);
+                if index.decoded_bytes(buf.len()) > max_decoded {
+                    return Err(WireError {
+                        offset: f.start,
+                        what: OVER_LIMIT,
+                        message: "ExportTraceServiceRequest",
+                    });
+                }
             }
             3 => {
                 r.expect_str(&f)?;
@@ -181,7 +237,9 @@ fn scope_spans(buf: &[u8], f: Field, ri: u32, index: &mut SpanIndex) -> Result<(
 pub fn span_entry(field: &[u8]) -> Result<SpanEntry, WireError> {
     let mut r = Reader::new(field, 0, field.len(), "ScopeSpans");
     match r.next_field()? {
-        Some(f) if f.number == 2 && f.wire == LEN && f.body.1 == field.len() => span(field, &f),
+        Some(f) if f.number == 2 && f.wire == LEN && f.body.1 == field.len() => {
+            span(field, &f, &mut 0)
+        }
         _ => Err(WireError {
             offset: 0,
             what: "not a single span field",
@@ -190,12 +248,13 @@ pub fn span_entry(field: &[u8]) -> Result<SpanEntry, WireError> {
     }
 }
 
-fn scope(buf: &[u8], f: &Field) -> Result<(), WireError> {
+fn scope(buf: &[u8], f: &Field, n: &mut u64) -> Result<(), WireError> {
+    *n += 1;
     let mut r = Reader::new(buf, f.body.0, f.body.1, "InstrumentationScope");
     while let Some(f) = r.next_field()? {
         match f.number {
             1 | 2 => r.expect_str(&f)?,
-            3 => key_value(buf, &r, &f, SCOPE_KV_DEPTH)?,
+            3 => key_value(buf, &r, &f, SCOPE_KV_DEPTH, n)?,
             4 => r.expect(&f, VARINT)?,
             _ => {}
         }
@@ -211,7 +270,8 @@ fn copy_id<const N: usize>(buf: &[u8], f: &Field, out: &mut [u8; N]) {
     }
 }
 
-fn span(buf: &[u8], f: &Field) -> Result<SpanEntry, WireError> {
+fn span(buf: &[u8], f: &Field, n: &mut u64) -> Result<SpanEntry, WireError> {
+    *n += 1;
     let mut e = SpanEntry {
         range: r32(f.whole()),
         ..SpanEntry::default()
@@ -241,11 +301,12 @@ fn span(buf: &[u8], f: &Field) -> Result<SpanEntry, WireError> {
                 r.expect(&f, FIXED64)?;
                 e.end_time_unix_nano = f.value;
             }
-            9 => key_value(buf, &r, &f, SPAN_KV_DEPTH)?,
-            11 => event(buf, &r, &f)?,
-            13 => link(buf, &r, &f)?,
+            9 => key_value(buf, &r, &f, SPAN_KV_DEPTH, n)?,
+            11 => event(buf, &r, &f, n)?,
+            13 => link(buf, &r, &f, n)?,
             15 => {
                 r.expect(&f, LEN)?;
+                *n += 1;
                 e.status_code = status(buf, &f)?;
             }
             16 => r.expect(&f, FIXED32)?,
@@ -255,14 +316,15 @@ fn span(buf: &[u8], f: &Field) -> Result<SpanEntry, WireError> {
     Ok(e)
 }
 
-fn event(buf: &[u8], parent: &Reader, f: &Field) -> Result<(), WireError> {
+fn event(buf: &[u8], parent: &Reader, f: &Field, n: &mut u64) -> Result<(), WireError> {
     parent.expect(f, LEN)?;
+    *n += 1;
     let mut r = Reader::new(buf, f.body.0, f.body.1, "Span.Event");
     while let Some(f) = r.next_field()? {
         match f.number {
             1 => r.expect(&f, FIXED64)?,
             2 => r.expect_str(&f)?,
-            3 => key_value(buf, &r, &f, EVENT_KV_DEPTH)?,
+            3 => key_value(buf, &r, &f, EVENT_KV_DEPTH, n)?,
             4 => r.expect(&f, VARINT)?,
             _ => {}
         }
@@ -270,15 +332,16 @@ fn event(buf: &[u8], parent: &Reader, f: &Field) -> Result<(), WireError> {
     Ok(())
 }
 
-fn link(buf: &[u8], parent: &Reader, f: &Field) -> Result<(), WireError> {
+fn link(buf: &[u8], parent: &Reader, f: &Field, n: &mut u64) -> Result<(), WireError> {
     parent.expect(f, LEN)?;
+    *n += 1;
     let mut r = Reader::new(buf, f.body.0, f.body.1, "Span.Link");
     while let Some(f) = r.next_field()? {
         match f.number {
             1 => r.expect_id(&f, 16)?,
             2 => r.expect_id(&f, 8)?,
             3 => r.expect_str(&f)?,
-            4 => key_value(buf, &r, &f, EVENT_KV_DEPTH)?,
+            4 => key_value(buf, &r, &f, EVENT_KV_DEPTH, n)?,
             5 => r.expect(&f, VARINT)?,
             6 => r.expect(&f, FIXED32)?,
             _ => {}
@@ -357,23 +420,32 @@ fn check_depth(f: &Field, depth: u32, message: &'static str) -> Result<(), WireE
 /// Validates a `KeyValue` field at message depth `depth`; the common shape
 /// (whose value sits one level deeper) is checked inline.
 #[inline(always)]
-fn key_value(buf: &[u8], parent: &Reader, f: &Field, depth: u32) -> Result<(), WireError> {
+fn key_value(
+    buf: &[u8],
+    parent: &Reader,
+    f: &Field,
+    depth: u32,
+    n: &mut u64,
+) -> Result<(), WireError> {
     parent.expect(f, LEN)?;
     if depth < MAX_DEPTH && common_key_value(&buf[f.body.0..f.body.1]) {
+        // The KeyValue and its AnyValue.
+        *n += 2;
         return Ok(());
     }
-    key_value_general(buf, f, depth)
+    key_value_general(buf, f, depth, n)
 }
 
 /// Validates any `KeyValue`, field by field.
 #[inline(never)]
-fn key_value_general(buf: &[u8], f: &Field, depth: u32) -> Result<(), WireError> {
+fn key_value_general(buf: &[u8], f: &Field, depth: u32, n: &mut u64) -> Result<(), WireError> {
     check_depth(f, depth, "KeyValue")?;
+    *n += 1;
     let mut r = Reader::new(buf, f.body.0, f.body.1, "KeyValue");
     while let Some(f) = r.next_field()? {
         match f.number {
             1 => r.expect_str(&f)?,
-            2 => any_value(buf, &r, &f, depth + 1)?,
+            2 => any_value(buf, &r, &f, depth + 1, n)?,
             _ => {}
         }
     }
@@ -381,9 +453,16 @@ fn key_value_general(buf: &[u8], f: &Field, depth: u32) -> Result<(), WireError>
 }
 
 /// Validates an `AnyValue` at message depth `depth`.
-fn any_value(buf: &[u8], parent: &Reader, f: &Field, depth: u32) -> Result<(), WireError> {
+fn any_value(
+    buf: &[u8],
+    parent: &Reader,
+    f: &Field,
+    depth: u32,
+    n: &mut u64,
+) -> Result<(), WireError> {
     parent.expect(f, LEN)?;
     check_depth(f, depth, "AnyValue")?;
+    *n += 1;
     let mut r = Reader::new(buf, f.body.0, f.body.1, "AnyValue");
     while let Some(f) = r.next_field()? {
         match f.number {
@@ -393,20 +472,22 @@ fn any_value(buf: &[u8], parent: &Reader, f: &Field, depth: u32) -> Result<(), W
             5 => {
                 r.expect(&f, LEN)?;
                 check_depth(&f, depth + 1, "ArrayValue")?;
+                *n += 1;
                 let mut a = Reader::new(buf, f.body.0, f.body.1, "ArrayValue");
                 while let Some(v) = a.next_field()? {
                     if v.number == 1 {
-                        any_value(buf, &a, &v, depth + 2)?;
+                        any_value(buf, &a, &v, depth + 2, n)?;
                     }
                 }
             }
             6 => {
                 r.expect(&f, LEN)?;
                 check_depth(&f, depth + 1, "KeyValueList")?;
+                *n += 1;
                 let mut a = Reader::new(buf, f.body.0, f.body.1, "KeyValueList");
                 while let Some(v) = a.next_field()? {
                     if v.number == 1 {
-                        key_value(buf, &a, &v, depth + 2)?;
+                        key_value(buf, &a, &v, depth + 2, n)?;
                     }
                 }
             }

@@ -191,6 +191,8 @@ pub fn filter_spans(req: &Request, mut keep: impl FnMut(&SpanEntry) -> bool) -> 
         resources: index.resources.clone(),
         scopes: index.scopes.clone(),
         spans: kept,
+        // Not needed to re-frame; the output's index is built anew.
+        messages: 0,
     };
     let n = subset.spans.len();
     Some(traces_request(reframe(
@@ -215,6 +217,7 @@ pub fn select_spans(req: &Request, positions: &[u32]) -> Request {
             .iter()
             .map(|&i| index.spans[i as usize].clone())
             .collect(),
+        messages: 0,
     };
     let n = subset.spans.len();
     traces_request(reframe(&req.bytes, &subset, 0..n, &Replacements::default()))

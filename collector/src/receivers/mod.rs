@@ -1,6 +1,7 @@
 //! Receivers: the shape every receiver has, and what they share (delivering
 //! into pipelines with self-metrics, binding endpoints).
 
+pub mod admission;
 pub mod conn;
 pub mod otlp;
 
@@ -114,6 +115,12 @@ impl ReceiverMetrics {
     /// Counts a request refused before parsing.
     pub fn malformed(&self) {
         self.malformed.add(1);
+    }
+
+    /// Counts items refused before they reached the pipeline (the receiver's
+    /// admission budget was taken): the client was told to retry.
+    pub fn refused(&self, signal: Signal, items: usize) {
+        self.refused[signal as usize].add(items as u64);
     }
 
     /// Hands a batch to the pipeline and counts the outcome.

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pipeline::batch::Decoded;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use pipeline::component::{parse_config, ConfigError, Context};
 use pipeline::rpc_status::RpcStatus;
 use pipeline::{Batch, BoxConsumer, Signal};
@@ -77,23 +79,61 @@ pub fn compress(body: &[u8], c: Compression) -> std::io::Result<Vec<u8>> {
     }
 }
 
-/// The JSON body for a batch (decoded request by request, then OTLP/JSON
-/// encoded), with the items of requests that did not decode as `rejected`.
+/// The JSON body for a batch, decoded and written one request at a time so
+/// at most one request is held decoded; the items of requests that did not
+/// decode are left out and returned as `rejected`. The text is what
+/// serializing the whole decoded batch gives.
 pub fn json_body(batch: &Batch) -> Result<(Vec<u8>, Sent), String> {
-    fn encode<T: serde::Serialize>(d: Decoded<T>) -> Result<(Vec<u8>, Sent), String> {
-        let body = serde_json::to_vec(&d.request).map_err(|e| e.to_string())?;
-        let message = d.skipped_message().unwrap_or_default();
-        let sent = Sent {
-            rejected: d.skipped_items,
-            message,
-        };
-        Ok((body, sent))
-    }
     match batch.signal {
-        Signal::Traces => encode(batch.decode_traces_each()),
-        Signal::Metrics => encode(batch.decode_metrics_each()),
-        Signal::Logs => encode(batch.decode_logs_each()),
+        Signal::Traces => stream_json(batch, "resourceSpans", |r: ExportTraceServiceRequest| {
+            r.resource_spans
+        }),
+        Signal::Metrics => stream_json(
+            batch,
+            "resourceMetrics",
+            |r: ExportMetricsServiceRequest| r.resource_metrics,
+        ),
+        Signal::Logs => stream_json(batch, "resourceLogs", |r: ExportLogsServiceRequest| {
+            r.resource_logs
+        }),
     }
+}
+
+fn stream_json<T: Message + Default, P: serde::Serialize>(
+    batch: &Batch,
+    field: &str,
+    parts: fn(T) -> Vec<P>,
+) -> Result<(Vec<u8>, Sent), String> {
+    let mut out = Vec::with_capacity(batch.encoded_len() * 2);
+    out.extend_from_slice(b"{\"");
+    out.extend_from_slice(field.as_bytes());
+    out.extend_from_slice(b"\":[");
+    let mut first = true;
+    let mut skipped = Sent::default();
+    for r in &batch.requests {
+        match T::decode(r.bytes.clone()) {
+            Ok(req) => {
+                for part in parts(req) {
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    serde_json::to_writer(&mut out, &part).map_err(|e| e.to_string())?;
+                }
+            }
+            Err(e) => {
+                if skipped.rejected == 0 {
+                    skipped.message = format!("a request in the batch did not decode: {e}");
+                }
+                skipped.rejected += r.items;
+            }
+        }
+    }
+    out.extend_from_slice(b"]}");
+    if skipped.rejected > 0 {
+        skipped.message = format!("{} items left out: {}", skipped.rejected, skipped.message);
+    }
+    Ok((out, skipped))
 }
 
 #[async_trait]
@@ -159,5 +199,38 @@ impl Exporter for OtlpHttp {
             (429 | 502 | 503 | 504, None) => ExportError::Retryable(message),
             _ => ExportError::Permanent(message),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline::generate::{Generator, GeneratorOptions};
+    use pipeline::Request;
+
+    #[test]
+    fn json_written_request_by_request_equals_the_whole_batch_serialized() {
+        let mut g = Generator::new(GeneratorOptions::default());
+        let mut req =
+            |n| Request::parse(Signal::Traces, g.spans(n).encode_to_vec().into()).unwrap();
+        let batch = Batch {
+            signal: Signal::Traces,
+            requests: vec![req(3), req(1), req(4)],
+        };
+        let (body, sent) = json_body(&batch).unwrap();
+        assert_eq!(
+            body,
+            serde_json::to_vec(&batch.decode_traces().unwrap()).unwrap()
+        );
+        assert_eq!(sent, Sent::default());
+        let mut logs = Generator::new(GeneratorOptions::default());
+        let l = Batch::parse(Signal::Logs, logs.logs(5).encode_to_vec().into()).unwrap();
+        let (body, _) = json_body(&l).unwrap();
+        assert_eq!(body, serde_json::to_vec(&l.decode_logs().unwrap()).unwrap());
+        let empty = Batch {
+            signal: Signal::Metrics,
+            requests: vec![],
+        };
+        assert_eq!(json_body(&empty).unwrap().0, b"{\"resourceMetrics\":[]}");
     }
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 use pipeline::component::{ConfigError, Validate};
 use serde::{Deserialize, Deserializer};
 
+use crate::receivers::admission::AdmissionConfig;
+
 /// Open connections per listener unless configured (ours): far above what a
 /// gateway behind a load balancer sees, far below a process's descriptors.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
@@ -121,6 +123,9 @@ pub struct OtlpReceiverConfig {
     /// Which protocols to serve.
     #[serde(default)]
     pub protocols: Protocols,
+    /// The budget of decoded bytes shared by both protocols (ours).
+    #[serde(default)]
+    pub admission: AdmissionConfig,
 }
 
 fn check_path(key: &str, p: &str) -> Result<(), ConfigError> {
@@ -135,6 +140,7 @@ fn check_path(key: &str, p: &str) -> Result<(), ConfigError> {
 
 impl Validate for OtlpReceiverConfig {
     fn validate(&self) -> Result<(), ConfigError> {
+        self.admission.validate()?;
         let p = &self.protocols;
         if p.grpc.is_none() && p.http.is_none() {
             return Err(ConfigError::new(

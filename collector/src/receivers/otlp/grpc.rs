@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use exporters::grpc_codec::{Parts, RawCodec};
+use pipeline::batch::DecodeError;
 use pipeline::{Batch, BoxConsumer, ConsumeError, Signal};
 use tokio::task::JoinHandle;
 use tonic::codec::CompressionEncoding;
@@ -18,6 +19,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::config::GrpcConfig;
+use crate::receivers::admission::{Admission, Refused};
 use crate::receivers::conn::{Acceptor, Limits};
 use crate::receivers::{bind, ReceiverMetrics, SignalConsumers, Stop};
 
@@ -29,6 +31,7 @@ struct Export {
     signal: Signal,
     consumer: BoxConsumer,
     metrics: ReceiverMetrics,
+    admission: Admission,
 }
 
 /// Maps a pipeline refusal to the OTLP status.
@@ -45,9 +48,24 @@ fn refusal(e: ConsumeError) -> Status {
 
 impl Export {
     async fn handle(&self, body: Bytes) -> Result<Parts, Status> {
-        let batch = Batch::parse(self.signal, body).map_err(|e| {
-            self.metrics.malformed();
-            Status::invalid_argument(e.to_string())
+        let batch =
+            Batch::parse_within(self.signal, body, self.admission.limit()).map_err(|e| {
+                self.metrics.malformed();
+                match e {
+                    DecodeError::TooLarge { .. } => Status::resource_exhausted(e.to_string()),
+                    e => Status::invalid_argument(e.to_string()),
+                }
+            })?;
+        let decoded = batch.requests.iter().map(|r| r.decoded_bytes()).sum();
+        let _held = self.admission.charge(decoded).map_err(|r| match r {
+            Refused::TooLarge(m) => {
+                self.metrics.malformed();
+                Status::resource_exhausted(m)
+            }
+            Refused::Busy(m) => {
+                self.metrics.refused(self.signal, batch.items());
+                refusal(ConsumeError::Retryable(m))
+            }
         })?;
         if batch.items() > 0 {
             self.metrics
@@ -156,6 +174,7 @@ pub async fn serve(
     cfg: &GrpcConfig,
     consumers: SignalConsumers,
     metrics: ReceiverMetrics,
+    admission: Admission,
     stop: Stop,
 ) -> Result<JoinHandle<()>, String> {
     let listener = bind(&cfg.endpoint).await?;
@@ -166,6 +185,7 @@ pub async fn serve(
                 signal: s,
                 consumer: c.clone(),
                 metrics: metrics.clone(),
+                admission: admission.clone(),
             })
         })
     };

@@ -12,6 +12,7 @@ use axum::Router;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use pipeline::batch::DecodeError;
 use pipeline::rpc_status::RpcStatus;
 use pipeline::{Batch, BoxConsumer, ConsumeError, Signal};
 use prost::Message;
@@ -24,6 +25,7 @@ use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
 use super::config::HttpConfig;
+use crate::receivers::admission::{Admission, Refused};
 use crate::receivers::conn::{Acceptor, Activity, Limits};
 use crate::receivers::{bind, ReceiverMetrics, SignalConsumers, Stop};
 
@@ -49,6 +51,7 @@ struct Endpoint {
     body_deadline: Duration,
     /// Time for the pipeline to take the request.
     write_timeout: Duration,
+    admission: Admission,
 }
 
 /// Why a request was refused: its HTTP status, `google.rpc.Code` and message.
@@ -234,13 +237,41 @@ impl Endpoint {
             }
         };
         let body = decompress(body, &content_encoding, self.limit).map_err(bad)?;
+        let too_large = |message: String| Refusal {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: 8,
+            message,
+        };
         let proto = match enc {
             Encoding::Proto => body,
-            Encoding::Json => super::json::to_proto(self.signal, &body)
-                .map_err(|m| bad(Refusal::bad_request(m)))?,
+            Encoding::Json => {
+                // Deserializing builds every message at once: refuse before.
+                let estimate = super::json::decoded_estimate(&body);
+                if estimate > self.admission.limit() {
+                    return Err(bad(too_large(format!(
+                        "OTLP/JSON request too large once decoded: about {} MiB, over admission.request_limit_mib ({} MiB)",
+                        estimate >> 20,
+                        self.admission.limit() >> 20
+                    ))));
+                }
+                super::json::to_proto(self.signal, &body)
+                    .map_err(|m| bad(Refusal::bad_request(m)))?
+            }
         };
-        let batch = Batch::parse(self.signal, proto)
-            .map_err(|e| bad(Refusal::bad_request(e.to_string())))?;
+        let batch = Batch::parse_within(self.signal, proto, self.admission.limit()).map_err(
+            |e| match e {
+                DecodeError::TooLarge { .. } => bad(too_large(e.to_string())),
+                e => bad(Refusal::bad_request(e.to_string())),
+            },
+        )?;
+        let decoded = batch.requests.iter().map(|r| r.decoded_bytes()).sum();
+        let _held = self.admission.charge(decoded).map_err(|r| match r {
+            Refused::TooLarge(m) => bad(too_large(m)),
+            Refused::Busy(m) => {
+                self.metrics.refused(self.signal, batch.items());
+                (refusal(ConsumeError::Retryable(m)), true)
+            }
+        })?;
         if batch.items() > 0 {
             let delivered = tokio::time::timeout(
                 self.write_timeout,
@@ -282,6 +313,7 @@ pub async fn serve(
     cfg: &HttpConfig,
     consumers: SignalConsumers,
     metrics: ReceiverMetrics,
+    admission: Admission,
     stop: Stop,
 ) -> Result<JoinHandle<()>, String> {
     let listener = bind(&cfg.endpoint).await?;
@@ -313,6 +345,7 @@ pub async fn serve(
             response_headers: response_headers.clone(),
             body_deadline,
             write_timeout: cfg.write_timeout,
+            admission: admission.clone(),
         });
         router = router.route(
             path,

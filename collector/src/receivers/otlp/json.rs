@@ -33,6 +33,32 @@ fn convert<T: DeserializeOwned + Message>(body: &[u8]) -> Result<Bytes, String> 
     Ok(Bytes::from(msg.encode_to_vec()))
 }
 
+/// What deserializing `body` may cost in memory: every JSON object becomes
+/// one message ([`pipeline::scan::DECODED_MESSAGE_BYTES`] each), strings are
+/// copied, and the protobuf encoding is written beside it. One pass over
+/// the bytes, before anything is built.
+pub fn decoded_estimate(body: &[u8]) -> u64 {
+    let mut objects = 0u64;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if b == b'{' {
+            objects += 1;
+        }
+    }
+    objects * pipeline::scan::DECODED_MESSAGE_BYTES + 2 * body.len() as u64
+}
+
 fn invalid(e: serde_json::Error) -> String {
     format!("invalid OTLP/JSON: {e}")
 }
@@ -226,6 +252,12 @@ mod tests {
             panic!("{m:?}")
         };
         assert_eq!(sum.aggregation_temporality, 2);
+    }
+
+    #[test]
+    fn the_estimate_counts_objects_outside_strings() {
+        let body = br#"{"a":[{},{}],"s":"{{{\"{"}"#;
+        assert_eq!(decoded_estimate(body), 3 * 64 + 2 * body.len() as u64);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 pub use config::OtlpReceiverConfig;
 
+use super::admission::Admission;
 use super::{ReceiverBuilder, ReceiverFactory, ReceiverMetrics, SignalConsumers, Stop};
 
 /// The registry entry.
@@ -35,14 +36,24 @@ impl ReceiverBuilder for OtlpReceiverConfig {
         stop: Stop,
     ) -> Result<Vec<JoinHandle<()>>, String> {
         let mut tasks = Vec::new();
+        let admission = Admission::new(&self.admission);
         if let Some(g) = &self.protocols.grpc {
             let metrics = ReceiverMetrics::new(&ctx.metrics, &ctx.id, "grpc");
-            tasks.push(grpc::serve(g, consumers.clone(), metrics, stop.clone()).await?);
+            tasks.push(
+                grpc::serve(
+                    g,
+                    consumers.clone(),
+                    metrics,
+                    admission.clone(),
+                    stop.clone(),
+                )
+                .await?,
+            );
             tracing::info!(receiver = %ctx.id, endpoint = %g.endpoint, "OTLP/gRPC listening");
         }
         if let Some(h) = &self.protocols.http {
             let metrics = ReceiverMetrics::new(&ctx.metrics, &ctx.id, "http");
-            tasks.push(http::serve(h, consumers, metrics, stop).await?);
+            tasks.push(http::serve(h, consumers, metrics, admission, stop).await?);
             tracing::info!(receiver = %ctx.id, endpoint = %h.endpoint, "OTLP/HTTP listening");
         }
         Ok(tasks)
