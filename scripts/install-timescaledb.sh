@@ -7,7 +7,6 @@
 set -euo pipefail
 VERSION=2.19.3
 TARBALL=timescaledb_${VERSION}+dfsg.orig.tar.xz
-URL=http://deb.debian.org/debian/pool/main/t/timescaledb/$TARBALL
 SHA256=09fd11191768c220b071f61a108df9bd1df5522fbe4e7c2229f30f69b195454a
 
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
@@ -22,6 +21,23 @@ command -v xz >/dev/null 2>&1 || need+=(xz-utils)
 if [ ${#need[@]} -gt 0 ]; then
   as_root apt-get update -q && as_root apt-get install -y -q "${need[@]}"
 fi
+
+# The Debian archive this machine's apt already uses (its pool holds every
+# suite's sources), so no mirror is written into the repo.
+debian_mirror() {
+  {
+    grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | sed 's/^URIs://' | tr ' ' '\n' || true
+    { grep -hsE '^deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list || true; } |
+      sed -E 's/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?//' | awk '{print $1}'
+  } | { grep -E '^https?://' || true; } | { grep -v -- '-security' || true; } |
+    { grep -E '/debian/?$' || true; } | head -n 1 | sed 's:/*$::'
+}
+MIRROR=$(debian_mirror)
+if [ -z "$MIRROR" ]; then
+  echo "install-timescaledb: no Debian archive found in the apt sources (/etc/apt/sources.list*)" >&2
+  exit 1
+fi
+URL=$MIRROR/pool/main/t/timescaledb/$TARBALL
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
