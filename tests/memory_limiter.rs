@@ -115,6 +115,10 @@ async fn a_flood_stays_under_the_limit_and_every_span_is_accounted_for() {
 const DECODING: &str = r#"
 receivers:
   otlp:
+    # Each request is ~150 MiB decoded; the receiver's budget lets them in
+    # so that the limiter is what the test exercises.
+    admission:
+      request_limit_mib: 2048
     protocols:
       http:
         endpoint: 127.0.0.1:@HTTP@
