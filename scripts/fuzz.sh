@@ -25,10 +25,11 @@ for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   log=$(mktemp)
   cargo +nightly fuzz run -O "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=4096 \
-    -max_len=1048576 -timeout=10 >"$log" 2>&1
+    -max_len=1048576 -timeout=10 -print_final_stats=1 >"$log" 2>&1
   rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-  [ -n "$execs" ] || execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')
+  [ -n "$execs" ] || execs=$(grep -oE '^Done [0-9]+ runs' "$log" | grep -oE '[0-9]+' | tail -1)
+  [ -n "$execs" ] || execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
   crashes=$(find "artifacts/$t" -type f 2>/dev/null | wc -l)
   echo "fuzz: $t: ${secs}s, ${execs:-?} executions, exit $rc, ${crashes} crash artifacts"
   if [ $rc -ne 0 ]; then
