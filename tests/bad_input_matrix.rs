@@ -397,7 +397,7 @@ async fn every_bad_input_gets_its_answer_and_the_next_good_request_succeeds() {
         good_sent += 3;
     }
     wait_for_lines(&c.path("traces.jsonl"), count_spans, good_sent);
-    let peak = peak_rss_mib(c.child.id());
+    let peak = c.status_mib("VmHWM");
     eprintln!(
         "bad-input matrix: {} cases, peak RSS {peak:.0} MiB (memory_limiter limit_mib 300)",
         cases.len()
@@ -405,18 +405,4 @@ async fn every_bad_input_gets_its_answer_and_the_next_good_request_succeeds() {
     assert!(cases.len() >= 40);
     assert!(peak < 300.0, "peak RSS {peak:.0} MiB over limit_mib 300");
     assert_eq!(http_get(c.health, "/").unwrap().0, 200);
-}
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kb / 1024.0
 }

@@ -40,20 +40,6 @@ service:
       exporters: [otlp]
 "#;
 
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kb / 1024.0
-}
-
 #[tokio::test]
 async fn a_flood_stays_under_the_limit_and_every_span_is_accounted_for() {
     let c = Collector::start_with(LIMITED, &[("DEAD", free_port().to_string())]);
@@ -87,7 +73,7 @@ async fn a_flood_stays_under_the_limit_and_every_span_is_accounted_for() {
         accepted > 40_000,
         "the limiter refused nearly everything: {accepted}"
     );
-    let peak = peak_rss_mib(c.child.id());
+    let peak = c.status_mib("VmHWM");
     eprintln!("memory_limiter flood: accepted {accepted} spans, refused {refused}, peak RSS {peak:.1} MiB (limit 150, soft 100)");
     assert!(peak < 150.0, "peak RSS {peak:.1} MiB over limit_mib 150");
     let labels = "{receiver=\"otlp\",transport=\"grpc\"}";
@@ -173,20 +159,6 @@ fn wide_span(n: usize) -> Vec<u8> {
     .encode_to_vec()
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kb / 1024.0
-}
-
 #[tokio::test]
 async fn the_limiter_opens_again_within_seconds_after_a_burst_is_gone() {
     // The attack: concurrent requests of one span with a million
@@ -225,8 +197,8 @@ async fn the_limiter_opens_again_within_seconds_after_a_burst_is_gone() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert_eq!(c.metric(series), Some(taken));
-    let peak = peak_rss_mib(c.child.id());
-    let after = rss_mib(c.child.id());
+    let peak = c.status_mib("VmHWM");
+    let after = c.status_mib("VmRSS");
     let burst_over = std::time::Instant::now();
     let mut reopened = None;
     while burst_over.elapsed() < std::time::Duration::from_secs(20) {

@@ -9,6 +9,16 @@ use async_trait::async_trait;
 use crate::batch::Batch;
 use crate::consumer::{ConsumeError, Consumer};
 
+/// A component context for tests: fresh metrics, no storage.
+pub fn context(id: &str) -> crate::component::Context {
+    crate::component::Context {
+        id: id.into(),
+        metrics: crate::telemetry::Registry::new(),
+        tasks: Default::default(),
+        storage: Default::default(),
+    }
+}
+
 /// Records every batch; refuses the first `refuse` calls as retryable.
 #[derive(Default)]
 pub struct Sink {

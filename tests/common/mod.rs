@@ -129,6 +129,22 @@ impl Collector {
         panic!("collector not healthy after 20s:\n{}", self.logs());
     }
 
+    /// A memory field of the collector's `/proc/<pid>/status` (`VmRSS`,
+    /// `VmHWM` for the peak), in MiB.
+    pub fn status_mib(&self, field: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .unwrap_or_else(|| panic!("no {field} in /proc/<pid>/status"))
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .unwrap();
+        kb / 1024.0
+    }
+
     /// What the collector has logged so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -1,9 +1,7 @@
 use prost::Message;
 
 use super::*;
-use crate::component::Tasks;
 use crate::generate::{Generator, GeneratorOptions};
-use crate::telemetry::Registry;
 use crate::testing::Sink;
 
 fn span(attrs: &[(&str, Value)]) -> Span {
@@ -31,12 +29,7 @@ fn cfg(yaml: &str) -> LlmCostConfig {
 }
 
 fn ctx() -> Context {
-    Context {
-        id: "llm_cost".into(),
-        metrics: Registry::new(),
-        tasks: Tasks::default(),
-        storage: Default::default(),
-    }
+    crate::testing::context("llm_cost")
 }
 
 /// The processor on `book`, with counters the test reads directly.

@@ -206,9 +206,7 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::component::Tasks;
     use crate::generate::{Generator, GeneratorOptions};
-    use crate::telemetry::Registry;
     use crate::testing::Sink;
 
     #[tokio::test(start_paused = true)]
@@ -221,12 +219,7 @@ mod tests {
             spike_limit_mib: 20,
             ..Default::default()
         };
-        let ctx = Context {
-            id: "memory_limiter".into(),
-            metrics: Registry::new(),
-            tasks: Tasks::default(),
-            storage: Default::default(),
-        };
+        let ctx = crate::testing::context("memory_limiter");
         let sink = Arc::new(Sink::default());
         let input = cfg.build_with_probe(
             Signal::Traces,
@@ -290,12 +283,7 @@ mod tests {
             spike_limit_mib: 60,
             ..Default::default()
         };
-        let ctx = Context {
-            id: "memory_limiter".into(),
-            metrics: Registry::new(),
-            tasks: Tasks::default(),
-            storage: Default::default(),
-        };
+        let ctx = crate::testing::context("memory_limiter");
         let sink = Arc::new(Sink::default());
         let input = cfg.build_with_probe(Signal::Traces, sink.clone(), &ctx, probe, Some(trim));
         let mut gen = Generator::new(GeneratorOptions::default());
