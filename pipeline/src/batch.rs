@@ -313,17 +313,18 @@ impl Batch {
         ExportLogsServiceRequest::decode(self.to_bytes())
     }
 
-    /// Decodes request by request, so one that fails costs only its own
-    /// items, never the other clients' requests batched with it.
-    fn decode_each<T: Message + Default>(&self, append: fn(&mut T, T)) -> Decoded<T> {
+    /// Decodes one request at a time and hands each to `f`, so at most one
+    /// is held decoded and one that fails costs only its own items (the
+    /// returned `Decoded` counts them; its `request` is empty).
+    pub fn for_each_decoded<T: Message + Default>(&self, mut f: impl FnMut(T)) -> Decoded<()> {
         let mut out = Decoded {
-            request: T::default(),
+            request: (),
             skipped_items: 0,
             error: None,
         };
         for r in &self.requests {
             match T::decode(r.bytes.clone()) {
-                Ok(one) => append(&mut out.request, one),
+                Ok(one) => f(one),
                 Err(e) => {
                     out.skipped_items += r.items;
                     out.error.get_or_insert(e);
@@ -331,6 +332,18 @@ impl Batch {
             }
         }
         out
+    }
+
+    /// Decodes request by request, so one that fails costs only its own
+    /// items, never the other clients' requests batched with it.
+    fn decode_each<T: Message + Default>(&self, append: fn(&mut T, T)) -> Decoded<T> {
+        let mut request = T::default();
+        let d = self.for_each_decoded(|one| append(&mut request, one));
+        Decoded {
+            request,
+            skipped_items: d.skipped_items,
+            error: d.error,
+        }
     }
 
     /// Decodes a traces batch for exporters that convert; see [`Decoded`].

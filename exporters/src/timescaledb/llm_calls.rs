@@ -81,9 +81,9 @@ fn first<T: Copy>(xs: &[Option<T>]) -> Option<T> {
     xs.iter().find_map(|x| *x)
 }
 
-/// One row per GenAI span in `req`; other spans are left out.
-pub fn rows(req: &ExportTraceServiceRequest) -> Rows {
-    let mut out = Rows::default();
+/// Appends one `llm_calls` row per GenAI span in `req` to `out`; other
+/// spans are left out.
+pub fn add_rows(req: &ExportTraceServiceRequest, out: &mut Rows) {
     for rs in &req.resource_spans {
         let attrs = rs
             .resource
@@ -122,5 +122,4 @@ pub fn rows(req: &ExportTraceServiceRequest) -> Rows {
             }
         }
     }
-    out
 }

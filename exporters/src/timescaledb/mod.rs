@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use pipeline::component::{parse_config, ConfigError, Context};
 use pipeline::{Batch, BoxConsumer, Signal};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -129,10 +131,10 @@ impl Exporter for Timescale {
         let skipped: (usize, Option<String>);
         let bad = match batch.signal {
             Signal::Metrics => {
-                let decoded = batch.decode_metrics_each();
-                skipped = (decoded.skipped_items, decoded.skipped_message());
-                let req = decoded.request;
-                let p = points::Points::from_request(&req);
+                // One request decoded at a time; only the rows accumulate.
+                let mut p = points::Points::default();
+                let d = batch.for_each_decoded(|r: ExportMetricsServiceRequest| p.add_request(&r));
+                skipped = (d.skipped_items, d.skipped_message());
                 let tables: Vec<(&str, &str, &Rows)> = points::COPY
                     .iter()
                     .zip(&p.0)
@@ -141,10 +143,11 @@ impl Exporter for Timescale {
                 copy::write(&self.pool, schema, &tables).await
             }
             Signal::Traces => {
-                let decoded = batch.decode_traces_each();
-                skipped = (decoded.skipped_items, decoded.skipped_message());
-                let req = decoded.request;
-                let rows = llm_calls::rows(&req);
+                let mut rows = Rows::default();
+                let d = batch.for_each_decoded(|r: ExportTraceServiceRequest| {
+                    llm_calls::add_rows(&r, &mut rows)
+                });
+                skipped = (d.skipped_items, d.skipped_message());
                 copy::write(
                     &self.pool,
                     schema,

@@ -47,9 +47,9 @@ fn trace_ids(ex: &[Exemplar]) -> impl Iterator<Item = &[u8]> {
 }
 
 impl Points {
-    /// Points in `req`, one row each.
-    pub fn from_request(req: &ExportMetricsServiceRequest) -> Points {
-        let mut p = Points::default();
+    /// Appends the points in `req`, one row each.
+    pub fn add_request(&mut self, req: &ExportMetricsServiceRequest) {
+        let p = self;
         for rm in &req.resource_metrics {
             let attrs = rm
                 .resource
@@ -154,6 +154,5 @@ impl Points {
                 }
             }
         }
-        p
     }
 }
