@@ -195,7 +195,21 @@ fn resource(buf: &[u8], f: &Field, n: &mut u64) -> Result<(), WireError> {
         match f.number {
             1 => key_value(buf, &r, &f, RESOURCE_KV_DEPTH, n)?,
             2 => r.expect(&f, VARINT)?,
+            3 => entity_ref(buf, &r, &f, n)?,
             _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `Resource.entity_refs`: four string fields (two repeated).
+fn entity_ref(buf: &[u8], parent: &Reader, f: &Field, n: &mut u64) -> Result<(), WireError> {
+    parent.expect(f, LEN)?;
+    *n += 1;
+    let mut r = Reader::new(buf, f.body.0, f.body.1, "EntityRef");
+    while let Some(f) = r.next_field()? {
+        if (1..=4).contains(&f.number) {
+            r.expect_str(&f)?;
         }
     }
     Ok(())
@@ -459,6 +473,8 @@ fn key_value_general(buf: &[u8], f: &Field, depth: u32, n: &mut u64) -> Result<(
         match f.number {
             1 => r.expect_str(&f)?,
             2 => any_value(buf, &r, &f, depth + 1, n)?,
+            // key_strindex (profiles' string table; an int32 elsewhere).
+            3 => r.expect(&f, VARINT)?,
             _ => {}
         }
     }
@@ -505,6 +521,8 @@ fn any_value(
                 }
             }
             7 => r.expect(&f, LEN)?,
+            // string_value_strindex.
+            8 => r.expect(&f, VARINT)?,
             _ => {}
         }
     }
@@ -741,6 +759,43 @@ mod tests {
                 Some(if lists { 32 } else { 48 }),
                 "lists {lists}"
             );
+        }
+    }
+
+    #[test]
+    fn fields_added_to_the_protos_get_the_same_verdict_as_prost() {
+        // Found by the `scan` fuzz target: Resource field 3 (entity_refs)
+        // sent as a varint was skipped as unknown by the scanner and refused
+        // by prost, so a later decode would have failed on it.
+        let mut idx = SpanIndex::default();
+        let crash = b"\x0a\x00\x0a\x0a\x7a\x00\x7a\x00\x0a\x04\x0a\x00\x18\x18\x7a\x00\x7a\x00";
+        assert!(ExportTraceServiceRequest::decode(&crash[..]).is_err());
+        assert!(scan_traces(crash, &mut idx).is_err());
+        // A well-formed entity_ref passes both; KeyValue.key_strindex and
+        // AnyValue.string_value_strindex must be varints for both.
+        let rs = |resource: &[u8]| {
+            let mut f = vec![0x0a, resource.len() as u8];
+            f.extend_from_slice(resource);
+            let mut req = vec![0x0a, f.len() as u8];
+            req.extend_from_slice(&f);
+            req
+        };
+        let cases: [(&[u8], bool); 6] = [
+            (b"\x1a\x05\x0a\x01a\x12\x00", true),
+            (b"\x1a\x02\x08\x01", false),
+            (b"\x0a\x05\x0a\x01k\x18\x07", true),
+            (b"\x0a\x06\x0a\x01k\x1a\x01x", false),
+            (b"\x0a\x07\x0a\x01k\x12\x02\x40\x01", true),
+            (b"\x0a\x08\x0a\x01k\x12\x03\x42\x01x", false),
+        ];
+        for (resource, ok) in cases {
+            let b = rs(resource);
+            assert_eq!(
+                ExportTraceServiceRequest::decode(b.as_slice()).is_ok(),
+                ok,
+                "prost {resource:x?}"
+            );
+            assert_eq!(scan_traces(&b, &mut idx).is_ok(), ok, "scan {resource:x?}");
         }
     }
 }
