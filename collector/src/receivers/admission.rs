@@ -9,7 +9,10 @@ use std::sync::Arc;
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use bytes::Bytes;
+use pipeline::batch::DecodeError;
 use pipeline::component::ConfigError;
+use pipeline::{Batch, Request, Signal};
 
 /// `admission` (ours; otelcol-contrib's `otelarrow` receiver has the same
 /// idea under the same name).
@@ -45,10 +48,18 @@ impl AdmissionConfig {
 /// Why a request was not admitted.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refused {
+    /// Malformed (400 / INVALID_ARGUMENT).
+    Invalid(String),
     /// Larger than the whole budget: never admissible (413 / RESOURCE_EXHAUSTED).
     TooLarge(String),
-    /// The budget is taken by other requests for now (503 / UNAVAILABLE).
-    Busy(String),
+    /// The budget is taken by other requests for now (503 / UNAVAILABLE);
+    /// `items` were in the request.
+    Busy {
+        /// What to tell the client.
+        message: String,
+        /// Items in the refused request.
+        items: usize,
+    },
 }
 
 /// The shared budget, counted in KiB.
@@ -73,8 +84,28 @@ impl Admission {
         self.limit
     }
 
+    /// Validates and indexes an encoded request within the per-request
+    /// limit, then charges its decoded size; the charge is held until the
+    /// returned permit is dropped (once the pipeline has the request).
+    pub fn admit(
+        &self,
+        signal: Signal,
+        bytes: Bytes,
+    ) -> Result<(Batch, OwnedSemaphorePermit), Refused> {
+        let request = Request::parse_within(signal, bytes, self.limit).map_err(|e| match e {
+            DecodeError::TooLarge { .. } => Refused::TooLarge(e.to_string()),
+            e => Refused::Invalid(e.to_string()),
+        })?;
+        let items = request.items;
+        let permit = self.charge(request.decoded_bytes()).map_err(|r| match r {
+            Refused::Busy { message, .. } => Refused::Busy { message, items },
+            other => other,
+        })?;
+        Ok((Batch::new(signal, request), permit))
+    }
+
     /// Takes `bytes` from the budget until the returned permit is dropped.
-    pub fn charge(&self, bytes: u64) -> Result<OwnedSemaphorePermit, Refused> {
+    fn charge(&self, bytes: u64) -> Result<OwnedSemaphorePermit, Refused> {
         if bytes > self.limit {
             return Err(Refused::TooLarge(format!(
                 "request too large once decoded: {} MiB, over admission.request_limit_mib ({} MiB)",
@@ -83,12 +114,16 @@ impl Admission {
             )));
         }
         let kib = bytes.div_ceil(1024).max(1) as u32;
-        self.kib.clone().try_acquire_many_owned(kib).map_err(|_| {
-            Refused::Busy(format!(
-                "the receiver holds {} MiB of requests (admission.request_limit_mib); retry later",
-                self.limit >> 20
-            ))
-        })
+        self.kib
+            .clone()
+            .try_acquire_many_owned(kib)
+            .map_err(|_| Refused::Busy {
+                message: format!(
+                    "the receiver holds {} MiB of requests (admission.request_limit_mib); retry later",
+                    self.limit >> 20
+                ),
+                items: 0,
+            })
     }
 }
 
@@ -102,7 +137,7 @@ mod tests {
             request_limit_mib: 1,
         });
         let first = a.charge(600 << 10).unwrap();
-        assert!(matches!(a.charge(600 << 10), Err(Refused::Busy(_))));
+        assert!(matches!(a.charge(600 << 10), Err(Refused::Busy { .. })));
         drop(first);
         let _again = a.charge(600 << 10).unwrap();
         let Err(Refused::TooLarge(m)) = a.charge(2 << 20) else {

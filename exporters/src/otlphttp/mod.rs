@@ -109,30 +109,26 @@ fn stream_json<T: Message + Default, P: serde::Serialize>(
     out.extend_from_slice(field.as_bytes());
     out.extend_from_slice(b"\":[");
     let mut first = true;
-    let mut skipped = Sent::default();
-    for r in &batch.requests {
-        match T::decode(r.bytes.clone()) {
-            Ok(req) => {
-                for part in parts(req) {
-                    if !first {
-                        out.push(b',');
-                    }
-                    first = false;
-                    serde_json::to_writer(&mut out, &part).map_err(|e| e.to_string())?;
-                }
+    let mut failed: Option<serde_json::Error> = None;
+    let d = batch.for_each_decoded(|req: T| {
+        for part in parts(req) {
+            if !first {
+                out.push(b',');
             }
-            Err(e) => {
-                if skipped.rejected == 0 {
-                    skipped.message = format!("a request in the batch did not decode: {e}");
-                }
-                skipped.rejected += r.items;
+            first = false;
+            if let Err(e) = serde_json::to_writer(&mut out, &part) {
+                failed.get_or_insert(e);
             }
         }
+    });
+    if let Some(e) = failed {
+        return Err(e.to_string());
     }
     out.extend_from_slice(b"]}");
-    if skipped.rejected > 0 {
-        skipped.message = format!("{} items left out: {}", skipped.rejected, skipped.message);
-    }
+    let skipped = Sent {
+        rejected: d.skipped_items,
+        message: d.skipped_message().unwrap_or_default(),
+    };
     Ok((out, skipped))
 }
 

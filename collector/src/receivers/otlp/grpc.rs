@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use exporters::grpc_codec::{Parts, RawCodec};
-use pipeline::batch::DecodeError;
-use pipeline::{Batch, BoxConsumer, ConsumeError, Signal};
+use pipeline::{BoxConsumer, ConsumeError, Signal};
 use tokio::task::JoinHandle;
 use tonic::codec::CompressionEncoding;
 use tonic::server::{NamedService, UnaryService};
@@ -48,25 +47,23 @@ fn refusal(e: ConsumeError) -> Status {
 
 impl Export {
     async fn handle(&self, body: Bytes) -> Result<Parts, Status> {
-        let batch =
-            Batch::parse_within(self.signal, body, self.admission.limit()).map_err(|e| {
-                self.metrics.malformed();
-                match e {
-                    DecodeError::TooLarge { .. } => Status::resource_exhausted(e.to_string()),
-                    e => Status::invalid_argument(e.to_string()),
+        let (batch, _held) = self
+            .admission
+            .admit(self.signal, body)
+            .map_err(|r| match r {
+                Refused::Busy { message, items } => {
+                    self.metrics.refused(self.signal, items);
+                    refusal(ConsumeError::Retryable(message))
+                }
+                Refused::TooLarge(m) => {
+                    self.metrics.malformed();
+                    Status::resource_exhausted(m)
+                }
+                Refused::Invalid(m) => {
+                    self.metrics.malformed();
+                    Status::invalid_argument(m)
                 }
             })?;
-        let decoded = batch.requests.iter().map(|r| r.decoded_bytes()).sum();
-        let _held = self.admission.charge(decoded).map_err(|r| match r {
-            Refused::TooLarge(m) => {
-                self.metrics.malformed();
-                Status::resource_exhausted(m)
-            }
-            Refused::Busy(m) => {
-                self.metrics.refused(self.signal, batch.items());
-                refusal(ConsumeError::Retryable(m))
-            }
-        })?;
         if batch.items() > 0 {
             self.metrics
                 .deliver(&self.consumer, batch)

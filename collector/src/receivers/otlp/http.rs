@@ -3,6 +3,7 @@
 
 use std::io::Read;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -12,15 +13,12 @@ use axum::Router;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use pipeline::batch::DecodeError;
-use pipeline::rpc_status::RpcStatus;
-use pipeline::{Batch, BoxConsumer, ConsumeError, Signal};
-use prost::Message;
-use std::time::Duration;
-
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as AutoBuilder;
+use pipeline::rpc_status::RpcStatus;
+use pipeline::{BoxConsumer, ConsumeError, Signal};
+use prost::Message;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
@@ -70,12 +68,18 @@ impl Refusal {
         }
     }
 
-    fn too_large(limit: usize) -> Refusal {
+    fn too_large(message: String) -> Refusal {
         Refusal {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             code: 8,
-            message: format!("request body exceeds max_request_body_size ({limit} bytes)"),
+            message,
         }
+    }
+
+    fn body_too_large(limit: usize) -> Refusal {
+        Refusal::too_large(format!(
+            "request body exceeds max_request_body_size ({limit} bytes)"
+        ))
     }
 
     /// The response, carrying `google.rpc.Status` in the request's encoding.
@@ -121,7 +125,7 @@ fn decompress(body: Bytes, encoding: &str, limit: usize) -> Result<Bytes, Refusa
     };
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
     match reader.take(limit as u64 + 1).read_to_end(&mut out) {
-        Ok(_) if out.len() > limit => Err(Refusal::too_large(limit)),
+        Ok(_) if out.len() > limit => Err(Refusal::body_too_large(limit)),
         Ok(_) => Ok(Bytes::from(out)),
         Err(e) => Err(Refusal::bad_request(format!(
             "invalid {encoding} body: {e}"
@@ -206,7 +210,7 @@ impl Endpoint {
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.limit as u64) {
             discard(req.into_body(), self.limit).await;
-            return Err(bad(Refusal::too_large(self.limit)));
+            return Err(bad(Refusal::body_too_large(self.limit)));
         }
         let mut body = req.into_body();
         let collected = tokio::time::timeout(
@@ -228,7 +232,7 @@ impl Endpoint {
             Ok(c) => c.to_bytes(),
             Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
                 discard(body, self.limit).await;
-                return Err(bad(Refusal::too_large(self.limit)));
+                return Err(bad(Refusal::body_too_large(self.limit)));
             }
             Err(e) => {
                 return Err(bad(Refusal::bad_request(format!(
@@ -237,18 +241,13 @@ impl Endpoint {
             }
         };
         let body = decompress(body, &content_encoding, self.limit).map_err(bad)?;
-        let too_large = |message: String| Refusal {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            code: 8,
-            message,
-        };
         let proto = match enc {
             Encoding::Proto => body,
             Encoding::Json => {
                 // Deserializing builds every message at once: refuse before.
                 let estimate = super::json::decoded_estimate(&body);
                 if estimate > self.admission.limit() {
-                    return Err(bad(too_large(format!(
+                    return Err(bad(Refusal::too_large(format!(
                         "OTLP/JSON request too large once decoded: about {} MiB, over admission.request_limit_mib ({} MiB)",
                         estimate >> 20,
                         self.admission.limit() >> 20
@@ -258,20 +257,17 @@ impl Endpoint {
                     .map_err(|m| bad(Refusal::bad_request(m)))?
             }
         };
-        let batch = Batch::parse_within(self.signal, proto, self.admission.limit()).map_err(
-            |e| match e {
-                DecodeError::TooLarge { .. } => bad(too_large(e.to_string())),
-                e => bad(Refusal::bad_request(e.to_string())),
-            },
-        )?;
-        let decoded = batch.requests.iter().map(|r| r.decoded_bytes()).sum();
-        let _held = self.admission.charge(decoded).map_err(|r| match r {
-            Refused::TooLarge(m) => bad(too_large(m)),
-            Refused::Busy(m) => {
-                self.metrics.refused(self.signal, batch.items());
-                (refusal(ConsumeError::Retryable(m)), true)
-            }
-        })?;
+        let (batch, _held) = self
+            .admission
+            .admit(self.signal, proto)
+            .map_err(|r| match r {
+                Refused::Busy { message, items } => {
+                    self.metrics.refused(self.signal, items);
+                    (refusal(ConsumeError::Retryable(message)), true)
+                }
+                Refused::TooLarge(m) => bad(Refusal::too_large(m)),
+                Refused::Invalid(m) => bad(Refusal::bad_request(m)),
+            })?;
         if batch.items() > 0 {
             let delivered = tokio::time::timeout(
                 self.write_timeout,
