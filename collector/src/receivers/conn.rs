@@ -151,11 +151,6 @@ impl Guarded {
     pub fn activity(&self) -> Activity {
         self.activity.clone()
     }
-
-    /// The underlying socket (for peer addresses).
-    pub fn tcp(&self) -> &TcpStream {
-        &self.stream
-    }
 }
 
 impl AsyncRead for Guarded {
