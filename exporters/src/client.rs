@@ -1,10 +1,9 @@
-//! Client settings the OTLP exporters share: compression, TLS, endpoints, and
-//! reading partial-success responses.
+//! Client settings the OTLP exporters share: compression, `Retry-After`,
+//! and reading partial-success responses (TLS is in `crate::tls`).
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
-use pipeline::component::ConfigError;
 use pipeline::Signal;
 use prost::Message;
 use serde::{Deserialize, Deserializer};
@@ -34,46 +33,6 @@ impl<'de> Deserialize<'de> for Compression {
             ))),
         }
     }
-}
-
-/// `tls`: only plaintext connections are available so far.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsConfig {
-    /// Connect without TLS.
-    pub insecure: bool,
-    /// Skip certificate checks (TLS only).
-    pub insecure_skip_verify: bool,
-    /// CA bundle (TLS only).
-    pub ca_file: Option<String>,
-    /// Client certificate (TLS only).
-    pub cert_file: Option<String>,
-    /// Client key (TLS only).
-    pub key_file: Option<String>,
-}
-
-/// Resolves an exporter endpoint to an `http://` URL, refusing TLS (which
-/// this build cannot do yet) with a message that says how to proceed.
-pub fn plaintext_url(endpoint: &str, tls: &TlsConfig) -> Result<String, ConfigError> {
-    if endpoint.is_empty() {
-        return Err(ConfigError::new("endpoint", "is required"));
-    }
-    if endpoint.starts_with("https://") {
-        return Err(ConfigError::new(
-            "endpoint",
-            "TLS (https) is not supported yet; use an http:// endpoint",
-        ));
-    }
-    if endpoint.starts_with("http://") {
-        return Ok(endpoint.trim_end_matches('/').to_string());
-    }
-    if !tls.insecure {
-        return Err(ConfigError::new(
-            "tls.insecure",
-            "TLS is not supported yet: set tls.insecure: true (or an http:// endpoint) for a plaintext connection",
-        ));
-    }
-    Ok(format!("http://{}", endpoint.trim_end_matches('/')))
 }
 
 /// Reads a `Retry-After` header given in seconds.
@@ -109,33 +68,5 @@ pub fn partial_success(signal: Signal, body: &[u8]) -> Sent {
     Sent {
         rejected: rejected.max(0) as usize,
         message,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints_resolve_or_explain() {
-        let insecure = TlsConfig {
-            insecure: true,
-            ..Default::default()
-        };
-        assert_eq!(
-            plaintext_url("tempo:4317", &insecure).unwrap(),
-            "http://tempo:4317"
-        );
-        assert_eq!(
-            plaintext_url("http://tempo:4318/", &TlsConfig::default()).unwrap(),
-            "http://tempo:4318"
-        );
-        assert_eq!(
-            plaintext_url("tempo:4317", &TlsConfig::default())
-                .unwrap_err()
-                .path,
-            "tls.insecure"
-        );
-        assert_eq!(plaintext_url("", &insecure).unwrap_err().path, "endpoint");
     }
 }

@@ -14,6 +14,7 @@ pub mod otlphttp;
 pub mod parquet;
 pub mod time;
 pub mod timescaledb;
+pub mod tls;
 pub mod values;
 
 use std::sync::Arc;

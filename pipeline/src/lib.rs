@@ -15,6 +15,7 @@ pub mod processors;
 pub mod rewrite;
 pub mod rpc_status;
 pub mod scan;
+pub mod secret;
 pub mod split;
 pub mod telemetry;
 pub mod testing;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod loki;
+pub mod pki;
 pub mod postgres;
 
 use std::io::Write;

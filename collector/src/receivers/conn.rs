@@ -14,10 +14,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use pipeline::telemetry::Counter;
+use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
+use tokio_rustls::server::TlsStream;
 
 /// Bytes a client must send within the first-bytes deadline.
 const FIRST_BYTES: usize = 24;
@@ -54,7 +57,7 @@ impl Acceptor {
     /// The next connection within the cap; those over it are closed here.
     pub async fn accept(&self) -> io::Result<Guarded> {
         loop {
-            let (stream, _) = match self.listener.accept().await {
+            let (stream, peer) = match self.listener.accept().await {
                 Ok(c) => c,
                 // Out of file descriptors or a connection reset before
                 // accept: not fatal to the listener. Back off briefly so
@@ -79,6 +82,7 @@ impl Acceptor {
             let _ = stream.set_nodelay(true);
             return Ok(Guarded {
                 stream,
+                peer,
                 _permit: permit,
                 seen: 0,
                 deadline: Some(Box::pin(tokio::time::sleep(self.first_bytes))),
@@ -140,6 +144,7 @@ fn now_ms() -> u64 {
 /// fails its reads if the first bytes do not arrive in time.
 pub struct Guarded {
     stream: TcpStream,
+    peer: SocketAddr,
     _permit: Option<OwnedSemaphorePermit>,
     seen: usize,
     deadline: Option<Pin<Box<Sleep>>>,
@@ -150,6 +155,127 @@ impl Guarded {
     /// The connection's activity record.
     pub fn activity(&self) -> Activity {
         self.activity.clone()
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+}
+
+/// The client's end of a connection, as gRPC handlers see it.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
+
+/// A connection as the protocol sees it: plain, or after a TLS handshake.
+pub enum Stream {
+    /// Plaintext.
+    Plain(Guarded),
+    /// TLS over the guarded connection.
+    Tls(Box<TlsStream<Guarded>>),
+}
+
+impl Stream {
+    fn guarded(&self) -> &Guarded {
+        match self {
+            Stream::Plain(g) => g,
+            Stream::Tls(t) => t.get_ref().0,
+        }
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.guarded().peer
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(g) => Pin::new(g).poll_read(cx, buf),
+            Stream::Tls(t) => Pin::new(t.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(g) => Pin::new(g).poll_write(cx, buf),
+            Stream::Tls(t) => Pin::new(t.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(g) => Pin::new(g).poll_write_vectored(cx, bufs),
+            Stream::Tls(t) => Pin::new(t.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(g) => g.is_write_vectored(),
+            Stream::Tls(t) => t.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(g) => Pin::new(g).poll_flush(cx),
+            Stream::Tls(t) => Pin::new(t.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(g) => Pin::new(g).poll_shutdown(cx),
+            Stream::Tls(t) => Pin::new(t.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+impl tonic::transport::server::Connected for Stream {
+    type ConnectInfo = Peer;
+
+    fn connect_info(&self) -> Peer {
+        Peer(self.peer())
+    }
+}
+
+/// Completes a connection's TLS handshake (when the listener has TLS)
+/// within `deadline`; `None` when it failed or took too long.
+pub async fn secure(
+    conn: Guarded,
+    tls: Option<&super::tls::TlsServer>,
+    deadline: Duration,
+) -> Option<Stream> {
+    let Some(tls) = tls else {
+        return Some(Stream::Plain(conn));
+    };
+    let peer = conn.peer;
+    match tokio::time::timeout(deadline, tls.accept(conn)).await {
+        Ok(Ok(s)) => Some(Stream::Tls(Box::new(s))),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake not finished in time");
+            None
+        }
     }
 }
 
@@ -218,14 +344,6 @@ impl AsyncWrite for Guarded {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-impl tonic::transport::server::Connected for Guarded {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.stream.connect_info()
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod conn;
 pub mod otlp;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,6 +74,7 @@ pub struct ReceiverMetrics {
     refused: [Counter; 3],
     malformed: Counter,
     refused_connections: Counter,
+    tls_failed: Counter,
 }
 
 impl ReceiverMetrics {
@@ -104,7 +106,17 @@ impl ReceiverMetrics {
                 "Connections closed on arrival because the listener had max_connections open.",
                 &labels,
             ),
+            tls_failed: reg.counter(
+                "observatory_receiver_tls_handshake_failures_total",
+                "Connections closed because their TLS handshake failed or did not finish in time (no client certificate, wrong CA, old TLS version).",
+                &labels,
+            ),
         }
+    }
+
+    /// Counts a connection whose TLS handshake failed.
+    pub fn tls_failed(&self) {
+        self.tls_failed.add(1);
     }
 
     /// The counter of connections closed at the connection cap.

@@ -7,8 +7,8 @@ use std::time::Duration;
 use pipeline::component::{ConfigError, Validate};
 use serde::Deserialize;
 
-use crate::client::{plaintext_url, TlsConfig};
 use crate::engine::{EngineSettings, QueueConfig, RetryConfig};
+use crate::tls::client::{ClientTlsConfig, Target};
 
 /// The push path appended to an endpoint given without one.
 pub const PUSH_PATH: &str = "/loki/api/v1/push";
@@ -64,7 +64,7 @@ pub struct LokiConfig {
     pub endpoint: String,
     /// Connection security.
     #[serde(default)]
-    pub tls: TlsConfig,
+    pub tls: ClientTlsConfig,
     /// Sent as `X-Scope-OrgID` (Loki's tenant).
     pub tenant_id: Option<String>,
     /// Headers sent with every push.
@@ -121,16 +121,16 @@ impl LokiConfig {
     }
 
     /// The URL pushes go to.
-    pub fn url(&self) -> Result<String, ConfigError> {
-        let base = plaintext_url(&self.endpoint, &self.tls)?;
-        let has_path = base
-            .strip_prefix("http://")
-            .is_some_and(|rest| rest.contains('/'));
-        Ok(if has_path {
-            base
-        } else {
-            format!("{base}{PUSH_PATH}")
-        })
+    pub fn url(&self) -> Result<Target, ConfigError> {
+        let mut t = self.tls.resolve("endpoint", &self.endpoint)?;
+        let has_path = t
+            .url
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.contains('/'));
+        if !has_path {
+            t.url.push_str(PUSH_PATH);
+        }
+        Ok(t)
     }
 }
 
@@ -183,14 +183,14 @@ mod tests {
     #[test]
     fn defaults_and_urls() {
         let cfg = parse("endpoint: http://loki:3100\n").unwrap();
-        assert_eq!(cfg.url().unwrap(), "http://loki:3100/loki/api/v1/push");
+        assert_eq!(cfg.url().unwrap().url, "http://loki:3100/loki/api/v1/push");
         assert_eq!(cfg.format, Format::Protobuf);
         assert_eq!(cfg.labels, default_labels());
         assert!(cfg.structured_metadata);
         assert_eq!(cfg.line_format, LineFormat::Json);
         assert_eq!(cfg.timeout, Duration::from_secs(30));
         let cfg = parse("endpoint: http://gw:8080/custom/push\nformat: json\n").unwrap();
-        assert_eq!(cfg.url().unwrap(), "http://gw:8080/custom/push");
+        assert_eq!(cfg.url().unwrap().url, "http://gw:8080/custom/push");
         assert_eq!(cfg.format, Format::Json);
     }
 

@@ -44,13 +44,11 @@ impl ExporterBuilder for LokiConfig {
         if let Some(t) = &self.tenant_id {
             headers.insert("x-scope-orgid", t.parse().expect("validated"));
         }
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .map_err(|e| ConfigError::new("", format!("cannot build HTTP client: {e}")))?;
+        let target = self.url()?;
+        let client = crate::tls::connect::http_client(&self.tls, &[&target], headers)?;
         let exporter = Loki {
             client,
-            url: self.url()?,
+            url: target.url,
             format: self.format,
             shaper: Shaper::new(self),
             basic_auth: self.basic_auth.clone(),

@@ -6,8 +6,9 @@ use std::time::Duration;
 use pipeline::component::{ConfigError, Validate};
 use serde::Deserialize;
 
-use crate::client::{plaintext_url, Compression, TlsConfig};
+use crate::client::Compression;
 use crate::engine::{EngineSettings, QueueConfig, RetryConfig};
+use crate::tls::client::{ClientTlsConfig, Target};
 
 /// Sends OTLP over gRPC.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -17,7 +18,7 @@ pub struct OtlpConfig {
     pub endpoint: String,
     /// Connection security.
     #[serde(default)]
-    pub tls: TlsConfig,
+    pub tls: ClientTlsConfig,
     /// Metadata sent with every request (e.g. `X-Scope-OrgID` for Tempo).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -40,6 +41,11 @@ fn five_seconds() -> Duration {
 }
 
 impl OtlpConfig {
+    /// Where to connect, and whether over TLS.
+    pub fn target(&self) -> Result<Target, ConfigError> {
+        self.tls.resolve("endpoint", &self.endpoint)
+    }
+
     /// The engine part of the config.
     pub fn engine(&self) -> EngineSettings {
         EngineSettings {
@@ -52,7 +58,7 @@ impl OtlpConfig {
 
 impl Validate for OtlpConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        plaintext_url(&self.endpoint, &self.tls)?;
+        self.target()?;
         for (k, v) in &self.headers {
             let name_ok = tonic::metadata::MetadataKey::<tonic::metadata::Ascii>::from_bytes(
                 k.to_ascii_lowercase().as_bytes(),

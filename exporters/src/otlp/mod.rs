@@ -4,20 +4,19 @@
 mod config;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use pipeline::component::{parse_config, ConfigError, Context};
 use pipeline::{Batch, BoxConsumer, Signal};
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 pub use config::OtlpConfig;
 
-use crate::client::{partial_success, plaintext_url, Compression};
+use crate::client::{partial_success, Compression};
 use crate::engine::{self, ExportError, Exporter, Sent};
 use crate::grpc_codec::{export_path, RawCodec};
 use crate::{ExporterBuilder, ExporterFactory};
@@ -33,12 +32,7 @@ pub fn factory() -> ExporterFactory {
 
 impl ExporterBuilder for OtlpConfig {
     fn build(&self, ctx: &Context) -> Result<BoxConsumer, ConfigError> {
-        let url = plaintext_url(&self.endpoint, &self.tls)?;
-        let channel = Endpoint::from_shared(url)
-            .map_err(|e| ConfigError::new("endpoint", e.to_string()))?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = crate::tls::connect::grpc_channel(&self.tls, &self.target()?)?;
         let mut headers = MetadataMap::new();
         for (k, v) in &self.headers {
             let key =
@@ -136,12 +130,12 @@ mod tests {
         let throttled = Status::with_error_details(
             Code::ResourceExhausted,
             "slow down",
-            ErrorDetails::with_retry_info(Some(Duration::from_secs(3))),
+            ErrorDetails::with_retry_info(Some(std::time::Duration::from_secs(3))),
         );
         assert_eq!(
             classify(&throttled),
             ExportError::Throttled {
-                after: Duration::from_secs(3),
+                after: std::time::Duration::from_secs(3),
                 message: "ResourceExhausted: slow down".into()
             }
         );

@@ -7,8 +7,9 @@ use pipeline::component::{ConfigError, Validate};
 use pipeline::Signal;
 use serde::Deserialize;
 
-use crate::client::{plaintext_url, Compression, TlsConfig};
+use crate::client::Compression;
 use crate::engine::{EngineSettings, QueueConfig, RetryConfig};
+use crate::tls::client::{ClientTlsConfig, Target};
 
 /// Body encoding.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -36,7 +37,7 @@ pub struct OtlpHttpConfig {
     pub logs_endpoint: Option<String>,
     /// Connection security.
     #[serde(default)]
-    pub tls: TlsConfig,
+    pub tls: ClientTlsConfig,
     /// Headers sent with every request (e.g. `X-Scope-OrgID`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -71,19 +72,21 @@ impl OtlpHttpConfig {
     }
 
     /// The URL a signal is posted to.
-    pub fn url(&self, signal: Signal) -> Result<String, ConfigError> {
+    pub fn url(&self, signal: Signal) -> Result<Target, ConfigError> {
         let explicit = match signal {
             Signal::Traces => &self.traces_endpoint,
             Signal::Metrics => &self.metrics_endpoint,
             Signal::Logs => &self.logs_endpoint,
         };
         match explicit {
-            Some(url) => plaintext_url(url, &self.tls)
-                .map_err(|e| ConfigError::new(format!("{signal}_endpoint"), e.message)),
-            None => Ok(format!(
-                "{}/v1/{signal}",
-                plaintext_url(&self.endpoint, &self.tls)?
-            )),
+            Some(url) => self.tls.resolve(&format!("{signal}_endpoint"), url),
+            None => self
+                .tls
+                .resolve("endpoint", &self.endpoint)
+                .map(|t| Target {
+                    url: format!("{}/v1/{signal}", t.url),
+                    tls: t.tls,
+                }),
         }
     }
 }
@@ -117,11 +120,11 @@ mod tests {
         let yaml = "endpoint: http://tempo:4318\nheaders:\n  X-Scope-OrgID: acme\nlogs_endpoint: http://loki:3100/otlp/v1/logs\n";
         let cfg: OtlpHttpConfig = parse_config(serde_yaml::from_str(yaml).unwrap()).unwrap();
         assert_eq!(
-            cfg.url(Signal::Traces).unwrap(),
+            cfg.url(Signal::Traces).unwrap().url,
             "http://tempo:4318/v1/traces"
         );
         assert_eq!(
-            cfg.url(Signal::Logs).unwrap(),
+            cfg.url(Signal::Logs).unwrap().url,
             "http://loki:3100/otlp/v1/logs"
         );
         assert_eq!(cfg.timeout, Duration::from_secs(30));

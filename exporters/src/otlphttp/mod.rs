@@ -33,8 +33,8 @@ pub fn factory() -> ExporterFactory {
 
 impl ExporterBuilder for OtlpHttpConfig {
     fn build(&self, ctx: &Context) -> Result<BoxConsumer, ConfigError> {
-        let urls = Signal::ALL.map(|s| self.url(s));
-        let [t, m, l] = urls;
+        let [t, m, l] = Signal::ALL.map(|s| self.url(s));
+        let (t, m, l) = (t?, m?, l?);
         let mut headers = http::HeaderMap::new();
         for (k, v) in &self.headers {
             headers.insert(
@@ -42,13 +42,10 @@ impl ExporterBuilder for OtlpHttpConfig {
                 http::HeaderValue::try_from(v.as_str()).expect("validated"),
             );
         }
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .map_err(|e| ConfigError::new("", format!("cannot build HTTP client: {e}")))?;
+        let client = crate::tls::connect::http_client(&self.tls, &[&t, &m, &l], headers)?;
         let exporter = OtlpHttp {
             client,
-            urls: [t?, m?, l?],
+            urls: [t.url, m.url, l.url],
             compression: self.compression,
             encoding: self.encoding,
         };

@@ -34,9 +34,21 @@ pub struct S3Config {
     /// Access key id.
     pub access_key_id: Option<String>,
     /// Secret access key (use `${env:…}`).
-    pub secret_access_key: Option<String>,
+    pub secret_access_key: Option<pipeline::secret::Secret>,
     /// Allow a plain-HTTP endpoint.
     pub allow_http: bool,
+    /// TLS to the store (HTTPS always, unless `allow_http`).
+    pub tls: S3TlsConfig,
+}
+
+/// `s3.tls`: the client keys the S3 client can honour.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3TlsConfig {
+    /// CA bundle trusted in addition to the system's roots.
+    pub ca_file: Option<String>,
+    /// Accept any server certificate.
+    pub insecure_skip_verify: bool,
 }
 
 /// Archives traces and logs as Parquet files.
@@ -111,6 +123,14 @@ impl Validate for ParquetConfig {
         }
         if !self.is_s3() && self.s3 != S3Config::default() {
             return Err(ConfigError::new("s3", "applies only to an s3:// endpoint"));
+        }
+        if let Some(ca) = &self.s3.tls.ca_file {
+            crate::tls::PemSource {
+                key: "s3.tls.ca".into(),
+                file: Some(ca),
+                pem: None,
+            }
+            .certs()?;
         }
         if self.max_file_size_mib == 0 || self.max_file_size_mib > 1024 {
             return Err(ConfigError::new(

@@ -65,8 +65,21 @@ fn store(cfg: &ParquetConfig) -> Result<(Arc<dyn ObjectStore>, Path), ConfigErro
             b = b.with_access_key_id(v);
         }
         if let Some(v) = &s3.secret_access_key {
-            b = b.with_secret_access_key(v);
+            b = b.with_secret_access_key(v.expose());
         }
+        let mut client = object_store::ClientOptions::new()
+            .with_allow_invalid_certificates(s3.tls.insecure_skip_verify);
+        if let Some(ca) = &s3.tls.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| {
+                ConfigError::new("s3.tls.ca_file", format!("cannot read {ca}: {e}"))
+            })?;
+            for c in object_store::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| ConfigError::new("s3.tls.ca_file", e.to_string()))?
+            {
+                client = client.with_root_certificate(c);
+            }
+        }
+        b = b.with_client_options(client);
         let s = b.build().map_err(|e| err(&e))?;
         return Ok((Arc::new(s), Path::from(prefix)));
     }

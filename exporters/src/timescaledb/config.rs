@@ -38,6 +38,29 @@ impl Default for TimescaleSettings {
     }
 }
 
+/// `tls` on `timescaledb`: the subset of otelcol's client keys libpq has.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PgTlsConfig {
+    /// `sslmode=disable`: plaintext.
+    pub insecure: bool,
+    /// `sslmode=require`: TLS without checking the server's certificate.
+    pub insecure_skip_verify: bool,
+    /// `sslmode=verify-full` with this CA (`sslrootcert`).
+    pub ca_file: Option<String>,
+    /// Client certificate (`sslcert`).
+    pub cert_file: Option<String>,
+    /// Client key (`sslkey`).
+    pub key_file: Option<String>,
+}
+
+/// libpq's URL parameters that name a file, and the key they are checked as.
+const URL_FILES: [(&str, &str); 3] = [
+    ("sslrootcert", "endpoint (sslrootcert)"),
+    ("sslcert", "endpoint (sslcert)"),
+    ("sslkey", "endpoint (sslkey)"),
+];
+
 /// Writes metrics, and LLM call rows derived from GenAI spans, to
 /// PostgreSQL / TimescaleDB.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -57,6 +80,11 @@ pub struct TimescaleConfig {
     /// Hypertables, compression, retention and rollups.
     #[serde(default)]
     pub timescaledb: TimescaleSettings,
+    /// TLS to the database, in otelcol's keys (mapped onto libpq's
+    /// `sslmode`, `sslrootcert`, `sslcert`, `sslkey`, which the endpoint
+    /// URL may also carry).
+    #[serde(default)]
+    pub tls: PgTlsConfig,
     /// Per-attempt timeout (connect and write).
     #[serde(
         default = "crate::engine::config::thirty_seconds",
@@ -90,6 +118,70 @@ fn plain_identifier(s: &str) -> bool {
 }
 
 impl TimescaleConfig {
+    /// Connection options: the endpoint URL with `tls` applied over it.
+    pub fn connect_options(&self) -> Result<sqlx::postgres::PgConnectOptions, ConfigError> {
+        use sqlx::postgres::PgSslMode;
+        let mut o = self
+            .endpoint
+            .parse::<sqlx::postgres::PgConnectOptions>()
+            .map_err(|e| {
+                ConfigError::new("endpoint", format!("is not a valid postgres URL: {e}"))
+            })?;
+        let t = &self.tls;
+        let verify = t.ca_file.is_some() && !t.insecure_skip_verify;
+        if t.insecure && (verify || t.cert_file.is_some() || t.insecure_skip_verify) {
+            return Err(ConfigError::new(
+                "tls.insecure",
+                "turns TLS off (sslmode=disable), so the other tls keys cannot apply",
+            ));
+        }
+        if t.insecure {
+            o = o.ssl_mode(PgSslMode::Disable);
+        } else if t.insecure_skip_verify {
+            o = o.ssl_mode(PgSslMode::Require);
+        } else if verify {
+            o = o.ssl_mode(PgSslMode::VerifyFull);
+        }
+        if let Some(ca) = &t.ca_file {
+            crate::tls::PemSource {
+                key: "tls.ca".into(),
+                file: Some(ca),
+                pem: None,
+            }
+            .certs()?;
+            o = o.ssl_root_cert(ca);
+        }
+        let cert = crate::tls::PemSource {
+            key: "tls.cert".into(),
+            file: t.cert_file.as_deref(),
+            pem: None,
+        };
+        let key = crate::tls::PemSource {
+            key: "tls.key".into(),
+            file: t.key_file.as_deref(),
+            pem: None,
+        };
+        let provider = crate::tls::provider("tls", &[])?;
+        if crate::tls::identity("tls", cert, key, &provider)?.is_some() {
+            o = o
+                .ssl_client_cert(t.cert_file.as_deref().unwrap_or_default())
+                .ssl_client_key(t.key_file.as_deref().unwrap_or_default());
+        }
+        for (param, key) in URL_FILES {
+            let file = self
+                .endpoint
+                .split_once('?')
+                .into_iter()
+                .flat_map(|(_, q)| q.split('&'))
+                .find_map(|kv| kv.strip_prefix(param)?.strip_prefix('='));
+            if let Some(f) = file {
+                std::fs::metadata(f)
+                    .map_err(|e| ConfigError::new(key, format!("cannot read {f}: {e}")))?;
+            }
+        }
+        Ok(o)
+    }
+
     /// The engine part of the config.
     pub fn engine(&self) -> EngineSettings {
         EngineSettings {
@@ -111,11 +203,7 @@ impl Validate for TimescaleConfig {
                 "must be a URL like postgres://user:password@host:5432/database",
             ));
         }
-        self.endpoint
-            .parse::<sqlx::postgres::PgConnectOptions>()
-            .map_err(|e| {
-                ConfigError::new("endpoint", format!("is not a valid postgres URL: {e}"))
-            })?;
+        self.connect_options()?;
         if !plain_identifier(&self.schema) {
             return Err(ConfigError::new(
                 "schema",
@@ -171,6 +259,22 @@ mod tests {
                 "timescaledb",
             ),
             ("endpoint: postgres://db/x\npassword: x\n", ""),
+            (
+                "endpoint: postgres://db/x\ntls: {ca_file: /nonexistent.pem}\n",
+                "tls.ca_file",
+            ),
+            (
+                "endpoint: postgres://db/x\ntls: {insecure: true, insecure_skip_verify: true}\n",
+                "tls.insecure",
+            ),
+            (
+                "endpoint: postgres://db/x\ntls: {min_version: '1.3'}\n",
+                "tls",
+            ),
+            (
+                "endpoint: postgres://db/x?sslrootcert=/nonexistent.pem\n",
+                "endpoint",
+            ),
         ] {
             let e = parse(yaml).unwrap_err();
             assert!(e.path.starts_with(path), "{yaml}: {e}");

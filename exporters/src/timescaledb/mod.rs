@@ -83,7 +83,7 @@ impl Timescale {
 
 impl ExporterBuilder for TimescaleConfig {
     fn build(&self, ctx: &Context) -> Result<BoxConsumer, ConfigError> {
-        let opts: PgConnectOptions = self.endpoint.parse().expect("validated");
+        let opts: PgConnectOptions = self.connect_options()?;
         let pool = PgPoolOptions::new()
             .max_connections(self.pool_size)
             .acquire_timeout(self.timeout)

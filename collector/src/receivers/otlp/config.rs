@@ -6,6 +6,7 @@ use pipeline::component::{ConfigError, Validate};
 use serde::{Deserialize, Deserializer};
 
 use crate::receivers::admission::AdmissionConfig;
+use crate::receivers::tls::ServerTlsConfig;
 
 /// Open connections per listener unless configured (ours): far above what a
 /// gateway behind a load balancer sees, far below a process's descriptors.
@@ -26,6 +27,8 @@ pub struct GrpcConfig {
     /// Open connections at most (ours; otelcol has no cap); 0 = no cap.
     /// Beyond it a new connection is closed at once.
     pub max_connections: usize,
+    /// TLS (and mTLS with `client_ca_file`); absent = plaintext.
+    pub tls: Option<ServerTlsConfig>,
 }
 
 impl Default for GrpcConfig {
@@ -36,6 +39,7 @@ impl Default for GrpcConfig {
             max_recv_msg_size_mib: 4,
             max_concurrent_streams: 0,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            tls: None,
         }
     }
 }
@@ -77,6 +81,8 @@ pub struct HttpConfig {
     pub body_read_timeout: Duration,
     /// Open connections at most (ours; otelcol has no cap); 0 = no cap.
     pub max_connections: usize,
+    /// TLS (and mTLS with `client_ca_file`); absent = plaintext.
+    pub tls: Option<ServerTlsConfig>,
 }
 
 impl Default for HttpConfig {
@@ -94,9 +100,15 @@ impl Default for HttpConfig {
             idle_timeout: Duration::from_secs(60),
             body_read_timeout: Duration::from_secs(60),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            tls: None,
         }
     }
 }
+
+/// ALPN offered by the gRPC listener.
+pub const GRPC_ALPN: &[&[u8]] = &[b"h2"];
+/// ALPN offered by the HTTP listener.
+pub const HTTP_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 /// `protocols`: a key present with no value (`grpc:`) enables it with defaults.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -167,6 +179,9 @@ impl Validate for OtlpReceiverConfig {
                     "must be host:port",
                 ));
             }
+            if let Some(t) = &g.tls {
+                t.build("protocols.grpc.tls", GRPC_ALPN)?;
+            }
         }
         if let Some(h) = &p.http {
             if !h.endpoint.contains(':') {
@@ -174,6 +189,9 @@ impl Validate for OtlpReceiverConfig {
                     "protocols.http.endpoint",
                     "must be host:port",
                 ));
+            }
+            if let Some(t) = &h.tls {
+                t.build("protocols.http.tls", HTTP_ALPN)?;
             }
             if h.max_request_body_size == 0 {
                 return Err(ConfigError::new(
@@ -244,5 +262,22 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.path, "protocols.http.endpointt");
+    }
+
+    #[test]
+    fn tls_mistakes_are_named_under_their_protocol() {
+        let parse = |yaml: &str| {
+            parse_config::<OtlpReceiverConfig>(serde_yaml::from_str(yaml).unwrap()).unwrap_err()
+        };
+        let e =
+            parse("protocols:\n  grpc:\n    tls: {cert_file: /nonexistent.pem, key_file: /k}\n");
+        assert_eq!(e.path, "protocols.grpc.tls.cert_file");
+        assert!(e.message.contains("/nonexistent.pem"), "{e}");
+        let e = parse("protocols:\n  http:\n    tls: {min_version: '1.1'}\n");
+        assert_eq!(e.path, "protocols.http.tls.min_version");
+        let e = parse("protocols:\n  http:\n    tls: {}\n");
+        assert_eq!(e.path, "protocols.http.tls.cert_file");
+        let e = parse("protocols:\n  http:\n    tls: {ca_file: /x}\n");
+        assert_eq!(e.path, "protocols.http.tls.ca_file");
     }
 }

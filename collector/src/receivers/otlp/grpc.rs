@@ -17,9 +17,10 @@ use tonic::server::{NamedService, UnaryService};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::config::GrpcConfig;
+use super::config::{GrpcConfig, GRPC_ALPN};
 use crate::receivers::admission::{Admission, Refused};
-use crate::receivers::conn::{Acceptor, Limits};
+use crate::receivers::conn::{secure, Acceptor, Limits};
+use crate::receivers::tls::TlsServer;
 use crate::receivers::{bind, ReceiverMetrics, SignalConsumers, Stop};
 
 /// What clients are told to wait before retrying a refused request.
@@ -174,6 +175,11 @@ pub async fn serve(
     admission: Admission,
     stop: Stop,
 ) -> Result<JoinHandle<()>, String> {
+    let tls = cfg
+        .tls
+        .as_ref()
+        .map(|t| TlsServer::start(t, "protocols.grpc.tls", GRPC_ALPN, stop.clone()))
+        .transpose()?;
     let listener = bind(&cfg.endpoint).await?;
     let max_message = (cfg.max_recv_msg_size_mib as usize) << 20;
     let export = |s: Signal| {
@@ -217,9 +223,45 @@ pub async fn serve(
         first_bytes: GRPC_FIRST_BYTES,
     };
     let acceptor = Acceptor::new(listener, &limits, metrics.refused_connections());
-    let incoming = futures::stream::unfold(acceptor, |a| async move {
-        let next = a.accept().await;
-        Some((next, a))
+    // Handshakes run on their own tasks so a slow one holds up no other
+    // connection; the server takes connections as they become ready.
+    let (ready, ready_rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let conn = tokio::select! {
+                c = acceptor.accept() => c,
+                () = ready.closed() => return,
+            };
+            match (conn, &tls) {
+                (Err(e), _) => {
+                    let _ = ready.send(Err(e)).await;
+                    return;
+                }
+                (Ok(conn), None) => {
+                    if ready
+                        .send(Ok(crate::receivers::conn::Stream::Plain(conn)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                (Ok(conn), Some(tls)) => {
+                    let (tls, ready, metrics) = (tls.clone(), ready.clone(), metrics.clone());
+                    tokio::spawn(async move {
+                        match secure(conn, Some(&tls), GRPC_FIRST_BYTES).await {
+                            Some(s) => {
+                                let _ = ready.send(Ok(s)).await;
+                            }
+                            None => metrics.tls_failed(),
+                        }
+                    });
+                }
+            }
+        }
+    });
+    let incoming = futures::stream::unfold(ready_rx, |mut rx| async move {
+        rx.recv().await.map(|next| (next, rx))
     });
     let endpoint = cfg.endpoint.clone();
     Ok(tokio::spawn(async move {

@@ -22,9 +22,10 @@ use prost::Message;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
-use super::config::HttpConfig;
+use super::config::{HttpConfig, HTTP_ALPN};
 use crate::receivers::admission::{Admission, Refused};
-use crate::receivers::conn::{Acceptor, Activity, Limits};
+use crate::receivers::conn::{secure, Acceptor, Activity, Limits};
+use crate::receivers::tls::TlsServer;
 use crate::receivers::{bind, ReceiverMetrics, SignalConsumers, Stop};
 
 /// Seconds a refused client is asked to wait (`Retry-After`).
@@ -312,6 +313,11 @@ pub async fn serve(
     admission: Admission,
     stop: Stop,
 ) -> Result<JoinHandle<()>, String> {
+    let tls = cfg
+        .tls
+        .as_ref()
+        .map(|t| TlsServer::start(t, "protocols.http.tls", HTTP_ALPN, stop.clone()))
+        .transpose()?;
     let listener = bind(&cfg.endpoint).await?;
     let mut response_headers = HeaderMap::new();
     for (k, v) in &cfg.response_headers {
@@ -378,6 +384,8 @@ pub async fn serve(
         router,
         header_timeout,
         idle_timeout: cfg.idle_timeout,
+        tls,
+        metrics,
     };
     let endpoint = cfg.endpoint.clone();
     Ok(tokio::spawn(async move {
@@ -393,6 +401,8 @@ struct Server {
     router: Router,
     header_timeout: Duration,
     idle_timeout: Duration,
+    tls: Option<TlsServer>,
+    metrics: ReceiverMetrics,
 }
 
 impl Server {
@@ -430,8 +440,15 @@ impl Server {
             });
             let (builder, stop, open) = (builder.clone(), stop.clone(), open_tx.clone());
             let idle_timeout = self.idle_timeout;
+            let (tls, metrics, header_timeout) =
+                (self.tls.clone(), self.metrics.clone(), self.header_timeout);
             tokio::spawn(async move {
                 let activity = conn.activity();
+                let Some(conn) = secure(conn, tls.as_ref(), header_timeout).await else {
+                    metrics.tls_failed();
+                    drop(open);
+                    return;
+                };
                 let served = builder.serve_connection(TokioIo::new(conn), svc);
                 tokio::pin!(served);
                 let stopped = stop.wait();
