@@ -95,6 +95,7 @@ fn components_and_version() {
         "  - llm_cost",
         "  - memory_limiter",
         "  - probabilistic_sampler",
+        "  - ratelimit",
         "  - redaction",
         "  - resource",
         "  - tail_sampling",
@@ -102,7 +103,7 @@ fn components_and_version() {
         "  - file",
         "  - debug",
         "  - nop",
-        "extensions:\n  - file_storage\n  - health_check",
+        "extensions:\n  - api_key\n  - basicauth\n  - bearertokenauth\n  - file_storage\n  - headers_setter\n  - health_check",
     ] {
         assert!(out.contains(name), "{name} missing from:\n{out}");
     }

@@ -38,11 +38,13 @@ fn bench(c: &mut Criterion) {
                         metrics: Registry::new(),
                         tasks: Tasks::default(),
                         storage: Default::default(),
+                        auth: Default::default(),
                     };
                     let cfg = BatchConfig {
                         timeout: Duration::from_secs(60),
                         send_batch_size: if max == 0 { 8192 } else { max },
                         send_batch_max_size: max,
+                        ..BatchConfig::default()
                     };
                     let input = cfg.build(Signal::Traces, sink.clone(), &ctx);
                     for _ in 0..REQUESTS {

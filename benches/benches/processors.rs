@@ -41,6 +41,7 @@ fn bench(c: &mut Criterion) {
         metrics: Registry::new(),
         tasks: Tasks::default(),
         storage: Default::default(),
+        auth: Default::default(),
     };
     let cfg = MemoryLimiterConfig {
         check_interval: Duration::from_secs(1),

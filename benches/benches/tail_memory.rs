@@ -42,6 +42,7 @@ fn main() {
             metrics: Registry::new(),
             tasks: Tasks::default(),
             storage: Default::default(),
+            auth: Default::default(),
         };
         let sink = Arc::new(CountItems::default());
         let input = cfg.build(Signal::Traces, sink.clone(), &ctx);

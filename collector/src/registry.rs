@@ -4,6 +4,7 @@
 use exporters::ExporterFactory;
 use pipeline::component::ProcessorFactory;
 
+use crate::extensions::auth::{api_key, basicauth, bearertokenauth, headers_setter};
 use crate::extensions::{file_storage, health_check, ExtensionFactory};
 use crate::receivers::{otlp, ReceiverFactory};
 
@@ -26,7 +27,14 @@ impl Registry {
             receivers: vec![otlp::factory()],
             processors: pipeline::processors::factories(),
             exporters: exporters::factories(),
-            extensions: vec![file_storage::factory(), health_check::factory()],
+            extensions: vec![
+                api_key::factory(),
+                basicauth::factory(),
+                bearertokenauth::factory(),
+                file_storage::factory(),
+                headers_setter::factory(),
+                health_check::factory(),
+            ],
         }
     }
 

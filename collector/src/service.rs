@@ -52,11 +52,22 @@ pub async fn run(checked: Checked, shutdown: impl Future<Output = ()>) -> Result
             .filter_map(|(id, e)| Some((id.clone(), e.storage()?)))
             .collect(),
     );
+    let mut auth = BTreeMap::new();
+    for (id, e) in &checked.extensions {
+        if let Some(a) = e
+            .authenticator()
+            .map_err(|e| format!("extensions.{id}: {e}"))?
+        {
+            auth.insert(id.clone(), a);
+        }
+    }
+    let auth = Arc::new(auth);
     let ctx = |id: &str| Context {
         id: id.to_string(),
         metrics: metrics.clone(),
         tasks: tasks.clone(),
         storage: storage.clone(),
+        auth: auth.clone(),
     };
     // Extensions and the metrics endpoint outlive the data path so health
     // reads 503 and metrics stay scrapeable while draining.

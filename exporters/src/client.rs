@@ -70,3 +70,29 @@ pub fn partial_success(signal: Signal, body: &[u8]) -> Sent {
         message,
     }
 }
+
+/// An exporter's `auth` authenticator, resolved at build.
+pub type ClientAuth = Option<std::sync::Arc<dyn pipeline::auth::ClientAuthenticator>>;
+
+/// Resolves an exporter's `auth` against the running extensions.
+pub fn client_auth(
+    auth: Option<&pipeline::auth::AuthConfig>,
+    ctx: &pipeline::component::Context,
+) -> Result<ClientAuth, pipeline::component::ConfigError> {
+    auth.map(|a| a.client(&ctx.auth, "auth.authenticator"))
+        .transpose()
+}
+
+/// The headers `auth` adds for a batch (whose context, when `batch` kept
+/// one, is the same in every request).
+pub fn auth_headers(
+    auth: &ClientAuth,
+    batch: &pipeline::Batch,
+) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, crate::engine::ExportError> {
+    let Some(a) = auth else {
+        return Ok(Vec::new());
+    };
+    let client = batch.requests.first().and_then(|r| r.client.as_deref());
+    a.headers(client)
+        .map_err(|e| crate::engine::ExportError::Permanent(format!("auth: {e}")))
+}

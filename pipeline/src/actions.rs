@@ -3,11 +3,12 @@
 //! applied in order to a list of attributes.
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue};
 use regex::Regex;
 use serde::Deserialize;
 use sha1::Digest;
 
+use crate::client::ClientInfo;
 use crate::component::ConfigError;
 
 /// One action as written in the config.
@@ -20,6 +21,9 @@ pub struct ActionConfig {
     pub value: Option<serde_yaml::Value>,
     /// Take the value from this attribute instead.
     pub from_attribute: Option<String>,
+    /// Take the value from the request's client context: `client.address`,
+    /// `auth.<attribute>`, `metadata.<key>` (or a bare metadata key).
+    pub from_context: Option<String>,
     /// `insert`, `update`, `upsert`, `delete`, `hash`, `extract`, `convert`
     /// (either case).
     pub action: String,
@@ -46,6 +50,7 @@ enum Op {
 enum Source {
     Value(Value),
     Attribute(String),
+    Context(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,14 +89,15 @@ impl ActionConfig {
     pub fn check(&self, at: &str) -> Result<Action, ConfigError> {
         let field = |k: &str| format!("{at}.{k}");
         let source = || -> Result<Source, ConfigError> {
-            match (&self.value, &self.from_attribute) {
-                (Some(v), None) => yaml_to_value(v).map(Source::Value).ok_or_else(|| {
+            match (&self.value, &self.from_attribute, &self.from_context) {
+                (Some(v), None, None) => yaml_to_value(v).map(Source::Value).ok_or_else(|| {
                     ConfigError::new(field("value"), "must be a string, number or boolean")
                 }),
-                (None, Some(a)) => Ok(Source::Attribute(a.clone())),
+                (None, Some(a), None) => Ok(Source::Attribute(a.clone())),
+                (None, None, Some(c)) if !c.is_empty() => Ok(Source::Context(c.clone())),
                 _ => Err(ConfigError::new(
                     field("value"),
-                    "set exactly one of value and from_attribute",
+                    "set exactly one of value, from_attribute and from_context",
                 )),
             }
         };
@@ -225,13 +231,33 @@ fn value_of(kv: &KeyValue) -> Option<&Value> {
     kv.value.as_ref()?.value.as_ref()
 }
 
-/// Applies `actions` in order; returns whether anything changed.
-pub fn apply(actions: &[Action], attrs: &mut Vec<KeyValue>) -> bool {
+/// A `from_context` value: one string, or an array when the key has
+/// several values (as otelcol); `None` when absent.
+fn context_value(client: Option<&ClientInfo>, key: &str) -> Option<Value> {
+    let mut vals = client?.lookup(key);
+    match vals.len() {
+        0 => None,
+        1 => vals.pop().map(Value::StringValue),
+        _ => Some(Value::ArrayValue(ArrayValue {
+            values: vals
+                .into_iter()
+                .map(|v| AnyValue {
+                    value: Some(Value::StringValue(v)),
+                })
+                .collect(),
+        })),
+    }
+}
+
+/// Applies `actions` in order to attributes of data sent by `client`;
+/// returns whether anything changed.
+pub fn apply(actions: &[Action], attrs: &mut Vec<KeyValue>, client: Option<&ClientInfo>) -> bool {
     let mut changed = false;
     for a in actions {
         let resolve = |src: &Source, attrs: &[KeyValue]| match src {
             Source::Value(v) => Some(v.clone()),
             Source::Attribute(k) => find(attrs, k).and_then(value_of).cloned(),
+            Source::Context(k) => context_value(client, k),
         };
         match &a.op {
             Op::Insert(src) | Op::Update(src) | Op::Upsert(src) => {
@@ -318,6 +344,43 @@ mod tests {
     }
 
     #[test]
+    fn from_context_takes_the_credential_not_what_the_client_claims() {
+        let a = actions(
+            r#"
+- {key: telemetry.source, from_context: auth.tenant, action: upsert}
+- {key: client.ip, from_context: client.address, action: insert}
+- {key: teams, from_context: metadata.x-team, action: insert}
+- {key: absent, from_context: auth.nothing, action: insert}
+"#,
+        );
+        let client = ClientInfo {
+            addr: Some("10.0.0.9".parse().unwrap()),
+            auth: vec![("tenant".into(), "acme".into())],
+            metadata: vec![("x-team".into(), vec!["red".into(), "blue".into()])],
+        };
+        let mut attrs = vec![kv("telemetry.source", s("forged"))];
+        assert!(apply(&a, &mut attrs, Some(&client)));
+        assert_eq!(get(&attrs, "telemetry.source"), Some(&s("acme")));
+        assert_eq!(get(&attrs, "client.ip"), Some(&s("10.0.0.9")));
+        let Some(Value::ArrayValue(teams)) = get(&attrs, "teams") else {
+            panic!("{attrs:?}")
+        };
+        assert_eq!(teams.values.len(), 2);
+        assert_eq!(get(&attrs, "absent"), None);
+        // No context (e.g. after batch without metadata_keys): nothing set.
+        let mut attrs = vec![kv("telemetry.source", s("claimed"))];
+        assert!(!apply(&a, &mut attrs, None));
+        assert_eq!(get(&attrs, "telemetry.source"), Some(&s("claimed")));
+        let both: Vec<ActionConfig> =
+            serde_yaml::from_str("- {key: k, value: v, from_context: auth.x, action: insert}")
+                .unwrap();
+        assert_eq!(
+            check_all("actions", &both).unwrap_err().path,
+            "actions.0.value"
+        );
+    }
+
+    #[test]
     fn otelcol_documented_example_behaves_as_documented() {
         let a = actions(
             r#"
@@ -339,7 +402,7 @@ mod tests {
             kv("http.status_code", s("503")),
             kv("url", s("/api/v2/orders?id=1")),
         ];
-        assert!(apply(&a, &mut attrs));
+        assert!(apply(&a, &mut attrs, None));
         assert_eq!(get(&attrs, "db.table"), None);
         assert_eq!(get(&attrs, "redacted_span"), Some(&Value::BoolValue(true)));
         assert_eq!(get(&attrs, "copy_key"), Some(&s("new")));
@@ -363,7 +426,7 @@ mod tests {
         let a =
             actions("- {key: absent, action: delete}\n- {key: absent, value: 1, action: update}\n");
         let mut attrs = vec![kv("present", s("x"))];
-        assert!(!apply(&a, &mut attrs));
+        assert!(!apply(&a, &mut attrs, None));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use prost::Message;
 
+use crate::client::ClientInfo;
 use crate::scan::{scan_traces_within, SpanIndex, OVER_LIMIT};
 use crate::wire::WireError;
 
@@ -69,6 +70,9 @@ pub struct Request {
     pub items: usize,
     /// For traces: where every span lies in `bytes`.
     pub index: Option<Arc<SpanIndex>>,
+    /// Who sent it, when the receiver knows (dropped by `batch` unless it
+    /// keeps `metadata_keys`).
+    pub client: Option<Arc<ClientInfo>>,
 }
 
 /// Why a request body was refused.
@@ -192,6 +196,7 @@ impl Request {
                     items: index.spans.len(),
                     bytes,
                     index: Some(Arc::new(index)),
+                    client: None,
                 }
             }
             Signal::Logs => {
@@ -200,6 +205,7 @@ impl Request {
                     bytes,
                     items,
                     index: None,
+                    client: None,
                 }
             }
             Signal::Metrics => {
@@ -208,6 +214,7 @@ impl Request {
                     bytes,
                     items,
                     index: None,
+                    client: None,
                 }
             }
         };
@@ -379,6 +386,7 @@ mod tests {
             bytes: Bytes::from_static(b"\x0a\x05\x12\x03\x0a"),
             items: 4,
             index: None,
+            client: None,
         };
         let batch = Batch {
             signal: Signal::Traces,

@@ -101,6 +101,8 @@ pub struct Context {
     pub tasks: Tasks,
     /// The storage extensions (`file_storage/<name>`) persistent queues may use.
     pub storage: Storages,
+    /// The auth extensions receivers and exporters may name.
+    pub auth: crate::auth::Authenticators,
 }
 
 /// Where a `file_storage` extension keeps data, and how carefully.

@@ -15,12 +15,24 @@ pub enum ConsumeError {
     /// The data will never be taken: HTTP 400 / gRPC INVALID_ARGUMENT.
     #[error("{0}")]
     Permanent(String),
+    /// The sender is over its rate: HTTP 429 / gRPC RESOURCE_EXHAUSTED,
+    /// both saying when to retry.
+    #[error("{message}")]
+    Throttled {
+        /// Why, naming the limit.
+        message: String,
+        /// When the sender may try again.
+        retry_after: std::time::Duration,
+    },
 }
 
 impl ConsumeError {
     /// Whether the sender may retry.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ConsumeError::Retryable(_))
+        matches!(
+            self,
+            ConsumeError::Retryable(_) | ConsumeError::Throttled { .. }
+        )
     }
 }
 
@@ -100,6 +112,9 @@ pub async fn deliver(
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(std::time::Duration::from_millis(500));
             }
+            Err(ConsumeError::Throttled { retry_after, .. }) => {
+                tokio::time::sleep(retry_after.min(std::time::Duration::from_secs(1))).await;
+            }
             Err(ConsumeError::Permanent(reason)) => {
                 dropped.add(batch.items() as u64);
                 tracing::warn!(processor = stage, %reason, items = batch.items(), "downstream refused a batch permanently; dropped");
@@ -147,6 +162,7 @@ mod tests {
                 bytes: Default::default(),
                 items: 7,
                 index: None,
+                client: None,
             },
         );
         let err = f.consume(batch).await.unwrap_err();

@@ -4,7 +4,9 @@
 #![forbid(unsafe_code)]
 
 pub mod actions;
+pub mod auth;
 pub mod batch;
+pub mod client;
 pub mod component;
 pub mod consumer;
 pub mod duration;

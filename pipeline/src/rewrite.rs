@@ -68,6 +68,7 @@ pub fn rewrite_decoded(
         bytes: Bytes::from(bytes),
         items: req.items,
         index: None::<Arc<_>>,
+        client: req.client.clone(),
     })
 }
 
@@ -111,7 +112,7 @@ pub fn rewrite_resources(
         resources: replaced,
         ..Default::default()
     };
-    any.then(|| traces_request(reframe(&req.bytes, index, 0..index.spans.len(), &repl)))
+    any.then(|| traces_request(reframe(&req.bytes, index, 0..index.spans.len(), &repl), req))
 }
 
 /// Applies `f` to every instrumentation scope of a traces request, decoding
@@ -139,7 +140,7 @@ pub fn rewrite_scopes(
         scopes: replaced,
         ..Default::default()
     };
-    any.then(|| traces_request(reframe(&req.bytes, index, 0..index.spans.len(), &repl)))
+    any.then(|| traces_request(reframe(&req.bytes, index, 0..index.spans.len(), &repl), req))
 }
 
 /// How far a span replacement can reach.
@@ -182,12 +183,10 @@ pub fn replace_spans(
         spans,
         ..Default::default()
     };
-    Some(traces_request(reframe(
-        &req.bytes,
-        index,
-        0..index.spans.len(),
-        &repl,
-    )))
+    Some(traces_request(
+        reframe(&req.bytes, index, 0..index.spans.len(), &repl),
+        req,
+    ))
 }
 
 /// Decodes the span in a whole `spans` field, lets `f` change it, and

@@ -195,12 +195,10 @@ pub fn filter_spans(req: &Request, mut keep: impl FnMut(&SpanEntry) -> bool) -> 
         messages: 0,
     };
     let n = subset.spans.len();
-    Some(traces_request(reframe(
-        &req.bytes,
-        &subset,
-        0..n,
-        &Replacements::default(),
-    )))
+    Some(traces_request(
+        reframe(&req.bytes, &subset, 0..n, &Replacements::default()),
+        req,
+    ))
 }
 
 /// The request with only the spans at `positions` (ascending indexes into
@@ -220,15 +218,20 @@ pub fn select_spans(req: &Request, positions: &[u32]) -> Request {
         messages: 0,
     };
     let n = subset.spans.len();
-    traces_request(reframe(&req.bytes, &subset, 0..n, &Replacements::default()))
+    traces_request(
+        reframe(&req.bytes, &subset, 0..n, &Replacements::default()),
+        req,
+    )
 }
 
-/// A traces request from re-framed bytes and their index.
-pub fn traces_request((bytes, index): (Vec<u8>, SpanIndex)) -> Request {
+/// A traces request from re-framed bytes and their index, sent by the
+/// client of `from` (the request they were cut from).
+pub fn traces_request((bytes, index): (Vec<u8>, SpanIndex), from: &Request) -> Request {
     Request {
         items: index.spans.len(),
         bytes: Bytes::from(bytes),
         index: Some(Arc::new(index)),
+        client: from.client.clone(),
     }
 }
 
@@ -241,7 +244,7 @@ pub fn split_request(signal: Signal, req: &Request, n: usize) -> (Request, Reque
             let index = req.index.as_ref().expect("traces requests carry an index");
             let head = encode_span_range(&req.bytes, index, 0..n);
             let rest = encode_span_range(&req.bytes, index, n..index.spans.len());
-            (traces_request(head), traces_request(rest))
+            (traces_request(head, req), traces_request(rest, req))
         }
         Signal::Logs => split_logs(req, n),
         Signal::Metrics => split_metrics(req, n),
@@ -278,11 +281,13 @@ fn split_logs(req: &Request, n: usize) -> (Request, Request) {
             bytes: head.encode_to_vec().into(),
             items: n,
             index: None,
+            client: req.client.clone(),
         },
         Request {
             bytes: rest.encode_to_vec().into(),
             items: items - n,
             index: None,
+            client: req.client.clone(),
         },
     )
 }
@@ -342,11 +347,13 @@ fn split_metrics(req: &Request, n: usize) -> (Request, Request) {
             bytes: head.encode_to_vec().into(),
             items: n,
             index: None,
+            client: req.client.clone(),
         },
         Request {
             bytes: rest.encode_to_vec().into(),
             items: req.items - n,
             index: None,
+            client: req.client.clone(),
         },
     )
 }

@@ -16,6 +16,7 @@ pub fn context(id: &str) -> crate::component::Context {
         metrics: crate::telemetry::Registry::new(),
         tasks: Default::default(),
         storage: Default::default(),
+        auth: Default::default(),
     }
 }
 
@@ -93,6 +94,7 @@ impl Rig {
             metrics: crate::telemetry::Registry::new(),
             tasks: crate::component::Tasks::default(),
             storage: Default::default(),
+            auth: Default::default(),
         };
         let sink = std::sync::Arc::new(Sink::default());
         Rig {

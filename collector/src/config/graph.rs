@@ -162,6 +162,9 @@ pub fn check(raw: RawConfig) -> Result<Checked, ConfigError> {
         extensions.push((id.clone(), b.clone()));
     }
 
+    super::auth_refs::check("receivers", &raw.receivers, &raw.service.extensions)?;
+    super::auth_refs::check("exporters", &raw.exporters, &raw.service.extensions)?;
+
     if raw.service.pipelines.is_empty() {
         return Err(ConfigError::new(
             "service.pipelines",

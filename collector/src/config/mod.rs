@@ -2,6 +2,7 @@
 //! parse with YAML paths in every error, then check components and the
 //! pipeline graph against the registry.
 
+mod auth_refs;
 mod depth;
 mod env;
 mod graph;

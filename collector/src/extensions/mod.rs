@@ -1,5 +1,6 @@
 //! Extensions: components outside the data path.
 
+pub mod auth;
 pub mod file_storage;
 pub mod health_check;
 
@@ -42,6 +43,12 @@ pub trait ExtensionBuilder: Send + Sync {
     /// Where a storage extension keeps data; `None` for the others.
     fn storage(&self) -> Option<StorageSpec> {
         None
+    }
+
+    /// What an auth extension offers receivers and exporters; `None` for
+    /// the others. Reads its credential files.
+    fn authenticator(&self) -> Result<Option<pipeline::auth::Authenticator>, String> {
+        Ok(None)
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod conn;
+pub mod identify;
 pub mod otlp;
 pub mod tls;
 
@@ -75,6 +76,7 @@ pub struct ReceiverMetrics {
     malformed: Counter,
     refused_connections: Counter,
     tls_failed: Counter,
+    unauthenticated: Counter,
 }
 
 impl ReceiverMetrics {
@@ -111,7 +113,17 @@ impl ReceiverMetrics {
                 "Connections closed because their TLS handshake failed or did not finish in time (no client certificate, wrong CA, old TLS version).",
                 &labels,
             ),
+            unauthenticated: reg.counter(
+                "observatory_receiver_unauthenticated_requests_total",
+                "Requests refused because authentication failed (missing or wrong credentials).",
+                &labels,
+            ),
         }
+    }
+
+    /// The counter of requests refused by authentication.
+    pub fn unauthenticated(&self) -> Counter {
+        self.unauthenticated.clone()
     }
 
     /// Counts a connection whose TLS handshake failed.

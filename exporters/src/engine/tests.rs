@@ -40,6 +40,7 @@ fn ctx() -> Context {
         metrics: Registry::new(),
         tasks: Tasks::default(),
         storage: Default::default(),
+        auth: Default::default(),
     }
 }
 
@@ -50,6 +51,7 @@ fn batch(items: usize) -> Batch {
             bytes: Default::default(),
             items,
             index: None,
+            client: None,
         },
     )
 }

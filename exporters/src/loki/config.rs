@@ -52,7 +52,7 @@ pub struct BasicAuth {
     pub username: String,
     /// Password (use `${env:…}`).
     #[serde(default)]
-    pub password: String,
+    pub password: pipeline::secret::Secret,
 }
 
 /// Pushes logs to Loki.
@@ -65,6 +65,10 @@ pub struct LokiConfig {
     /// Connection security.
     #[serde(default)]
     pub tls: ClientTlsConfig,
+    /// The auth extension that authenticates every request
+    /// (`bearertokenauth`, `basicauth`, `headers_setter`).
+    #[serde(default)]
+    pub auth: Option<pipeline::auth::AuthConfig>,
     /// Sent as `X-Scope-OrgID` (Loki's tenant).
     pub tenant_id: Option<String>,
     /// Headers sent with every push.
@@ -73,7 +77,7 @@ pub struct LokiConfig {
     /// HTTP basic authentication.
     pub basic_auth: Option<BasicAuth>,
     /// A bearer token (`Authorization: Bearer …`).
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<pipeline::secret::Secret>,
     /// Push body: protobuf (default) or json.
     #[serde(default)]
     pub format: Format,
@@ -146,7 +150,7 @@ impl Validate for LokiConfig {
             headers.push(("tenant_id".into(), t));
         }
         if let Some(t) = &self.bearer_token {
-            headers.push(("bearer_token".into(), t));
+            headers.push(("bearer_token".into(), t.expose()));
         }
         for (path, v) in headers {
             let name_ok = !path.starts_with("headers.")

@@ -47,6 +47,7 @@ impl ExporterBuilder for LokiConfig {
         let target = self.url()?;
         let client = crate::tls::connect::http_client(&self.tls, &[&target], headers)?;
         let exporter = Loki {
+            auth: crate::client::client_auth(self.auth.as_ref(), ctx)?,
             client,
             url: target.url,
             format: self.format,
@@ -59,12 +60,13 @@ impl ExporterBuilder for LokiConfig {
 }
 
 struct Loki {
+    auth: crate::client::ClientAuth,
     client: reqwest::Client,
     url: String,
     format: Format,
     shaper: Shaper,
     basic_auth: Option<BasicAuth>,
-    bearer_token: Option<String>,
+    bearer_token: Option<pipeline::secret::Secret>,
 }
 
 fn now_ns() -> u64 {
@@ -96,10 +98,13 @@ impl Exporter for Loki {
             .post(&self.url)
             .header(http::header::CONTENT_TYPE, content_type);
         if let Some(a) = &self.basic_auth {
-            post = post.basic_auth(&a.username, Some(&a.password));
+            post = post.basic_auth(&a.username, Some(a.password.expose()));
         }
         if let Some(t) = &self.bearer_token {
-            post = post.bearer_auth(t);
+            post = post.bearer_auth(t.expose());
+        }
+        for (k, v) in crate::client::auth_headers(&self.auth, batch)? {
+            post = post.header(k, v);
         }
         let resp = post
             .body(body)

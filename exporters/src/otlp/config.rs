@@ -19,6 +19,10 @@ pub struct OtlpConfig {
     /// Connection security.
     #[serde(default)]
     pub tls: ClientTlsConfig,
+    /// The auth extension that authenticates every request
+    /// (`bearertokenauth`, `basicauth`, `headers_setter`).
+    #[serde(default)]
+    pub auth: Option<pipeline::auth::AuthConfig>,
     /// Metadata sent with every request (e.g. `X-Scope-OrgID` for Tempo).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,

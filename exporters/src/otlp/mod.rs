@@ -45,6 +45,7 @@ impl ExporterBuilder for OtlpConfig {
             Compression::Zstd => Some(CompressionEncoding::Zstd),
         };
         let exporter = OtlpGrpc {
+            auth: crate::client::client_auth(self.auth.as_ref(), ctx)?,
             channel,
             headers,
             compression,
@@ -54,6 +55,7 @@ impl ExporterBuilder for OtlpConfig {
 }
 
 struct OtlpGrpc {
+    auth: crate::client::ClientAuth,
     channel: Channel,
     headers: MetadataMap,
     compression: Option<CompressionEncoding>,
@@ -100,6 +102,13 @@ impl Exporter for OtlpGrpc {
         let parts = batch.requests.iter().map(|r| r.bytes.clone()).collect();
         let mut req = tonic::Request::new(parts);
         *req.metadata_mut() = self.headers.clone();
+        for (k, v) in crate::client::auth_headers(&self.auth, batch)? {
+            let key = MetadataKey::from_bytes(k.as_str().as_bytes())
+                .map_err(|e| ExportError::Permanent(format!("auth header {k}: {e}")))?;
+            let value = MetadataValue::try_from(v.as_bytes())
+                .map_err(|e| ExportError::Permanent(format!("auth header {k}: {e}")))?;
+            req.metadata_mut().insert(key, value);
+        }
         let path = http::uri::PathAndQuery::from_static(export_path(batch.signal));
         match grpc.unary(req, path, RawCodec).await {
             Ok(resp) => Ok(partial_success(batch.signal, &resp.into_inner())),

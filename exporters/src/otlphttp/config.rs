@@ -38,6 +38,10 @@ pub struct OtlpHttpConfig {
     /// Connection security.
     #[serde(default)]
     pub tls: ClientTlsConfig,
+    /// The auth extension that authenticates every request
+    /// (`bearertokenauth`, `basicauth`, `headers_setter`).
+    #[serde(default)]
+    pub auth: Option<pipeline::auth::AuthConfig>,
     /// Headers sent with every request (e.g. `X-Scope-OrgID`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,

@@ -44,6 +44,7 @@ impl ExporterBuilder for OtlpHttpConfig {
         }
         let client = crate::tls::connect::http_client(&self.tls, &[&t, &m, &l], headers)?;
         let exporter = OtlpHttp {
+            auth: crate::client::client_auth(self.auth.as_ref(), ctx)?,
             client,
             urls: [t.url, m.url, l.url],
             compression: self.compression,
@@ -54,6 +55,7 @@ impl ExporterBuilder for OtlpHttpConfig {
 }
 
 struct OtlpHttp {
+    auth: crate::client::ClientAuth,
     client: reqwest::Client,
     urls: [String; 3],
     compression: Compression,
@@ -145,6 +147,9 @@ impl Exporter for OtlpHttp {
             .client
             .post(&self.urls[batch.signal as usize])
             .header(http::header::CONTENT_TYPE, content_type);
+        for (k, v) in crate::client::auth_headers(&self.auth, batch)? {
+            req = req.header(k, v);
+        }
         let body = match self.compression {
             Compression::None => body,
             c => {

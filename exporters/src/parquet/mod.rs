@@ -52,7 +52,25 @@ fn store(cfg: &ParquetConfig) -> Result<(Arc<dyn ObjectStore>, Path), ConfigErro
     if let Some(rest) = cfg.endpoint.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         let s3 = &cfg.s3;
-        let mut b = object_store::aws::AmazonS3Builder::from_env()
+        let mut b = object_store::aws::AmazonS3Builder::from_env();
+        // Client options replace those read from the environment, so they
+        // go first and only when `s3.tls` asks for something.
+        if s3.tls != Default::default() {
+            let mut client = object_store::ClientOptions::new()
+                .with_allow_invalid_certificates(s3.tls.insecure_skip_verify);
+            if let Some(ca) = &s3.tls.ca_file {
+                let pem = std::fs::read(ca).map_err(|e| {
+                    ConfigError::new("s3.tls.ca_file", format!("cannot read {ca}: {e}"))
+                })?;
+                for c in object_store::Certificate::from_pem_bundle(&pem)
+                    .map_err(|e| ConfigError::new("s3.tls.ca_file", e.to_string()))?
+                {
+                    client = client.with_root_certificate(c);
+                }
+            }
+            b = b.with_client_options(client);
+        }
+        b = b
             .with_url(format!("s3://{bucket}"))
             .with_allow_http(s3.allow_http);
         if let Some(v) = &s3.region {
@@ -67,19 +85,7 @@ fn store(cfg: &ParquetConfig) -> Result<(Arc<dyn ObjectStore>, Path), ConfigErro
         if let Some(v) = &s3.secret_access_key {
             b = b.with_secret_access_key(v.expose());
         }
-        let mut client = object_store::ClientOptions::new()
-            .with_allow_invalid_certificates(s3.tls.insecure_skip_verify);
-        if let Some(ca) = &s3.tls.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| {
-                ConfigError::new("s3.tls.ca_file", format!("cannot read {ca}: {e}"))
-            })?;
-            for c in object_store::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| ConfigError::new("s3.tls.ca_file", e.to_string()))?
-            {
-                client = client.with_root_certificate(c);
-            }
-        }
-        b = b.with_client_options(client);
+
         let s = b.build().map_err(|e| err(&e))?;
         return Ok((Arc::new(s), Path::from(prefix)));
     }

@@ -482,6 +482,7 @@ mod tests {
             bytes: b.encode_to_vec().into(),
             items: 4,
             index: None,
+            client: None,
         };
         let batch = Batch {
             signal: Signal::Traces,

@@ -6,6 +6,7 @@ pub mod filter;
 pub mod llm_cost;
 pub mod memory_limiter;
 pub mod probabilistic_sampler;
+pub mod ratelimit;
 pub mod redaction;
 pub mod resource;
 pub mod tail_sampling;
@@ -21,6 +22,7 @@ pub fn factories() -> Vec<ProcessorFactory> {
         llm_cost::factory(),
         memory_limiter::factory(),
         probabilistic_sampler::factory(),
+        ratelimit::factory(),
         redaction::factory(),
         resource::factory(),
         tail_sampling::factory(),

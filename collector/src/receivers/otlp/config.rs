@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::receivers::admission::AdmissionConfig;
 use crate::receivers::tls::ServerTlsConfig;
+use pipeline::auth::AuthConfig;
 
 /// Open connections per listener unless configured (ours): far above what a
 /// gateway behind a load balancer sees, far below a process's descriptors.
@@ -29,6 +30,11 @@ pub struct GrpcConfig {
     pub max_connections: usize,
     /// TLS (and mTLS with `client_ca_file`); absent = plaintext.
     pub tls: Option<ServerTlsConfig>,
+    /// The auth extension that checks every request.
+    pub auth: Option<AuthConfig>,
+    /// Keep each request's headers in its client context (for
+    /// `from_context`, `batch` `metadata_keys`, `ratelimit`).
+    pub include_metadata: bool,
 }
 
 impl Default for GrpcConfig {
@@ -40,6 +46,8 @@ impl Default for GrpcConfig {
             max_concurrent_streams: 0,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             tls: None,
+            auth: None,
+            include_metadata: false,
         }
     }
 }
@@ -83,6 +91,11 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// TLS (and mTLS with `client_ca_file`); absent = plaintext.
     pub tls: Option<ServerTlsConfig>,
+    /// The auth extension that checks every request.
+    pub auth: Option<AuthConfig>,
+    /// Keep each request's headers in its client context (for
+    /// `from_context`, `batch` `metadata_keys`, `ratelimit`).
+    pub include_metadata: bool,
 }
 
 impl Default for HttpConfig {
@@ -101,6 +114,8 @@ impl Default for HttpConfig {
             body_read_timeout: Duration::from_secs(60),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             tls: None,
+            auth: None,
+            include_metadata: false,
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use exporters::grpc_codec::{Parts, RawCodec};
+use pipeline::client::ClientInfo;
 use pipeline::{BoxConsumer, ConsumeError, Signal};
 use tokio::task::JoinHandle;
 use tonic::codec::CompressionEncoding;
@@ -19,7 +20,8 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use super::config::{GrpcConfig, GRPC_ALPN};
 use crate::receivers::admission::{Admission, Refused};
-use crate::receivers::conn::{secure, Acceptor, Limits};
+use crate::receivers::conn::{secure, Acceptor, Limits, Peer};
+use crate::receivers::identify::Identify;
 use crate::receivers::tls::TlsServer;
 use crate::receivers::{bind, ReceiverMetrics, SignalConsumers, Stop};
 
@@ -32,6 +34,7 @@ struct Export {
     consumer: BoxConsumer,
     metrics: ReceiverMetrics,
     admission: Admission,
+    identify: Identify,
 }
 
 /// Maps a pipeline refusal to the OTLP status.
@@ -43,12 +46,21 @@ fn refusal(e: ConsumeError) -> Status {
             ErrorDetails::with_retry_info(Some(RETRY_DELAY)),
         ),
         ConsumeError::Permanent(m) => Status::invalid_argument(m),
+        // RESOURCE_EXHAUSTED with RetryInfo: retryable per the OTLP spec.
+        ConsumeError::Throttled {
+            message,
+            retry_after,
+        } => Status::with_error_details(
+            Code::ResourceExhausted,
+            message,
+            ErrorDetails::with_retry_info(Some(retry_after)),
+        ),
     }
 }
 
 impl Export {
-    async fn handle(&self, body: Bytes) -> Result<Parts, Status> {
-        let (batch, _held) = self
+    async fn handle(&self, body: Bytes, client: Arc<ClientInfo>) -> Result<Parts, Status> {
+        let (mut batch, _held) = self
             .admission
             .admit(self.signal, body)
             .map_err(|r| match r {
@@ -65,6 +77,9 @@ impl Export {
                     Status::invalid_argument(m)
                 }
             })?;
+        for r in &mut batch.requests {
+            r.client = Some(client.clone());
+        }
         if batch.items() > 0 {
             self.metrics
                 .deliver(&self.consumer, batch)
@@ -77,17 +92,17 @@ impl Export {
 }
 
 #[derive(Clone)]
-struct Call(Arc<Export>);
+struct Call(Arc<Export>, Arc<ClientInfo>);
 
 impl UnaryService<Bytes> for Call {
     type Response = Parts;
     type Future = Pin<Box<dyn Future<Output = Result<tonic::Response<Parts>, Status>> + Send>>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        let export = self.0.clone();
+        let (export, client) = (self.0.clone(), self.1.clone());
         Box::pin(async move {
             export
-                .handle(request.into_inner())
+                .handle(request.into_inner(), client)
                 .await
                 .map(tonic::Response::new)
         })
@@ -132,11 +147,18 @@ impl<const S: usize> tower::Service<http::Request<BoxBody>> for SignalService<S>
                 )
                 .into_http());
             };
+            // Credentials are checked on the headers, before any of the
+            // message is read.
+            let peer = req.extensions().get::<Peer>().map(|p| p.0);
+            let client = match export.identify.client(req.headers(), peer) {
+                Ok(c) => c,
+                Err(m) => return Ok(Status::unauthenticated(m).into_http()),
+            };
             let mut grpc = tonic::server::Grpc::new(RawCodec)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(max);
-            let mut resp = grpc.unary(Call(export), req).await;
+            let mut resp = grpc.unary(Call(export, client), req).await;
             too_large_is_resource_exhausted(&mut resp);
             Ok(resp)
         })
@@ -173,6 +195,7 @@ pub async fn serve(
     consumers: SignalConsumers,
     metrics: ReceiverMetrics,
     admission: Admission,
+    identify: Identify,
     stop: Stop,
 ) -> Result<JoinHandle<()>, String> {
     let tls = cfg
@@ -189,6 +212,7 @@ pub async fn serve(
                 consumer: c.clone(),
                 metrics: metrics.clone(),
                 admission: admission.clone(),
+                identify: identify.clone(),
             })
         })
     };

@@ -16,6 +16,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as AutoBuilder;
+use pipeline::client::ClientInfo;
 use pipeline::rpc_status::RpcStatus;
 use pipeline::{BoxConsumer, ConsumeError, Signal};
 use prost::Message;
@@ -24,7 +25,8 @@ use tower::ServiceExt;
 
 use super::config::{HttpConfig, HTTP_ALPN};
 use crate::receivers::admission::{Admission, Refused};
-use crate::receivers::conn::{secure, Acceptor, Activity, Limits};
+use crate::receivers::conn::{secure, Acceptor, Activity, Limits, Peer};
+use crate::receivers::identify::Identify;
 use crate::receivers::tls::TlsServer;
 use crate::receivers::{bind, ReceiverMetrics, SignalConsumers, Stop};
 
@@ -51,6 +53,7 @@ struct Endpoint {
     /// Time for the pipeline to take the request.
     write_timeout: Duration,
     admission: Admission,
+    identify: Identify,
 }
 
 /// Why a request was refused: its HTTP status, `google.rpc.Code` and message.
@@ -58,6 +61,8 @@ struct Refusal {
     status: StatusCode,
     code: i32,
     message: String,
+    /// Seconds to wait, sent as `Retry-After` (429 and 503 only).
+    retry_after: Option<u64>,
 }
 
 impl Refusal {
@@ -66,6 +71,7 @@ impl Refusal {
             status: StatusCode::BAD_REQUEST,
             code: 3,
             message,
+            retry_after: None,
         }
     }
 
@@ -74,6 +80,7 @@ impl Refusal {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             code: 8,
             message,
+            retry_after: None,
         }
     }
 
@@ -98,11 +105,15 @@ impl Refusal {
         *r.status_mut() = self.status;
         r.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            r.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECONDS),
-            );
+        let wait = match (self.retry_after, self.status) {
+            (Some(s), _) => Some(HeaderValue::from(s)),
+            (None, StatusCode::SERVICE_UNAVAILABLE) => {
+                Some(HeaderValue::from_static(RETRY_AFTER_SECONDS))
+            }
+            _ => None,
+        };
+        if let Some(w) = wait {
+            r.headers_mut().insert(header::RETRY_AFTER, w);
         }
         r
     }
@@ -174,15 +185,34 @@ fn encoding_of(req: &Request) -> Result<Encoding, Refusal> {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
             code: 3,
             message: format!("unsupported Content-Type {ctype:?}: use {PROTOBUF} or {JSON}"),
+            retry_after: None,
         }),
     }
 }
 
 impl Endpoint {
     async fn handle(&self, req: Request) -> Response {
+        let peer = req.extensions().get::<Peer>().map(|p| p.0);
+        // Credentials first, on the headers alone: a refused client's body
+        // is never read.
+        let client = match self.identify.client(req.headers(), peer) {
+            Ok(c) => c,
+            Err(message) => {
+                let enc = encoding_of(&req).unwrap_or(Encoding::Proto);
+                let mut r = Refusal {
+                    status: StatusCode::UNAUTHORIZED,
+                    code: 16,
+                    message,
+                    retry_after: None,
+                }
+                .into_response(enc);
+                r.headers_mut().extend(self.response_headers.clone());
+                return r;
+            }
+        };
         let (mut resp, refused_by_pipeline) = match encoding_of(&req) {
             Err(r) => (r.into_response(Encoding::Proto), false),
-            Ok(enc) => match self.answer(req, enc).await {
+            Ok(enc) => match self.answer(req, enc, client).await {
                 Ok(r) => (r, false),
                 Err((r, by_pipeline)) => (r.into_response(enc), by_pipeline),
             },
@@ -196,7 +226,12 @@ impl Endpoint {
 
     /// Reads, checks and delivers one request; on refusal, says whether the
     /// pipeline refused it (already counted by item) or the input was bad.
-    async fn answer(&self, req: Request, enc: Encoding) -> Result<Response, (Refusal, bool)> {
+    async fn answer(
+        &self,
+        req: Request,
+        enc: Encoding,
+        client: Arc<ClientInfo>,
+    ) -> Result<Response, (Refusal, bool)> {
         let bad = |r: Refusal| (r, false);
         let content_encoding = req
             .headers()
@@ -227,6 +262,7 @@ impl Endpoint {
                     "request body not received within {:?} (body_read_timeout / read_timeout)",
                     self.body_deadline
                 ),
+                retry_after: None,
             })
         })?;
         let body = match collected {
@@ -258,7 +294,7 @@ impl Endpoint {
                     .map_err(|m| bad(Refusal::bad_request(m)))?
             }
         };
-        let (batch, _held) = self
+        let (mut batch, _held) = self
             .admission
             .admit(self.signal, proto)
             .map_err(|r| match r {
@@ -269,6 +305,9 @@ impl Endpoint {
                 Refused::TooLarge(m) => bad(Refusal::too_large(m)),
                 Refused::Invalid(m) => bad(Refusal::bad_request(m)),
             })?;
+        for r in &mut batch.requests {
+            r.client = Some(client.clone());
+        }
         if batch.items() > 0 {
             let delivered = tokio::time::timeout(
                 self.write_timeout,
@@ -300,8 +339,19 @@ fn refusal(e: ConsumeError) -> Refusal {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: 14,
             message,
+            retry_after: None,
         },
         ConsumeError::Permanent(m) => Refusal::bad_request(m),
+        ConsumeError::Throttled {
+            message,
+            retry_after,
+        } => Refusal {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: 8,
+            message,
+            // Whole seconds, rounded up: a client told 0 would come straight back.
+            retry_after: Some(retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)),
+        },
     }
 }
 
@@ -311,6 +361,7 @@ pub async fn serve(
     consumers: SignalConsumers,
     metrics: ReceiverMetrics,
     admission: Admission,
+    identify: Identify,
     stop: Stop,
 ) -> Result<JoinHandle<()>, String> {
     let tls = cfg
@@ -348,6 +399,7 @@ pub async fn serve(
             body_deadline,
             write_timeout: cfg.write_timeout,
             admission: admission.clone(),
+            identify: identify.clone(),
         });
         router = router.route(
             path,
@@ -360,6 +412,7 @@ pub async fn serve(
                 status: StatusCode::METHOD_NOT_ALLOWED,
                 code: 12,
                 message: "only POST is allowed".into(),
+                retry_after: None,
             }
             .into_response(Encoding::Proto)
         })
@@ -368,6 +421,7 @@ pub async fn serve(
                 status: StatusCode::NOT_FOUND,
                 code: 5,
                 message: format!("no OTLP endpoint at {}", req.uri().path()),
+                retry_after: None,
             }
             .into_response(Encoding::Proto)
         });
@@ -428,8 +482,10 @@ impl Server {
                 () = &mut stopped => break,
             };
             let activity = conn.activity();
+            let peer = Peer(conn.peer());
             let router = self.router.clone();
-            let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+                req.extensions_mut().insert(peer);
                 let busy = InProgress::new(activity.clone());
                 let router = router.clone();
                 async move {

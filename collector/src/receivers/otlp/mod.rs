@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 pub use config::OtlpReceiverConfig;
 
 use super::admission::Admission;
+use super::identify::Identify;
 use super::{ReceiverBuilder, ReceiverFactory, ReceiverMetrics, SignalConsumers, Stop};
 
 /// The registry entry.
@@ -39,12 +40,20 @@ impl ReceiverBuilder for OtlpReceiverConfig {
         let admission = Admission::new(&self.admission);
         if let Some(g) = &self.protocols.grpc {
             let metrics = ReceiverMetrics::new(&ctx.metrics, &ctx.id, "grpc");
+            let identify = Identify::new(
+                g.auth.as_ref(),
+                g.include_metadata,
+                &ctx.auth,
+                "protocols.grpc.auth.authenticator",
+                metrics.unauthenticated(),
+            )?;
             tasks.push(
                 grpc::serve(
                     g,
                     consumers.clone(),
                     metrics,
                     admission.clone(),
+                    identify,
                     stop.clone(),
                 )
                 .await?,
@@ -53,7 +62,14 @@ impl ReceiverBuilder for OtlpReceiverConfig {
         }
         if let Some(h) = &self.protocols.http {
             let metrics = ReceiverMetrics::new(&ctx.metrics, &ctx.id, "http");
-            tasks.push(http::serve(h, consumers, metrics, admission, stop).await?);
+            let identify = Identify::new(
+                h.auth.as_ref(),
+                h.include_metadata,
+                &ctx.auth,
+                "protocols.http.auth.authenticator",
+                metrics.unauthenticated(),
+            )?;
+            tasks.push(http::serve(h, consumers, metrics, admission, identify, stop).await?);
             tracing::info!(receiver = %ctx.id, endpoint = %h.endpoint, "OTLP/HTTP listening");
         }
         Ok(tasks)

@@ -608,6 +608,9 @@ async fn read(file: Arc<File>, loc: &Loc) -> Result<Batch, String> {
             bytes,
             items: body.items,
             index,
+            // The WAL keeps bytes only: a request read back has no client
+            // context (as otelcol's persistent queue by default).
+            client: None,
         },
     ))
 }

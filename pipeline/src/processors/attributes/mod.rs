@@ -132,6 +132,7 @@ impl Attributes {
             .map(|s| decode_field(&req.bytes, s.scope))
             .collect();
         let cfg = &self.cfg;
+        let client = req.client.as_deref();
         replace_spans(req, Reach::AttributesOnly, |entry, field| {
             let scope_i = entry.scope as usize;
             let resource = &resources[index.scopes[scope_i].resource as usize].attributes;
@@ -146,13 +147,14 @@ impl Attributes {
                     name: Some(&span.name),
                     attributes: &span.attributes,
                 };
-                cfg.wanted(&subject) && apply(&cfg.actions, &mut span.attributes)
+                cfg.wanted(&subject) && apply(&cfg.actions, &mut span.attributes, client)
             })
         })
     }
 
     fn logs_or_metrics(&self, req: &Request) -> Option<Request> {
         let cfg = &self.cfg;
+        let client = req.client.as_deref();
         let act = |resource: &[KeyValue],
                    scope: Option<&InstrumentationScope>,
                    attrs: &mut Vec<KeyValue>| {
@@ -162,7 +164,7 @@ impl Attributes {
                 name: None,
                 attributes: attrs,
             };
-            cfg.wanted(&subject) && apply(&cfg.actions, attrs)
+            cfg.wanted(&subject) && apply(&cfg.actions, attrs, client)
         };
         rewrite_decoded(self.signal, req, |logs, metrics| {
             let mut changed = false;

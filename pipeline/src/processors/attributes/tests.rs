@@ -16,6 +16,7 @@ fn run(yaml: &str, signal: Signal, bytes: Vec<u8>) -> (Batch, Batch) {
         metrics: Registry::new(),
         tasks: Tasks::default(),
         storage: Default::default(),
+        auth: Default::default(),
     };
     let p = builder.build(signal, sink.clone(), &ctx);
     let input = Batch::parse(signal, bytes.into()).unwrap();

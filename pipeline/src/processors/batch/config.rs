@@ -18,6 +18,13 @@ pub struct BatchConfig {
     pub send_batch_size: usize,
     /// Upper bound on a batch; larger ones are split. `0` = no bound.
     pub send_batch_max_size: usize,
+    /// Client metadata keys whose values keep requests in separate batches;
+    /// those values (only) travel on with each batch. Empty: the client
+    /// context is dropped here, as in otelcol.
+    pub metadata_keys: Vec<String>,
+    /// Distinct combinations of `metadata_keys` values at most; a request
+    /// bringing one more is refused (otelcol: 1000).
+    pub metadata_cardinality_limit: usize,
 }
 
 impl Default for BatchConfig {
@@ -26,6 +33,8 @@ impl Default for BatchConfig {
             timeout: Duration::from_millis(200),
             send_batch_size: 8192,
             send_batch_max_size: 0,
+            metadata_keys: Vec::new(),
+            metadata_cardinality_limit: 1000,
         }
     }
 }
@@ -36,6 +45,12 @@ impl Validate for BatchConfig {
             return Err(ConfigError::new(
                 "send_batch_max_size",
                 "must be greater than or equal to send_batch_size",
+            ));
+        }
+        if !self.metadata_keys.is_empty() && self.metadata_cardinality_limit == 0 {
+            return Err(ConfigError::new(
+                "metadata_cardinality_limit",
+                "must be at least 1 with metadata_keys",
             ));
         }
         Ok(())

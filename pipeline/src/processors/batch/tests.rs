@@ -17,6 +17,7 @@ fn ctx() -> Context {
         metrics: Registry::new(),
         tasks: Tasks::default(),
         storage: Default::default(),
+        auth: Default::default(),
     }
 }
 
@@ -41,6 +42,7 @@ async fn never_exceeds_max_and_never_loses_or_reorders_a_span() {
             timeout: Duration::from_secs(60),
             send_batch_size: size,
             send_batch_max_size: max,
+            ..BatchConfig::default()
         };
         let sink = Arc::new(Sink::default());
         let c = ctx();
@@ -91,6 +93,7 @@ async fn timeout_sends_a_partial_batch() {
         timeout: Duration::from_millis(200),
         send_batch_size: 1000,
         send_batch_max_size: 0,
+        ..BatchConfig::default()
     };
     let sink = Arc::new(Sink::default());
     let c = ctx();
@@ -159,4 +162,91 @@ async fn a_full_queue_is_a_retryable_refusal() {
             "batch processor queue is full".into()
         ))
     );
+}
+
+fn from_tenant(gen: &mut Generator, n: usize, tenant: Option<&str>) -> Batch {
+    let mut b = traces(gen, n);
+    b.requests[0].client = Some(Arc::new(crate::client::ClientInfo {
+        addr: Some("10.1.2.3".parse().unwrap()),
+        auth: vec![("username".into(), "u".into())],
+        metadata: tenant
+            .map(|t| vec![("x-tenant".to_string(), vec![t.to_string()])])
+            .unwrap_or_default(),
+    }));
+    b
+}
+
+#[tokio::test(start_paused = true)]
+async fn metadata_keys_batch_tenants_apart_and_pass_on_only_those_values() {
+    let cfg = BatchConfig {
+        timeout: Duration::from_millis(200),
+        send_batch_size: 10,
+        metadata_keys: vec!["X-Tenant".into()],
+        ..BatchConfig::default()
+    };
+    let sink = Arc::new(Sink::default());
+    let c = ctx();
+    let input = cfg.build(Signal::Traces, sink.clone(), &c);
+    let mut gen = Generator::new(GeneratorOptions::default());
+    for (n, t) in [(6, Some("a")), (6, Some("b")), (6, Some("a")), (3, None)] {
+        input.consume(from_tenant(&mut gen, n, t)).await.unwrap();
+    }
+    tokio::task::yield_now().await;
+    // Tenant a reached 12 >= 10 and went out alone; b and "none" wait.
+    let got = sink.batches.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    let tenant = |b: &Batch| -> Vec<Option<Vec<String>>> {
+        b.requests
+            .iter()
+            .map(|r| r.client.as_ref().map(|c| c.metadata("x-tenant").to_vec()))
+            .collect()
+    };
+    assert_eq!(tenant(&got[0]), vec![Some(vec!["a".to_string()]); 2]);
+    // Only the kept key travels on: no address, no auth.
+    let kept = got[0].requests[0].client.as_ref().unwrap();
+    assert!(kept.addr.is_none() && kept.auth.is_empty());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let mut sizes = sink.sizes();
+    sizes.sort_unstable();
+    assert_eq!(sizes, vec![3, 6, 12]);
+    drain(input, &c).await;
+}
+
+#[tokio::test]
+async fn without_metadata_keys_the_context_stops_here_and_past_the_limit_is_refused() {
+    let sink = Arc::new(Sink::default());
+    let c = ctx();
+    let cfg = BatchConfig {
+        timeout: Duration::ZERO,
+        ..BatchConfig::default()
+    };
+    let input = cfg.build(Signal::Traces, sink.clone(), &c);
+    let mut gen = Generator::new(GeneratorOptions::default());
+    input
+        .consume(from_tenant(&mut gen, 2, Some("a")))
+        .await
+        .unwrap();
+    drain(input, &c).await;
+    assert!(sink.batches.lock().unwrap()[0].requests[0].client.is_none());
+
+    let cfg = BatchConfig {
+        timeout: Duration::ZERO,
+        metadata_keys: vec!["x-tenant".into()],
+        metadata_cardinality_limit: 2,
+        ..BatchConfig::default()
+    };
+    let c = ctx();
+    let input = cfg.build(Signal::Traces, sink.clone(), &c);
+    for t in ["a", "b", "a"] {
+        input
+            .consume(from_tenant(&mut gen, 1, Some(t)))
+            .await
+            .unwrap();
+    }
+    let e = input
+        .consume(from_tenant(&mut gen, 1, Some("c")))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ConsumeError::Permanent(m) if m.contains("metadata_cardinality_limit")));
+    drain(input, &c).await;
 }

@@ -359,6 +359,7 @@ impl Filter {
             bytes: Bytes::from(decoded.encode_to_vec()),
             items,
             index: None,
+            client: req.client.clone(),
         }))
     }
 
@@ -414,6 +415,7 @@ impl Filter {
             bytes: Bytes::from(decoded.encode_to_vec()),
             items,
             index: None,
+            client: req.client.clone(),
         }))
     }
 

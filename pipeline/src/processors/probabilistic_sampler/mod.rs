@@ -169,6 +169,7 @@ mod tests {
             metrics: Registry::new(),
             tasks: Tasks::default(),
             storage: Default::default(),
+            auth: Default::default(),
         };
         let sink = Arc::new(Sink::default());
         let p = cfg.build(Signal::Traces, sink.clone(), &ctx);

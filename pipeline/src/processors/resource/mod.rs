@@ -65,8 +65,9 @@ struct ResourceProcessor {
 impl Consumer for ResourceProcessor {
     async fn consume(&self, mut batch: Batch) -> Result<(), ConsumeError> {
         rewrite_batch(&mut batch, |req| {
+            let client = req.client.as_deref();
             rewrite_resources(self.signal, req, |r| {
-                apply(&self.actions, &mut r.attributes)
+                apply(&self.actions, &mut r.attributes, client)
             })
         });
         self.next.consume(batch).await
@@ -93,6 +94,7 @@ mod tests {
             metrics: Registry::new(),
             tasks: Tasks::default(),
             storage: Default::default(),
+            auth: Default::default(),
         };
         let p = builder.build(Signal::Traces, sink.clone(), &ctx);
         let sent = Generator::new(GeneratorOptions::default()).spans(12);

@@ -15,6 +15,7 @@ fn ctx() -> Context {
         metrics: Registry::new(),
         tasks: Tasks::default(),
         storage: Default::default(),
+        auth: Default::default(),
     }
 }
 
