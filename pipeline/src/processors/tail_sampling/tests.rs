@@ -631,3 +631,44 @@ fn attribute_bits_taken_on_arrival_decide_as_walking_the_spans_does() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn sampled_spans_keep_the_context_of_the_request_that_brought_them() {
+    let c = ctx();
+    let sink = Arc::new(Sink::default());
+    let input = cfg("decision_wait: 1s\npolicies:\n  - {name: all, type: always_sample}\n").build(
+        Signal::Traces,
+        sink.clone(),
+        &c,
+    );
+    let mut g = Generator::new(GeneratorOptions::default());
+    let mut sent = HashMap::new();
+    for tenant in ["a", "b"] {
+        let mut b = Batch::parse(Signal::Traces, g.spans(10).encode_to_vec().into()).unwrap();
+        b.requests[0].client = Some(Arc::new(crate::client::ClientInfo {
+            auth: vec![("tenant".into(), tenant.into())],
+            ..Default::default()
+        }));
+        for s in &b.requests[0].index.as_ref().unwrap().spans {
+            sent.insert(s.span_id, tenant);
+        }
+        send(&input, b).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drain(input, &c).await;
+    let mut seen = 0;
+    for b in sink.batches.lock().unwrap().iter() {
+        for r in &b.requests {
+            let tenant = r
+                .client
+                .as_ref()
+                .and_then(|c| c.auth_attribute("tenant"))
+                .unwrap();
+            for s in &r.index.as_ref().unwrap().spans {
+                assert_eq!(sent[&s.span_id], tenant);
+                seen += 1;
+            }
+        }
+    }
+    assert_eq!(seen, 20);
+}
