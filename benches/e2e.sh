@@ -15,7 +15,7 @@ CONCURRENCY=${CONCURRENCY:-4}
 BATCH=${BATCH:-512}
 RATE=${RATE:-0}
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb grpc-batch-parquet)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop grpc-tls-batch-nop grpc-mtls-batch-nop http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb grpc-batch-parquet)
 
 cargo build --release -q -p observatory -p benches
 BIN=${OBSERVATORY_BIN:-target/release/observatory}
@@ -45,6 +45,19 @@ pg_rows() {
   as_pg psql -h 127.0.0.1 -p 25432 -U postgres -tAc \
     "SELECT (SELECT count(*) FROM observatory.metric_gauge) + (SELECT count(*) FROM observatory.metric_sum) + (SELECT count(*) FROM observatory.metric_histogram)"
 }
+# A CA, a server certificate for 127.0.0.1 and a client certificate, for
+# the TLS scenarios (ECDSA P-256, as most deployments now issue).
+make_certs() {
+  local d=$1; mkdir -p "$d"
+  local key="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+  openssl req -x509 $key -keyout "$d/ca.key" -out "$d/ca.pem" -days 2 -subj /CN=bench-ca 2>/dev/null
+  for who in server client; do
+    openssl req $key -keyout "$d/$who.key" -out "$d/$who.csr" -subj "/CN=$who" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\n' >"$d/$who.ext"
+    openssl x509 -req -in "$d/$who.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+      -days 2 -extfile "$d/$who.ext" -out "$d/$who.pem" 2>/dev/null
+  done
+}
 wait_healthy() {
   for _ in $(seq 1 200); do
     curl -sf "http://127.0.0.1:$1/" >/dev/null 2>&1 && return 0
@@ -70,9 +83,10 @@ for s in "${SCENARIOS[@]}"; do
     down=$!; PIDS+=("$down")
     wait_healthy 25100
   fi
+  if [[ "$s" == *tls* ]]; then make_certs "$TMP/tls"; fi
   # Persistent-queue scenarios start from an empty queue each run.
   rm -rf "$TMP/queue" "$TMP/archive"
-  BENCH_QUEUE_DIR="$TMP/queue" BENCH_ARCHIVE_DIR="$TMP/archive" "$BIN" --config "$cfg" 2>"$TMP/$s.log" &
+  BENCH_TLS_DIR="$TMP/tls" BENCH_QUEUE_DIR="$TMP/queue" BENCH_ARCHIVE_DIR="$TMP/archive" "$BIN" --config "$cfg" 2>"$TMP/$s.log" &
   pid=$!; PIDS+=("$pid")
   wait_healthy 23133
   proto=grpc; endpoint=127.0.0.1:24317; extra=(); unit=spans
@@ -80,6 +94,8 @@ for s in "${SCENARIOS[@]}"; do
   if [[ "$s" == *-timescaledb ]]; then extra=(--signal metrics --retry); unit=points; fi
   if [[ "$s" == *-parquet ]]; then extra=(--retry); fi
   if [[ "$s" == http-* ]]; then proto=http; endpoint=http://127.0.0.1:24318; fi
+  if [[ "$s" == *tls* ]]; then extra+=(--ca-file "$TMP/tls/ca.pem"); fi
+  if [[ "$s" == *mtls* ]]; then extra+=(--cert-file "$TMP/tls/client.pem" --key-file "$TMP/tls/client.key"); fi
   # The exporter path is slower than intake; clients that back off on
   # "retry later" (as SDKs do) measure what it sustains, not refusals.
   if [[ "$s" == grpc-batch-otlp* ]] || [ "$s" = grpc-batch-loki ]; then extra+=(--retry); fi

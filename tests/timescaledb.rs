@@ -723,3 +723,69 @@ async fn timescaledb_makes_hypertables_and_names_what_its_edition_lacks() {
     assert_eq!(own_bucket, 0, "the extension's time_bucket is used");
     dashboard_finds_the_calls(&pool).await;
 }
+
+/// Server certificate files PostgreSQL can read: owned by the server's
+/// user (when the tests run as root) and the key private to it.
+fn server_certs() -> (tempfile::TempDir, common::pki::Pki) {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = common::pki::Pki::write(dir.path());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.path().join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if root {
+        let ok = std::process::Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    (dir, pki)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_to_postgres_is_verified_against_the_configured_ca() {
+    let (_dir, pki) = server_certs();
+    let pg = Postgres::start_with(&[
+        "ssl=on",
+        &format!("ssl_cert_file={}", pki.path("server.pem")),
+        &format!("ssl_key_file={}", pki.path("server.key")),
+    ]);
+    let tls = |ca: &str| format!("    tls:\n      ca_file: {}\n", pki.path(ca));
+    let c = Collector::start(&config(&pg, &tls("ca.pem")));
+    grpc_send(c.grpc, Signal::Metrics, metrics().encode_to_vec(), None)
+        .await
+        .unwrap();
+    // Checked over a plaintext connection of our own, so any TLS session
+    // in pg_stat_ssl is the collector's.
+    let pool = sqlx::PgPool::connect(&format!("{}?sslmode=disable", pg.url()))
+        .await
+        .unwrap();
+    assert_eq!(wait_rows(&pool, "metric_summary", 1).await, 1);
+    let tls_sessions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+         WHERE a.backend_type = 'client backend' AND s.ssl AND s.version = 'TLSv1.3'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(tls_sessions >= 1, "the collector's connections are not TLS");
+
+    // A CA that did not sign the server's certificate: nothing is written,
+    // and the log says why.
+    let wrong = Collector::start(&config(&pg, &tls("other-ca.pem")));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !wrong.logs().contains("UnknownIssuer") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(wrong.logs().contains("UnknownIssuer"), "{}", wrong.logs());
+}

@@ -79,6 +79,29 @@ struct Args {
     /// pool's few thousand traces again and again.
     #[arg(long)]
     unique_traces: bool,
+    /// Connect over TLS, trusting this CA (PEM).
+    #[arg(long)]
+    ca_file: Option<String>,
+    /// Client certificate for mTLS (PEM; with --key-file).
+    #[arg(long)]
+    cert_file: Option<String>,
+    /// Client key for mTLS (PEM).
+    #[arg(long)]
+    key_file: Option<String>,
+}
+
+impl Args {
+    /// The TLS settings, when --ca-file asks for TLS.
+    fn tls(&self) -> Option<exporters::tls::ClientTlsConfig> {
+        self.ca_file
+            .as_ref()
+            .map(|ca| exporters::tls::ClientTlsConfig {
+                ca_file: Some(ca.clone()),
+                cert_file: self.cert_file.clone(),
+                key_file: self.key_file.clone(),
+                ..Default::default()
+            })
+    }
 }
 
 /// Where each span's 16-byte trace id starts in an encoded traces request.
@@ -264,16 +287,23 @@ async fn main() {
                     .endpoint
                     .clone()
                     .unwrap_or_else(|| "localhost:4317".into());
-                let url = if ep.starts_with("http") {
-                    ep
+                if let Some(tls) = args.tls() {
+                    let target = tls.resolve("--endpoint", &ep).expect("TLS settings");
+                    let ch =
+                        exporters::tls::connect::grpc_channel(&tls, &target).expect("TLS settings");
+                    Client::Grpc(ch)
                 } else {
-                    format!("http://{ep}")
-                };
-                let ch = tonic::transport::Endpoint::from_shared(url)
-                    .unwrap()
-                    .tcp_nodelay(true)
-                    .connect_lazy();
-                Client::Grpc(ch)
+                    let url = if ep.starts_with("http") {
+                        ep
+                    } else {
+                        format!("http://{ep}")
+                    };
+                    let ch = tonic::transport::Endpoint::from_shared(url)
+                        .unwrap()
+                        .tcp_nodelay(true)
+                        .connect_lazy();
+                    Client::Grpc(ch)
+                }
             }
             _ => {
                 let ep = args
@@ -285,8 +315,22 @@ async fn main() {
                 } else {
                     format!("http://{ep}")
                 };
+                let client = match args.tls() {
+                    Some(tls) => {
+                        let base = base.replacen("http://", "https://", 1);
+                        let target = tls.resolve("--endpoint", &base).expect("TLS settings");
+                        exporters::tls::connect::http_client(&tls, &[&target], Default::default())
+                            .expect("TLS settings")
+                    }
+                    None => reqwest::Client::new(),
+                };
+                let base = if args.tls().is_some() {
+                    base.replacen("http://", "https://", 1)
+                } else {
+                    base
+                };
                 Client::Http(
-                    reqwest::Client::new(),
+                    client,
                     format!("{}/v1/{}", base.trim_end_matches('/'), signal.as_str()),
                 )
             }
