@@ -7,6 +7,7 @@ pub mod debug;
 pub mod engine;
 pub mod file;
 pub mod grpc_codec;
+pub mod loadbalancing;
 pub mod loki;
 pub mod nop;
 pub mod otlp;
@@ -40,7 +41,7 @@ pub struct ExporterFactory {
 
 /// The built-in exporter types.
 pub fn factories() -> Vec<ExporterFactory> {
-    vec![
+    let mut all = vec![
         debug::factory(),
         file::factory(),
         loki::factory(),
@@ -49,5 +50,16 @@ pub fn factories() -> Vec<ExporterFactory> {
         otlphttp::factory(),
         parquet::factory(),
         timescaledb::factory(),
-    ]
+    ];
+    all.extend(loadbalancing::factories());
+    // Recent otelcol releases' names for the OTLP exporters.
+    all.push(ExporterFactory {
+        type_name: "otlp_grpc",
+        ..otlp::factory()
+    });
+    all.push(ExporterFactory {
+        type_name: "otlp_http",
+        ..otlphttp::factory()
+    });
+    all
 }

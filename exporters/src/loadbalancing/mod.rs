@@ -1,0 +1,321 @@
+//! `loadbalancing`: sends each trace (or each service's data) to the one
+//! backend that owns it on otelcol's consistent-hash ring, so several
+//! tail-sampling instances each see whole traces. Traces are split by
+//! owner by re-framing span bytes from the index (never decoded); logs and
+//! metrics are split by resource. Each backend is an `otlp` exporter with
+//! its own queue and retries, built from `protocol.otlp`.
+
+mod config;
+mod resolve;
+mod ring;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use pipeline::batch::{log_count, point_count};
+use pipeline::component::{parse_config, ConfigError, Context};
+use pipeline::consumer::{BoxConsumer, ConsumeError, Consumer};
+use pipeline::rewrite::decode_field;
+use pipeline::split::select_spans;
+use pipeline::telemetry::Counter;
+use pipeline::{Batch, Request, Signal};
+use prost::Message;
+
+pub use config::{LoadBalancingConfig, RoutingKey};
+pub use ring::Ring;
+
+use crate::{ExporterBuilder, ExporterFactory};
+
+/// The registry entries: otelcol's name, and the one recent releases use.
+pub fn factories() -> [ExporterFactory; 2] {
+    let parse: fn(serde_yaml::Value) -> _ =
+        |v| Ok(Arc::new(parse_config::<LoadBalancingConfig>(v)?) as _);
+    [
+        ExporterFactory {
+            type_name: "loadbalancing",
+            signals: &Signal::ALL,
+            parse,
+        },
+        ExporterFactory {
+            type_name: "load_balancing",
+            signals: &Signal::ALL,
+            parse,
+        },
+    ]
+}
+
+/// One backend: its `otlp` exporter (queue, retries, self-metrics under
+/// `<id>/<endpoint>`).
+struct Backend {
+    exporter: BoxConsumer,
+}
+
+/// The ring and the exporters of its members, swapped whole on a change.
+struct Members {
+    ring: Ring,
+    backends: Vec<Arc<Backend>>,
+}
+
+/// What the resolver task and the consumer share.
+pub(crate) struct Shared {
+    cfg: LoadBalancingConfig,
+    ctx: Context,
+    members: RwLock<Arc<Members>>,
+    changes: Counter,
+}
+
+impl Shared {
+    /// Makes `endpoints` the members, keeping the exporters of those that
+    /// stay (so their queues carry on) and building the new ones.
+    pub(crate) fn set_members(&self, endpoints: &[String]) -> Result<bool, ConfigError> {
+        let ring = Ring::new(endpoints);
+        let old = self
+            .members
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if old.ring.endpoints() == ring.endpoints() && !old.backends.is_empty() {
+            return Ok(false);
+        }
+        let mut backends = Vec::with_capacity(ring.endpoints().len());
+        for e in ring.endpoints() {
+            let kept = old
+                .ring
+                .endpoints()
+                .iter()
+                .position(|o| o == e)
+                .map(|i| old.backends[i].clone());
+            let b = match kept {
+                Some(b) => b,
+                None => {
+                    let mut ctx = self.ctx.clone();
+                    ctx.id = format!("{}/{e}", self.ctx.id);
+                    let exporter = self.cfg.backend(e)?.build(&ctx)?;
+                    Arc::new(Backend { exporter })
+                }
+            };
+            backends.push(b);
+        }
+        tracing::info!(exporter = %self.ctx.id, members = ?ring.endpoints(), "load-balancing ring changed");
+        *self.members.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Members { ring, backends });
+        self.changes.add(1);
+        Ok(true)
+    }
+
+    fn current(&self) -> Arc<Members> {
+        self.members
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl ExporterBuilder for LoadBalancingConfig {
+    fn build(&self, ctx: &Context) -> Result<BoxConsumer, ConfigError> {
+        let shared = Arc::new(Shared {
+            cfg: self.clone(),
+            ctx: ctx.clone(),
+            members: RwLock::new(Arc::new(Members {
+                ring: Ring::default(),
+                backends: Vec::new(),
+            })),
+            changes: ctx.metrics.counter(
+                "observatory_exporter_loadbalancing_membership_changes_total",
+                "Times the set of backends changed (including the first resolution).",
+                &[("exporter", ctx.id.as_str())],
+            ),
+        });
+        {
+            let weak = Arc::downgrade(&shared);
+            ctx.metrics.gauge(
+                "observatory_exporter_loadbalancing_members",
+                "Backends on the ring now.",
+                &[("exporter", ctx.id.as_str())],
+                move || {
+                    weak.upgrade()
+                        .map_or(0.0, |s| s.current().backends.len() as f64)
+                },
+            );
+        }
+        resolve::start(&shared, self)?;
+        Ok(Arc::new(LoadBalancer {
+            shared,
+            routed: Signal::ALL.map(|s| {
+                ctx.metrics.counter(
+                    &format!(
+                        "observatory_exporter_loadbalancing_routed_{}_total",
+                        s.item_name()
+                    ),
+                    "Items handed to a backend, by backend.",
+                    &[("exporter", ctx.id.as_str())],
+                )
+            }),
+        }))
+    }
+}
+
+struct LoadBalancer {
+    shared: Arc<Shared>,
+    routed: [Counter; 3],
+}
+
+fn service_of(resource: Option<&Resource>) -> Vec<u8> {
+    resource
+        .and_then(|r| r.attributes.iter().find(|a| a.key == "service.name"))
+        .and_then(|a: &KeyValue| match a.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.clone().into_bytes()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// Requests per backend index.
+type Parts = BTreeMap<usize, Vec<Request>>;
+
+impl LoadBalancer {
+    fn split_traces(&self, ring: &Ring, key: RoutingKey, req: &Request, parts: &mut Parts) {
+        let Some(index) = req.index.as_ref() else {
+            // Every traces request is indexed at intake; one that is not
+            // goes whole to the owner of its first bytes, rather than lost.
+            if let Some(o) = ring.owner(&req.bytes[..req.bytes.len().min(16)]) {
+                parts.entry(o).or_default().push(req.clone());
+            }
+            return;
+        };
+        let services: Vec<Vec<u8>> = match key {
+            RoutingKey::Service => index
+                .resources
+                .iter()
+                .map(|r| service_of(decode_field::<Resource>(&req.bytes, r.resource).as_ref()))
+                .collect(),
+            RoutingKey::TraceId => Vec::new(),
+        };
+        let mut positions: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+        for (i, s) in index.spans.iter().enumerate() {
+            let owner = match key {
+                RoutingKey::TraceId => ring.owner(&s.trace_id),
+                RoutingKey::Service => {
+                    let r = index.scopes[s.scope as usize].resource as usize;
+                    ring.owner(&services[r])
+                }
+            };
+            if let Some(o) = owner {
+                positions.entry(o).or_default().push(i as u32);
+            }
+        }
+        for (o, p) in positions {
+            parts.entry(o).or_default().push(select_spans(req, &p));
+        }
+    }
+
+    fn split_decoded(
+        &self,
+        signal: Signal,
+        ring: &Ring,
+        req: &Request,
+        parts: &mut Parts,
+    ) -> Result<(), String> {
+        let mut by_owner: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+        let mut items: BTreeMap<usize, usize> = BTreeMap::new();
+        match signal {
+            Signal::Logs => {
+                let d = ExportLogsServiceRequest::decode(req.bytes.clone())
+                    .map_err(|e| e.to_string())?;
+                for rl in d.resource_logs {
+                    let Some(o) = ring.owner(&service_of(rl.resource.as_ref())) else {
+                        continue;
+                    };
+                    let one = ExportLogsServiceRequest {
+                        resource_logs: vec![rl],
+                    };
+                    *items.entry(o).or_default() += log_count(&one);
+                    one.encode(by_owner.entry(o).or_default())
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            Signal::Metrics => {
+                let d = ExportMetricsServiceRequest::decode(req.bytes.clone())
+                    .map_err(|e| e.to_string())?;
+                for rm in d.resource_metrics {
+                    let Some(o) = ring.owner(&service_of(rm.resource.as_ref())) else {
+                        continue;
+                    };
+                    let one = ExportMetricsServiceRequest {
+                        resource_metrics: vec![rm],
+                    };
+                    *items.entry(o).or_default() += point_count(&one);
+                    one.encode(by_owner.entry(o).or_default())
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            Signal::Traces => unreachable!("traces are split from the index"),
+        }
+        // Encoded requests concatenate: each owner's resources back to back
+        // are one valid request.
+        for (o, bytes) in by_owner {
+            parts.entry(o).or_default().push(Request {
+                bytes: bytes.into(),
+                items: items[&o],
+                index: None,
+                client: req.client.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Consumer for LoadBalancer {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        let members = self.shared.current();
+        if members.backends.is_empty() {
+            return Err(ConsumeError::Retryable(format!(
+                "{}: no backend resolved yet",
+                self.shared.ctx.id
+            )));
+        }
+        let key = self
+            .shared
+            .cfg
+            .routing(batch.signal)
+            .map_err(|e| ConsumeError::Permanent(e.to_string()))?;
+        let mut parts = Parts::new();
+        for req in &batch.requests {
+            match batch.signal {
+                Signal::Traces => self.split_traces(&members.ring, key, req, &mut parts),
+                s => self
+                    .split_decoded(s, &members.ring, req, &mut parts)
+                    .map_err(|e| ConsumeError::Permanent(format!("loadbalancing: {e}")))?,
+            }
+        }
+        // Every backend gets its part even if another refuses; the worst
+        // answer (retryable before permanent) goes back.
+        let mut worst: Option<ConsumeError> = None;
+        for (owner, requests) in parts {
+            let part = Batch {
+                signal: batch.signal,
+                requests,
+            };
+            let items = part.items() as u64;
+            match members.backends[owner].exporter.consume(part).await {
+                Ok(()) => self.routed[batch.signal as usize].add(items),
+                Err(e) => {
+                    if worst.as_ref().is_none_or(|w| !w.is_retryable()) {
+                        worst = Some(e);
+                    }
+                }
+            }
+        }
+        worst.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests;

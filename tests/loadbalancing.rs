@@ -1,0 +1,201 @@
+//! The `loadbalancing` exporter on the real binary: a front instance
+//! routes to three back instances; every span arrives exactly once, each
+//! trace whole at the one backend that otelcol's ring names for it (the
+//! ring computed here with the same endpoint strings), even when its spans
+//! came in separate requests; logs go by service.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::*;
+use exporters::loadbalancing::Ring;
+use pipeline::generate::{Generator, GeneratorOptions};
+use pipeline::split::select_spans;
+use pipeline::{Request, Signal};
+use prost::Message;
+
+const BACK: &str = r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:@GRPC@
+exporters:
+  file/traces:
+    path: @DIR@/traces.jsonl
+  file/logs:
+    path: @DIR@/logs.jsonl
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [file/traces]
+    logs:
+      receivers: [otlp]
+      exporters: [file/logs]
+"#;
+
+fn front(endpoints: &[String], type_name: &str) -> String {
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:@GRPC@
+exporters:
+  {type_name}:
+    protocol:
+      otlp:
+        tls: {{insecure: true}}
+        compression: none
+        timeout: 2s
+    resolver:
+      static:
+        hostnames: [{}]
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [{type_name}]
+    logs:
+      receivers: [otlp]
+      exporters: [{type_name}]
+"#,
+        endpoints.join(", ")
+    )
+}
+
+#[tokio::test]
+async fn every_trace_arrives_whole_at_the_backend_the_ring_names() {
+    let backs: Vec<Collector> = (0..3).map(|_| Collector::start(BACK)).collect();
+    let endpoints: Vec<String> = backs
+        .iter()
+        .map(|b| format!("127.0.0.1:{}", b.grpc))
+        .collect();
+    let f = Collector::start(&front(&endpoints, "loadbalancing"));
+    let ring = Ring::new(&endpoints);
+
+    // 60 traces of 5 spans; each trace's spans go out in three separate
+    // requests, as spans of one trace come from several services.
+    let body = Generator::new(GeneratorOptions {
+        seed: 17,
+        ..Default::default()
+    })
+    .spans(300)
+    .encode_to_vec();
+    let whole = Request::parse(Signal::Traces, body.into()).unwrap();
+    let n = whole.index.as_ref().unwrap().spans.len();
+    let mut want: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for s in &whole.index.as_ref().unwrap().spans {
+        let owner = ring.owner_endpoint(&s.trace_id).unwrap().to_string();
+        want.entry(owner).or_default().insert(hex(&s.span_id));
+    }
+    for part in 0..3u32 {
+        let positions: Vec<u32> = (0..n as u32).filter(|i| i % 3 == part).collect();
+        let req = select_spans(&whole, &positions);
+        grpc_send(f.grpc, Signal::Traces, req.bytes.to_vec(), None)
+            .await
+            .unwrap();
+    }
+    assert!(
+        want.len() == 3,
+        "the test needs every backend to own traces: {want:?}"
+    );
+    let mut total = 0;
+    for (b, e) in backs.iter().zip(&endpoints) {
+        let expect = &want[e];
+        let lines = wait_for_lines(&b.path("traces.jsonl"), count_spans, expect.len());
+        let got: BTreeSet<String> = traces_from(&lines)
+            .resource_spans
+            .iter()
+            .flat_map(|rs| rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()))
+            .map(|s| hex(&s.span_id))
+            .collect();
+        assert_eq!(count_spans(&lines), expect.len(), "{e}: a span twice");
+        assert_eq!(&got, expect, "{e} holds other spans than the ring gives it");
+        total += got.len();
+    }
+    assert_eq!(total, n);
+
+    // Logs go by service.name: each service's records at its owner.
+    let logs = Generator::new(GeneratorOptions::default()).logs(40);
+    let mut per_owner: BTreeMap<String, usize> = BTreeMap::new();
+    for rl in &logs.resource_logs {
+        let svc = rl
+            .resource
+            .as_ref()
+            .and_then(|r| r.attributes.iter().find(|a| a.key == "service.name"))
+            .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+                opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s) => {
+                    Some(s.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_default();
+        let owner = ring.owner_endpoint(svc.as_bytes()).unwrap().to_string();
+        *per_owner.entry(owner).or_default() += rl
+            .scope_logs
+            .iter()
+            .map(|s| s.log_records.len())
+            .sum::<usize>();
+    }
+    grpc_send(f.grpc, Signal::Logs, logs.encode_to_vec(), None)
+        .await
+        .unwrap();
+    for (b, e) in backs.iter().zip(&endpoints) {
+        if let Some(&n) = per_owner.get(e) {
+            let lines = wait_for_lines(&b.path("logs.jsonl"), count_logs, n);
+            assert_eq!(count_logs(&lines), n, "{e}");
+        }
+    }
+    assert_eq!(
+        f.metric("observatory_exporter_loadbalancing_members{exporter=\"loadbalancing\"}"),
+        Some(3.0)
+    );
+    let sent: f64 = endpoints
+        .iter()
+        .map(|e| {
+            f.metric(&format!(
+                "observatory_exporter_sent_spans_total{{exporter=\"loadbalancing/{e}\"}}"
+            ))
+            .unwrap_or(0.0)
+        })
+        .sum();
+    assert_eq!(sent, n as f64, "per-backend counts");
+}
+
+#[tokio::test]
+async fn the_recent_spelling_and_the_otlp_grpc_name_work_too() {
+    let back = Collector::start(BACK);
+    let endpoints = vec![format!("127.0.0.1:{}", back.grpc)];
+    let f = Collector::start(&front(&endpoints, "load_balancing"));
+    grpc_send(
+        f.grpc,
+        Signal::Traces,
+        Generator::new(GeneratorOptions::default())
+            .spans(10)
+            .encode_to_vec(),
+        None,
+    )
+    .await
+    .unwrap();
+    let lines = wait_for_lines(&back.path("traces.jsonl"), count_spans, 10);
+    assert_eq!(count_spans(&lines), 10);
+    let out = std::process::Command::new(binary())
+        .arg("components")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    for name in ["loadbalancing", "load_balancing", "otlp_grpc", "otlp_http"] {
+        assert!(
+            out.contains(&format!("  - {name}\n")),
+            "{name} missing:\n{out}"
+        );
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
