@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v kill >/dev/null 2>&1 || need+=(procps)
+# The fleet test puts Debian's HAProxy in front of three instances.
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 # The timescaledb tests start a real PostgreSQL server in a temp dir.
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then

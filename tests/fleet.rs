@@ -1,0 +1,255 @@
+//! A fleet behind a real load balancer: HAProxy (Debian's package) spreads
+//! OTLP/gRPC requests over three Observatory instances per request (h2 on
+//! both sides). Each instance runs the one-tier layout: what it receives
+//! goes through `loadbalancing` to the instance owning the trace (itself
+//! included), and each owner runs `tail_sampling` on whole traces behind a
+//! separate peer receiver that never re-routes. Spans of one trace are sent
+//! in separate requests over time, so the balancer really splits them.
+//! Every kept trace must arrive whole, exactly once across the fleet; every
+//! dropped trace must leave no span anywhere.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use pipeline::generate::{Generator, GeneratorOptions};
+use pipeline::split::select_spans;
+use pipeline::{Request, Signal};
+use prost::Message;
+
+const INSTANCE: &str = r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:@GRPC@
+  otlp/peer:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:@PEER@
+processors:
+  tail_sampling:
+    decision_wait: 2s
+    policies:
+      - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}
+exporters:
+  loadbalancing:
+    protocol:
+      otlp:
+        tls: {insecure: true}
+        compression: none
+    resolver:
+      static:
+        hostnames: [@PEERS@]
+  file/kept:
+    path: @DIR@/kept.jsonl
+service:
+  pipelines:
+    traces/in:
+      receivers: [otlp]
+      exporters: [loadbalancing]
+    traces/own:
+      receivers: [otlp/peer]
+      processors: [tail_sampling]
+      exporters: [file/kept]
+"#;
+
+/// Debian installs HAProxy under /usr/sbin, which a user's PATH may lack.
+fn haproxy_bin() -> &'static str {
+    if std::path::Path::new("/usr/sbin/haproxy").exists() {
+        "/usr/sbin/haproxy"
+    } else {
+        "haproxy"
+    }
+}
+
+/// HAProxy in front of `backends` (gRPC ports), listening on `port`.
+fn haproxy(dir: &std::path::Path, port: u16, backends: &[u16]) -> Child {
+    let servers: String = backends
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("  server o{i} 127.0.0.1:{p} proto h2\n"))
+        .collect();
+    let cfg = format!(
+        "global\n  maxconn 1000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\nfrontend otlp_grpc\n  bind 127.0.0.1:{port} proto h2\n  default_backend fleet\nbackend fleet\n  balance roundrobin\n{servers}"
+    );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let check = Command::new(haproxy_bin())
+        .arg("-c")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .expect("haproxy is not installed (scripts/test.sh installs Debian's haproxy)");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let child = Command::new(haproxy_bin())
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("haproxy did not listen on {port}");
+}
+
+struct Stop(Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_haproxy_every_kept_trace_arrives_whole_and_exactly_once() {
+    let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let list = peers
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let fleet: Vec<Collector> = peers
+        .iter()
+        .map(|p| {
+            Collector::start_with(
+                INSTANCE,
+                &[("PEER", p.to_string()), ("PEERS", list.clone())],
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let lb_port = free_port();
+    let _lb = Stop(haproxy(
+        dir.path(),
+        lb_port,
+        &fleet.iter().map(|c| c.grpc).collect::<Vec<_>>(),
+    ));
+
+    // 120 traces, a fifth of them with an error; each request carries a
+    // third of the spans of 40 traces, and the thirds go out 200 ms apart.
+    let mut g = Generator::new(GeneratorOptions {
+        seed: 23,
+        error_rate: 0.2,
+        slow_rate: 0.0,
+    });
+    let mut kept: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut dropped: BTreeSet<String> = BTreeSet::new();
+    let mut all_spans = 0;
+    for round in 0..3 {
+        let body = g.spans(200).encode_to_vec();
+        let req = Request::parse(Signal::Traces, body.clone().into()).unwrap();
+        let decoded =
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
+                &body[..],
+            )
+            .unwrap();
+        let mut error_traces = BTreeSet::new();
+        let mut spans_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for s in decoded
+            .resource_spans
+            .iter()
+            .flat_map(|r| r.scope_spans.iter().flat_map(|ss| ss.spans.iter()))
+        {
+            let t = hex(&s.trace_id);
+            if s.status.as_ref().is_some_and(|st| st.code == 2) {
+                error_traces.insert(t.clone());
+            }
+            spans_of.entry(t).or_default().insert(hex(&s.span_id));
+            all_spans += 1;
+        }
+        for (t, spans) in spans_of {
+            if error_traces.contains(&t) {
+                kept.insert(t, spans);
+            } else {
+                dropped.insert(t);
+            }
+        }
+        let n = req.index.as_ref().unwrap().spans.len() as u32;
+        for third in 0..3 {
+            let part = select_spans(&req, &(0..n).filter(|i| i % 3 == third).collect::<Vec<_>>());
+            // A new connection per request, as separate services would open.
+            grpc_send(lb_port, Signal::Traces, part.bytes.to_vec(), None)
+                .await
+                .unwrap_or_else(|e| panic!("round {round} part {third}: {e}"));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let kept_spans: usize = kept.values().map(BTreeSet::len).sum();
+    assert!(!kept.is_empty() && !dropped.is_empty());
+
+    // Decisions come 2 s after a trace's first span; wait for every kept span.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    while std::time::Instant::now() < deadline {
+        got.clear();
+        for c in &fleet {
+            let lines: Vec<String> = std::fs::read_to_string(c.path("kept.jsonl"))
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect();
+            for rs in traces_from(&lines).resource_spans {
+                for s in rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()) {
+                    got.entry(hex(&s.trace_id))
+                        .or_default()
+                        .push(hex(&s.span_id));
+                }
+            }
+        }
+        if got.values().map(Vec::len).sum::<usize>() >= kept_spans {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut whole, mut duplicated) = (0, 0);
+    for (t, spans) in &kept {
+        let arrived = got.get(t).cloned().unwrap_or_default();
+        let unique: BTreeSet<String> = arrived.iter().cloned().collect();
+        duplicated += arrived.len() - unique.len();
+        assert_eq!(&unique, spans, "kept trace {t} did not arrive whole");
+        whole += 1;
+    }
+    for t in &dropped {
+        assert!(
+            !got.contains_key(t),
+            "dropped trace {t} has spans somewhere"
+        );
+    }
+    assert_eq!(duplicated, 0);
+    // Every instance took part: the balancer spread the requests.
+    for c in &fleet {
+        assert!(
+            c.metric(
+                "observatory_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"}"
+            )
+            .unwrap_or(0.0)
+                > 0.0
+        );
+    }
+    println!(
+        "fleet: {} traces sent ({all_spans} spans), {} kept, {whole} whole, 0 lost, {duplicated} duplicated, {} dropped",
+        kept.len() + dropped.len(),
+        kept.len(),
+        dropped.len()
+    );
+}
