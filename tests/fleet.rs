@@ -89,7 +89,7 @@ fn haproxy(dir: &std::path::Path, port: u16, backends: &[u16]) -> Child {
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let child = Command::new(haproxy_bin())
+    let mut child = Command::new(haproxy_bin())
         .arg("-db")
         .arg("-f")
         .arg(&path)
@@ -103,6 +103,8 @@ fn haproxy(dir: &std::path::Path, port: u16, backends: &[u16]) -> Child {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("haproxy did not listen on {port}");
 }
 
