@@ -117,7 +117,11 @@ fn components_and_version() {
 #[test]
 fn deploy_and_example_configs_validate() {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for rel in ["deploy/tempo/observatory.yaml", "examples/llm-gateway.yaml"] {
+    for rel in [
+        "deploy/tempo/observatory.yaml",
+        "deploy/fleet/one-tier.yaml",
+        "examples/llm-gateway.yaml",
+    ] {
         let (code, out, err) = run(&["validate", "--config", rel], &repo);
         assert_eq!(code, 0, "{rel}: {err}");
         assert!(out.contains("configuration is valid"), "{rel}: {out}");

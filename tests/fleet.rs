@@ -26,6 +26,8 @@ receivers:
     protocols:
       grpc:
         endpoint: 127.0.0.1:@GRPC@
+      http:
+        endpoint: 127.0.0.1:@HTTP@
   otlp/peer:
     protocols:
       grpc:
@@ -66,22 +68,26 @@ fn haproxy_bin() -> &'static str {
     }
 }
 
-/// HAProxy in front of `backends` (gRPC ports), listening on `port`.
-fn haproxy(dir: &std::path::Path, port: u16, backends: &[u16]) -> Child {
-    let servers: String = backends
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("  server o{i} 127.0.0.1:{p} proto h2\n"))
-        .collect();
-    let cfg = format!(
-        "global\n  maxconn 1000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\nfrontend otlp_grpc\n  bind 127.0.0.1:{port} proto h2\n  default_backend fleet\nbackend fleet\n  balance roundrobin\n{servers}"
-    );
-    let path = dir.join("haproxy.cfg");
-    std::fs::write(&path, cfg).unwrap();
+/// HAProxy on `deploy/fleet/haproxy.cfg`, used as is: its addresses come
+/// from the environment. Listens for gRPC on `port`.
+fn haproxy(port: u16, http_port: u16, fleet: &[Collector]) -> Child {
+    let cfg = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/fleet/haproxy.cfg");
+    let mut env = vec![
+        ("LB_GRPC".to_string(), format!("127.0.0.1:{port}")),
+        ("LB_HTTP".to_string(), format!("127.0.0.1:{http_port}")),
+    ];
+    for (i, c) in fleet.iter().enumerate() {
+        env.push((format!("OBS_{}", i + 1), format!("127.0.0.1:{}", c.grpc)));
+        env.push((
+            format!("OBS_HTTP_{}", i + 1),
+            format!("127.0.0.1:{}", c.http),
+        ));
+    }
     let check = Command::new(haproxy_bin())
         .arg("-c")
         .arg("-f")
-        .arg(&path)
+        .arg(&cfg)
+        .envs(env.clone())
         .output()
         .expect("haproxy is not installed (scripts/test.sh installs Debian's haproxy)");
     assert!(
@@ -92,7 +98,8 @@ fn haproxy(dir: &std::path::Path, port: u16, backends: &[u16]) -> Child {
     let mut child = Command::new(haproxy_bin())
         .arg("-db")
         .arg("-f")
-        .arg(&path)
+        .arg(&cfg)
+        .envs(env)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -138,13 +145,8 @@ async fn behind_haproxy_every_kept_trace_arrives_whole_and_exactly_once() {
             )
         })
         .collect();
-    let dir = tempfile::tempdir().unwrap();
     let lb_port = free_port();
-    let _lb = Stop(haproxy(
-        dir.path(),
-        lb_port,
-        &fleet.iter().map(|c| c.grpc).collect::<Vec<_>>(),
-    ));
+    let _lb = Stop(haproxy(lb_port, free_port(), &fleet));
 
     // 120 traces, a fifth of them with an error; each request carries a
     // third of the spans of 40 traces, and the thirds go out 200 ms apart.

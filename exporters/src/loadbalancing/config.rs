@@ -32,8 +32,8 @@ pub struct StaticResolver {
 pub struct DnsResolver {
     /// The name whose A/AAAA answers are the backends.
     pub hostname: String,
-    /// The backends' port.
-    #[serde(default = "default_port")]
+    /// The backends' port (a string in otelcol; a number is taken too).
+    #[serde(default = "default_port", deserialize_with = "string_or_number")]
     pub port: String,
     /// How often the name is resolved again.
     #[serde(default = "five_seconds", with = "pipeline::duration")]
@@ -41,6 +41,16 @@ pub struct DnsResolver {
     /// Time a resolution may take.
     #[serde(default = "one_second", with = "pipeline::duration")]
     pub timeout: Duration,
+}
+
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match serde_yaml::Value::deserialize(d)? {
+        serde_yaml::Value::String(s) => Ok(s),
+        serde_yaml::Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a port, found {other:?}"
+        ))),
+    }
 }
 
 fn default_port() -> String {
