@@ -46,6 +46,9 @@ exporters:
     resolver:
       static:
         hostnames: [@PEERS@]
+    local:
+      endpoint: 127.0.0.1:@PEER@
+      receiver: otlp/peer
   file/kept:
     path: @DIR@/kept.jsonl
 service:
@@ -240,18 +243,36 @@ async fn behind_haproxy_every_kept_trace_arrives_whole_and_exactly_once() {
         );
     }
     assert_eq!(duplicated, 0);
-    // Every instance took part: the balancer spread the requests.
+    // Every instance took part (the balancer spread the requests), and
+    // each handed its own share to its sampler in-process: its peer
+    // receiver took only what the other two sent it.
+    let (mut local, mut over_network) = (0.0, 0.0);
     for c in &fleet {
+        let m = |s: &str| c.metric(s).unwrap_or(0.0);
         assert!(
-            c.metric(
-                "observatory_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"}"
-            )
-            .unwrap_or(0.0)
+            m("observatory_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"}")
                 > 0.0
         );
+        let l = m("observatory_exporter_loadbalancing_routed_spans_total{exporter=\"loadbalancing\",to=\"local\"}");
+        let b = m("observatory_exporter_loadbalancing_routed_spans_total{exporter=\"loadbalancing\",to=\"backend\"}");
+        assert!(l > 0.0, "nothing routed in-process");
+        local += l;
+        over_network += b;
     }
+    let peer_in: f64 = fleet
+        .iter()
+        .map(|c| {
+            c.metric("observatory_receiver_accepted_spans_total{receiver=\"otlp/peer\",transport=\"grpc\"}")
+                .unwrap_or(0.0)
+        })
+        .sum();
+    assert_eq!(
+        peer_in, over_network,
+        "only the other instances' shares crossed the network"
+    );
+    assert_eq!((local + over_network) as usize, all_spans);
     println!(
-        "fleet: {} traces sent ({all_spans} spans), {} kept, {whole} whole, 0 lost, {duplicated} duplicated, {} dropped",
+        "fleet: {} traces sent ({all_spans} spans), {} kept, {whole} whole, 0 lost, {duplicated} duplicated, {} dropped; {local} spans routed in-process, {over_network} over the network",
         kept.len() + dropped.len(),
         kept.len(),
         dropped.len()

@@ -39,6 +39,7 @@ fn bench(c: &mut Criterion) {
                         tasks: Tasks::default(),
                         storage: Default::default(),
                         auth: Default::default(),
+                        local: Default::default(),
                     };
                     let cfg = BatchConfig {
                         timeout: Duration::from_secs(60),

@@ -42,6 +42,7 @@ fn bench(c: &mut Criterion) {
         tasks: Tasks::default(),
         storage: Default::default(),
         auth: Default::default(),
+        local: Default::default(),
     };
     let cfg = MemoryLimiterConfig {
         check_interval: Duration::from_secs(1),

@@ -43,6 +43,7 @@ fn main() {
             tasks: Tasks::default(),
             storage: Default::default(),
             auth: Default::default(),
+            local: Default::default(),
         };
         let sink = Arc::new(CountItems::default());
         let input = cfg.build(Signal::Traces, sink.clone(), &ctx);

@@ -62,12 +62,14 @@ pub async fn run(checked: Checked, shutdown: impl Future<Output = ()>) -> Result
         }
     }
     let auth = Arc::new(auth);
+    let local = pipeline::component::LocalInputs::default();
     let ctx = |id: &str| Context {
         id: id.to_string(),
         metrics: metrics.clone(),
         tasks: tasks.clone(),
         storage: storage.clone(),
         auth: auth.clone(),
+        local: local.clone(),
     };
     // Extensions and the metrics endpoint outlive the data path so health
     // reads 503 and metrics stay scrapeable while draining.
@@ -109,16 +111,14 @@ pub async fn run(checked: Checked, shutdown: impl Future<Output = ()>) -> Result
     }
     drop(exporters);
 
-    let (stop_tx, stop) = stop_pair();
-    let mut servers = Vec::new();
-    for (rid, b) in &checked.receivers {
+    let inputs_of = |rid: &str| {
         let mut consumers = SignalConsumers::default();
         for s in Signal::ALL {
             let feeds: Vec<BoxConsumer> = heads
                 .iter()
                 .filter(|(i, _)| {
                     let p = &checked.pipelines[*i];
-                    p.signal == s && p.receivers.contains(rid)
+                    p.signal == s && p.receivers.iter().any(|r| r == rid)
                 })
                 .map(|(_, c)| c.clone())
                 .collect();
@@ -126,6 +126,23 @@ pub async fn run(checked: Checked, shutdown: impl Future<Output = ()>) -> Result
                 consumers.0[s as usize] = Some(Fanout::of(feeds));
             }
         }
+        consumers
+    };
+    // Exporters that hand their own share to a receiver's pipelines
+    // in-process get those inputs before any data flows.
+    for rid in local.wanted() {
+        if !checked.receivers.contains_key(&rid) {
+            return Err(format!(
+                "an exporter's local.receiver names {rid:?}, which is not a receiver in any pipeline"
+            ));
+        }
+        let _ = local.slot(&rid).set(inputs_of(&rid).0);
+    }
+    local.clear();
+    let (stop_tx, stop) = stop_pair();
+    let mut servers = Vec::new();
+    for (rid, b) in &checked.receivers {
+        let consumers = inputs_of(rid);
         let started = b.start(consumers, &ctx(rid), stop.clone()).await;
         for h in started.map_err(|e| format!("receivers.{rid}: {e}"))? {
             servers.push((rid.clone(), h));

@@ -103,6 +103,47 @@ pub struct Context {
     pub storage: Storages,
     /// The auth extensions receivers and exporters may name.
     pub auth: crate::auth::Authenticators,
+    /// In-process inputs of receivers' pipelines, for an exporter that
+    /// hands its own instance's share to them without a network hop.
+    pub local: LocalInputs,
+}
+
+/// The pipelines a receiver feeds, per signal (slot = `Signal as usize`).
+pub type SignalInputs = [Option<BoxConsumer>; 3];
+
+/// Receiver id → its pipelines' inputs, filled by the service once the
+/// pipelines are built and before any receiver starts.
+#[derive(Clone, Default)]
+pub struct LocalInputs(
+    Arc<Mutex<std::collections::BTreeMap<String, Arc<std::sync::OnceLock<SignalInputs>>>>>,
+);
+
+impl LocalInputs {
+    /// The slot for `receiver`'s pipelines (created on first ask).
+    pub fn slot(&self, receiver: &str) -> Arc<std::sync::OnceLock<SignalInputs>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(receiver.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// The receivers some exporter asked for.
+    pub fn wanted(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets every slot (their holders keep theirs), so that the inputs
+    /// live only as long as the exporters that use them.
+    pub fn clear(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
 }
 
 /// Where a `file_storage` extension keeps data, and how carefully.

@@ -17,6 +17,7 @@ pub fn context(id: &str) -> crate::component::Context {
         tasks: Default::default(),
         storage: Default::default(),
         auth: Default::default(),
+        local: Default::default(),
     }
 }
 
@@ -95,6 +96,7 @@ impl Rig {
             tasks: crate::component::Tasks::default(),
             storage: Default::default(),
             auth: Default::default(),
+            local: Default::default(),
         };
         let sink = std::sync::Arc::new(Sink::default());
         Rig {

@@ -41,6 +41,7 @@ fn ctx() -> Context {
         tasks: Tasks::default(),
         storage: Default::default(),
         auth: Default::default(),
+        local: Default::default(),
     }
 }
 

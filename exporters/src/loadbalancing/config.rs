@@ -92,6 +92,18 @@ pub struct ProtocolConfig {
     pub otlp: serde_yaml::Mapping,
 }
 
+/// `local` (ours): which ring entry is this instance, and the receiver
+/// whose pipelines take its own share in-process.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    /// This instance's endpoint as the resolver lists it (`10.0.0.1:4319`).
+    pub endpoint: String,
+    /// The receiver peers send to (`otlp/peer`); data this instance owns
+    /// goes to its pipelines without a network hop.
+    pub receiver: String,
+}
+
 /// `loadbalancing` config.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -117,6 +129,9 @@ pub struct LoadBalancingConfig {
     /// Top-level timeout (refused for now; `protocol.otlp.timeout` applies).
     #[serde(default)]
     pub timeout: Option<serde_yaml::Value>,
+    /// This instance on the ring (ours; for the one-tier layout).
+    #[serde(default)]
+    pub local: Option<LocalConfig>,
 }
 
 const NOT_YET_TOP_LEVEL: &str = "the top-level queue is not available yet: set sending_queue / retry_on_failure / timeout under protocol.otlp (one queue per backend)";
@@ -182,6 +197,14 @@ impl Validate for LoadBalancingConfig {
         ] {
             if set {
                 return Err(ConfigError::new(key, NOT_YET_TOP_LEVEL));
+            }
+        }
+        if let Some(l) = &self.local {
+            if l.endpoint.is_empty() || l.receiver.is_empty() {
+                return Err(ConfigError::new(
+                    "local",
+                    "needs both endpoint and receiver",
+                ));
             }
         }
         let r = &self.resolver;

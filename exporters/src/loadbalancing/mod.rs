@@ -10,7 +10,7 @@ mod resolve;
 mod ring;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use async_trait::async_trait;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use pipeline::batch::{log_count, point_count};
-use pipeline::component::{parse_config, ConfigError, Context};
+use pipeline::component::{parse_config, ConfigError, Context, SignalInputs};
 use pipeline::consumer::{BoxConsumer, ConsumeError, Consumer};
 use pipeline::rewrite::decode_field;
 use pipeline::split::select_spans;
@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     ctx: Context,
     members: RwLock<Arc<Members>>,
     changes: Counter,
+    /// This instance's endpoint and its peer pipelines' inputs (`local`).
+    local: Option<(String, Arc<OnceLock<SignalInputs>>)>,
 }
 
 impl Shared {
@@ -131,6 +133,10 @@ impl ExporterBuilder for LoadBalancingConfig {
                 "Times the set of backends changed (including the first resolution).",
                 &[("exporter", ctx.id.as_str())],
             ),
+            local: self
+                .local
+                .as_ref()
+                .map(|l| (l.endpoint.clone(), ctx.local.slot(&l.receiver))),
         });
         {
             let weak = Arc::downgrade(&shared);
@@ -145,18 +151,22 @@ impl ExporterBuilder for LoadBalancingConfig {
             );
         }
         resolve::start(&shared, self)?;
-        Ok(Arc::new(LoadBalancer {
-            shared,
-            routed: Signal::ALL.map(|s| {
+        let routed = |to: &str| {
+            Signal::ALL.map(|s| {
                 ctx.metrics.counter(
                     &format!(
                         "observatory_exporter_loadbalancing_routed_{}_total",
                         s.item_name()
                     ),
-                    "Items handed to a backend, by backend.",
-                    &[("exporter", ctx.id.as_str())],
+                    "Items handed on: to a backend over the network, or to this instance's own pipelines (local).",
+                    &[("exporter", ctx.id.as_str()), ("to", to)],
                 )
-            }),
+            })
+        };
+        Ok(Arc::new(LoadBalancer {
+            shared,
+            routed: routed("backend"),
+            routed_local: routed("local"),
         }))
     }
 }
@@ -164,6 +174,7 @@ impl ExporterBuilder for LoadBalancingConfig {
 struct LoadBalancer {
     shared: Arc<Shared>,
     routed: [Counter; 3],
+    routed_local: [Counter; 3],
 }
 
 fn service_of(resource: Option<&Resource>) -> Vec<u8> {
@@ -304,8 +315,17 @@ impl Consumer for LoadBalancer {
                 requests,
             };
             let items = part.items() as u64;
-            match members.backends[owner].exporter.consume(part).await {
-                Ok(()) => self.routed[batch.signal as usize].add(items),
+            let local = self.shared.local.as_ref().and_then(|(endpoint, slot)| {
+                (members.ring.endpoints()[owner] == *endpoint)
+                    .then(|| slot.get()?[batch.signal as usize].clone())
+                    .flatten()
+            });
+            let (target, counter) = match &local {
+                Some(c) => (c, &self.routed_local),
+                None => (&members.backends[owner].exporter, &self.routed),
+            };
+            match target.consume(part).await {
+                Ok(()) => counter[batch.signal as usize].add(items),
                 Err(e) => {
                     if worst.as_ref().is_none_or(|w| !w.is_retryable()) {
                         worst = Some(e);

@@ -17,6 +17,7 @@ fn run(yaml: &str, signal: Signal, bytes: Vec<u8>) -> (Batch, Batch) {
         tasks: Tasks::default(),
         storage: Default::default(),
         auth: Default::default(),
+        local: Default::default(),
     };
     let p = builder.build(signal, sink.clone(), &ctx);
     let input = Batch::parse(signal, bytes.into()).unwrap();

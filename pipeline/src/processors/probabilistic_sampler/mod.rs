@@ -170,6 +170,7 @@ mod tests {
             tasks: Tasks::default(),
             storage: Default::default(),
             auth: Default::default(),
+            local: Default::default(),
         };
         let sink = Arc::new(Sink::default());
         let p = cfg.build(Signal::Traces, sink.clone(), &ctx);

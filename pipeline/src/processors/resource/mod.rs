@@ -95,6 +95,7 @@ mod tests {
             tasks: Tasks::default(),
             storage: Default::default(),
             auth: Default::default(),
+            local: Default::default(),
         };
         let p = builder.build(Signal::Traces, sink.clone(), &ctx);
         let sent = Generator::new(GeneratorOptions::default()).spans(12);

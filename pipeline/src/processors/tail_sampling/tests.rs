@@ -16,6 +16,7 @@ fn ctx() -> Context {
         tasks: Tasks::default(),
         storage: Default::default(),
         auth: Default::default(),
+        local: Default::default(),
     }
 }
 
