@@ -199,3 +199,161 @@ async fn the_recent_spelling_and_the_otlp_grpc_name_work_too() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// A backend on its own loopback address (127.0.0.N) and the shared port,
+/// as DNS answers list pods: one port, several addresses.
+fn back_at(ip: &str, port: u16) -> Collector {
+    Collector::start_with(
+        &BACK.replace("127.0.0.1:@GRPC@", "@IP@:@PORT@"),
+        &[("IP", ip.to_string()), ("PORT", port.to_string())],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_that_leaves_has_its_queue_routed_to_the_new_owners() {
+    use std::net::Ipv4Addr;
+    let ips = [
+        Ipv4Addr::new(127, 0, 0, 1),
+        Ipv4Addr::new(127, 0, 0, 2),
+        Ipv4Addr::new(127, 0, 0, 3),
+    ];
+    let port = free_port();
+    let mut backs: Vec<Collector> = ips
+        .iter()
+        .map(|ip| back_at(&ip.to_string(), port))
+        .collect();
+    let dns = common::dns::DnsServer::start(&ips).await;
+    let front_cfg = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:@GRPC@
+exporters:
+  loadbalancing:
+    protocol:
+      otlp:
+        tls: {{insecure: true}}
+        compression: none
+        timeout: 1s
+        retry_on_failure:
+          initial_interval: 100ms
+          max_interval: 200ms
+          max_elapsed_time: 0s
+    resolver:
+      dns:
+        hostname: fleet.test
+        port: {port}
+        interval: 200ms
+        nameserver: {}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [loadbalancing]
+"#,
+        dns.addr
+    );
+    let f = Collector::start(&front_cfg);
+    let members = "observatory_exporter_loadbalancing_members{exporter=\"loadbalancing\"}";
+    assert_eq!(f.metric_when(members, 3.0).await, Some(3.0));
+
+    // The third backend goes away, still listed: its share waits (retried),
+    // as for a backend that is only briefly down.
+    let gone = format!("127.0.0.3:{port}");
+    backs[2].terminate();
+    let body = Generator::new(GeneratorOptions {
+        seed: 31,
+        ..Default::default()
+    })
+    .spans(300);
+    let ring3 = Ring::new(&ips.map(|ip| format!("{ip}:{port}")));
+    let whole = Request::parse(Signal::Traces, body.encode_to_vec().into()).unwrap();
+    let ids: Vec<([u8; 16], String)> = whole
+        .index
+        .as_ref()
+        .unwrap()
+        .spans
+        .iter()
+        .map(|s| (s.trace_id, hex(&s.span_id)))
+        .collect();
+    let stranded = ids
+        .iter()
+        .filter(|(t, _)| ring3.owner_endpoint(t) == Some(gone.as_str()))
+        .count();
+    assert!(
+        stranded > 0,
+        "the test needs traces owned by the backend that leaves"
+    );
+    grpc_send(f.grpc, Signal::Traces, body.encode_to_vec(), None)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let at = |b: &Collector| -> Vec<String> {
+        let lines: Vec<String> = std::fs::read_to_string(b.path("traces.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        traces_from(&lines)
+            .resource_spans
+            .iter()
+            .flat_map(|rs| rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()))
+            .map(|s| hex(&s.span_id))
+            .collect()
+    };
+    let before: usize = backs[..2].iter().map(|b| at(b).len()).sum();
+    assert_eq!(
+        before,
+        ids.len() - stranded,
+        "the gone backend's share must wait, not move, while it is listed"
+    );
+
+    // DNS drops it: its queue is routed to the new owners; nothing is lost
+    // and nothing arrives twice.
+    dns.set(&ips[..2]);
+    assert_eq!(f.metric_when(members, 2.0).await, Some(2.0));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut got: Vec<String> = Vec::new();
+    while std::time::Instant::now() < deadline {
+        got = backs[..2].iter().flat_map(at).collect();
+        if got.len() >= ids.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let unique: BTreeSet<String> = got.iter().cloned().collect();
+    assert_eq!(got.len(), unique.len(), "a span arrived twice");
+    assert_eq!(
+        unique,
+        ids.iter().map(|(_, s)| s.clone()).collect::<BTreeSet<_>>()
+    );
+    let rerouted = f
+        .metric(
+            "observatory_exporter_loadbalancing_rerouted_spans_total{exporter=\"loadbalancing\"}",
+        )
+        .unwrap();
+    assert_eq!(rerouted as usize, stranded);
+    // Each re-routed trace is whole at its new owner.
+    let ring2 = Ring::new(
+        &ips[..2]
+            .iter()
+            .map(|ip| format!("{ip}:{port}"))
+            .collect::<Vec<_>>(),
+    );
+    for (i, b) in backs[..2].iter().enumerate() {
+        let here: BTreeSet<String> = at(b).into_iter().collect();
+        let owner = format!("{}:{port}", ips[i]);
+        for (t, s) in &ids {
+            if ring3.owner_endpoint(t) == Some(gone.as_str())
+                && ring2.owner_endpoint(t) == Some(owner.as_str())
+            {
+                assert!(
+                    here.contains(s),
+                    "re-routed span {s} not at its new owner {owner}"
+                );
+            }
+        }
+    }
+}

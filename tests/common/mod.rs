@@ -3,6 +3,7 @@
 //! exporter wrote.
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod loki;
 pub mod pki;
 pub mod postgres;

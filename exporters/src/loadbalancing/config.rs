@@ -41,6 +41,9 @@ pub struct DnsResolver {
     /// Time a resolution may take.
     #[serde(default = "one_second", with = "pipeline::duration")]
     pub timeout: Duration,
+    /// A DNS server (`ip:port`) to ask instead of the system resolver (ours).
+    #[serde(default)]
+    pub nameserver: Option<std::net::SocketAddr>,
 }
 
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {

@@ -6,11 +6,13 @@
 //! its own queue and retries, built from `protocol.otlp`.
 
 mod config;
+mod dns;
 mod resolve;
 mod ring;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 
 use async_trait::async_trait;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -30,6 +32,7 @@ use prost::Message;
 pub use config::{LoadBalancingConfig, RoutingKey};
 pub use ring::Ring;
 
+use crate::engine::{self, ExportError, Exporter, Sent};
 use crate::{ExporterBuilder, ExporterFactory};
 
 /// The registry entries: otelcol's name, and the one recent releases use.
@@ -50,10 +53,19 @@ pub fn factories() -> [ExporterFactory; 2] {
     ]
 }
 
-/// One backend: its `otlp` exporter (queue, retries, self-metrics under
-/// `<id>/<endpoint>`).
+/// One backend: the input of its engine (queue, retries, self-metrics
+/// under `<id>/<endpoint>`), and whether it has left the ring.
 struct Backend {
     exporter: BoxConsumer,
+    retired: Arc<AtomicBool>,
+}
+
+impl Drop for Backend {
+    /// Dropped from the ring: what its queue still holds goes back to the
+    /// ring (see [`Routed`]) as the engine drains.
+    fn drop(&mut self) {
+        self.retired.store(true, Ordering::SeqCst);
+    }
 }
 
 /// The ring and the exporters of its members, swapped whole on a change.
@@ -62,7 +74,7 @@ struct Members {
     backends: Vec<Arc<Backend>>,
 }
 
-/// What the resolver task and the consumer share.
+/// What the resolver task, the consumer and the backends share.
 pub(crate) struct Shared {
     cfg: LoadBalancingConfig,
     ctx: Context,
@@ -70,18 +82,54 @@ pub(crate) struct Shared {
     changes: Counter,
     /// This instance's endpoint and its peer pipelines' inputs (`local`).
     local: Option<(String, Arc<OnceLock<SignalInputs>>)>,
+    routed: [Counter; 3],
+    routed_local: [Counter; 3],
+    rerouted: [Counter; 3],
+}
+
+/// A backend's exporter as its engine runs it. While the backend is on the
+/// ring it sends there, and a backend that is briefly down keeps its traces
+/// (the engine retries) rather than splitting them mid-trace. Once it has
+/// left the ring, each batch its queue still holds (and each retry) is
+/// routed again over the current ring: the members that own those traces
+/// now take them, so nothing waits on a dead address.
+struct Routed {
+    inner: Arc<dyn Exporter>,
+    retired: Arc<AtomicBool>,
+    lb: Weak<Shared>,
+}
+
+#[async_trait]
+impl Exporter for Routed {
+    async fn export(&self, batch: &Batch) -> Result<Sent, ExportError> {
+        if self.retired.load(Ordering::SeqCst) {
+            if let Some(lb) = self.lb.upgrade() {
+                let items = batch.items() as u64;
+                return match lb.route(batch.clone()).await {
+                    Ok(()) => {
+                        lb.rerouted[batch.signal as usize].add(items);
+                        Ok(Sent::default())
+                    }
+                    Err(e) => Err(ExportError::Retryable(format!(
+                        "this backend left the ring; routing its queue again: {e}"
+                    ))),
+                };
+            }
+        }
+        self.inner.export(batch).await
+    }
+
+    async fn shutdown(&self) {
+        self.inner.shutdown().await;
+    }
 }
 
 impl Shared {
     /// Makes `endpoints` the members, keeping the exporters of those that
     /// stay (so their queues carry on) and building the new ones.
-    pub(crate) fn set_members(&self, endpoints: &[String]) -> Result<bool, ConfigError> {
+    pub(crate) fn set_members(self: &Arc<Self>, endpoints: &[String]) -> Result<bool, ConfigError> {
         let ring = Ring::new(endpoints);
-        let old = self
-            .members
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let old = self.current();
         if old.ring.endpoints() == ring.endpoints() && !old.backends.is_empty() {
             return Ok(false);
         }
@@ -98,8 +146,15 @@ impl Shared {
                 None => {
                     let mut ctx = self.ctx.clone();
                     ctx.id = format!("{}/{e}", self.ctx.id);
-                    let exporter = self.cfg.backend(e)?.build(&ctx)?;
-                    Arc::new(Backend { exporter })
+                    let cfg = self.cfg.backend(e)?;
+                    let retired = Arc::new(AtomicBool::new(false));
+                    let routed = Routed {
+                        inner: cfg.exporter(&ctx)?,
+                        retired: retired.clone(),
+                        lb: Arc::downgrade(self),
+                    };
+                    let exporter = engine::start(&ctx, cfg.engine(), Arc::new(routed))?;
+                    Arc::new(Backend { exporter, retired })
                 }
             };
             backends.push(b);
@@ -117,192 +172,25 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
-}
 
-impl ExporterBuilder for LoadBalancingConfig {
-    fn build(&self, ctx: &Context) -> Result<BoxConsumer, ConfigError> {
-        let shared = Arc::new(Shared {
-            cfg: self.clone(),
-            ctx: ctx.clone(),
-            members: RwLock::new(Arc::new(Members {
-                ring: Ring::default(),
-                backends: Vec::new(),
-            })),
-            changes: ctx.metrics.counter(
-                "observatory_exporter_loadbalancing_membership_changes_total",
-                "Times the set of backends changed (including the first resolution).",
-                &[("exporter", ctx.id.as_str())],
-            ),
-            local: self
-                .local
-                .as_ref()
-                .map(|l| (l.endpoint.clone(), ctx.local.slot(&l.receiver))),
-        });
-        {
-            let weak = Arc::downgrade(&shared);
-            ctx.metrics.gauge(
-                "observatory_exporter_loadbalancing_members",
-                "Backends on the ring now.",
-                &[("exporter", ctx.id.as_str())],
-                move || {
-                    weak.upgrade()
-                        .map_or(0.0, |s| s.current().backends.len() as f64)
-                },
-            );
-        }
-        resolve::start(&shared, self)?;
-        let routed = |to: &str| {
-            Signal::ALL.map(|s| {
-                ctx.metrics.counter(
-                    &format!(
-                        "observatory_exporter_loadbalancing_routed_{}_total",
-                        s.item_name()
-                    ),
-                    "Items handed on: to a backend over the network, or to this instance's own pipelines (local).",
-                    &[("exporter", ctx.id.as_str()), ("to", to)],
-                )
-            })
-        };
-        Ok(Arc::new(LoadBalancer {
-            shared,
-            routed: routed("backend"),
-            routed_local: routed("local"),
-        }))
-    }
-}
-
-struct LoadBalancer {
-    shared: Arc<Shared>,
-    routed: [Counter; 3],
-    routed_local: [Counter; 3],
-}
-
-fn service_of(resource: Option<&Resource>) -> Vec<u8> {
-    resource
-        .and_then(|r| r.attributes.iter().find(|a| a.key == "service.name"))
-        .and_then(|a: &KeyValue| match a.value.as_ref()?.value.as_ref()? {
-            Value::StringValue(s) => Some(s.clone().into_bytes()),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
-/// Requests per backend index.
-type Parts = BTreeMap<usize, Vec<Request>>;
-
-impl LoadBalancer {
-    fn split_traces(&self, ring: &Ring, key: RoutingKey, req: &Request, parts: &mut Parts) {
-        let Some(index) = req.index.as_ref() else {
-            // Every traces request is indexed at intake; one that is not
-            // goes whole to the owner of its first bytes, rather than lost.
-            if let Some(o) = ring.owner(&req.bytes[..req.bytes.len().min(16)]) {
-                parts.entry(o).or_default().push(req.clone());
-            }
-            return;
-        };
-        let services: Vec<Vec<u8>> = match key {
-            RoutingKey::Service => index
-                .resources
-                .iter()
-                .map(|r| service_of(decode_field::<Resource>(&req.bytes, r.resource).as_ref()))
-                .collect(),
-            RoutingKey::TraceId => Vec::new(),
-        };
-        let mut positions: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
-        for (i, s) in index.spans.iter().enumerate() {
-            let owner = match key {
-                RoutingKey::TraceId => ring.owner(&s.trace_id),
-                RoutingKey::Service => {
-                    let r = index.scopes[s.scope as usize].resource as usize;
-                    ring.owner(&services[r])
-                }
-            };
-            if let Some(o) = owner {
-                positions.entry(o).or_default().push(i as u32);
-            }
-        }
-        for (o, p) in positions {
-            parts.entry(o).or_default().push(select_spans(req, &p));
-        }
-    }
-
-    fn split_decoded(
-        &self,
-        signal: Signal,
-        ring: &Ring,
-        req: &Request,
-        parts: &mut Parts,
-    ) -> Result<(), String> {
-        let mut by_owner: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
-        let mut items: BTreeMap<usize, usize> = BTreeMap::new();
-        match signal {
-            Signal::Logs => {
-                let d = ExportLogsServiceRequest::decode(req.bytes.clone())
-                    .map_err(|e| e.to_string())?;
-                for rl in d.resource_logs {
-                    let Some(o) = ring.owner(&service_of(rl.resource.as_ref())) else {
-                        continue;
-                    };
-                    let one = ExportLogsServiceRequest {
-                        resource_logs: vec![rl],
-                    };
-                    *items.entry(o).or_default() += log_count(&one);
-                    one.encode(by_owner.entry(o).or_default())
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-            Signal::Metrics => {
-                let d = ExportMetricsServiceRequest::decode(req.bytes.clone())
-                    .map_err(|e| e.to_string())?;
-                for rm in d.resource_metrics {
-                    let Some(o) = ring.owner(&service_of(rm.resource.as_ref())) else {
-                        continue;
-                    };
-                    let one = ExportMetricsServiceRequest {
-                        resource_metrics: vec![rm],
-                    };
-                    *items.entry(o).or_default() += point_count(&one);
-                    one.encode(by_owner.entry(o).or_default())
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-            Signal::Traces => unreachable!("traces are split from the index"),
-        }
-        // Encoded requests concatenate: each owner's resources back to back
-        // are one valid request.
-        for (o, bytes) in by_owner {
-            parts.entry(o).or_default().push(Request {
-                bytes: bytes.into(),
-                items: items[&o],
-                index: None,
-                client: req.client.clone(),
-            });
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Consumer for LoadBalancer {
-    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
-        let members = self.shared.current();
+    /// Splits `batch` by owner on the current ring and hands each part on.
+    async fn route(&self, batch: Batch) -> Result<(), ConsumeError> {
+        let members = self.current();
         if members.backends.is_empty() {
             return Err(ConsumeError::Retryable(format!(
                 "{}: no backend resolved yet",
-                self.shared.ctx.id
+                self.ctx.id
             )));
         }
         let key = self
-            .shared
             .cfg
             .routing(batch.signal)
             .map_err(|e| ConsumeError::Permanent(e.to_string()))?;
         let mut parts = Parts::new();
         for req in &batch.requests {
             match batch.signal {
-                Signal::Traces => self.split_traces(&members.ring, key, req, &mut parts),
-                s => self
-                    .split_decoded(s, &members.ring, req, &mut parts)
+                Signal::Traces => split_traces(&members.ring, key, req, &mut parts),
+                s => split_decoded(s, &members.ring, req, &mut parts)
                     .map_err(|e| ConsumeError::Permanent(format!("loadbalancing: {e}")))?,
             }
         }
@@ -315,7 +203,7 @@ impl Consumer for LoadBalancer {
                 requests,
             };
             let items = part.items() as u64;
-            let local = self.shared.local.as_ref().and_then(|(endpoint, slot)| {
+            let local = self.local.as_ref().and_then(|(endpoint, slot)| {
                 (members.ring.endpoints()[owner] == *endpoint)
                     .then(|| slot.get()?[batch.signal as usize].clone())
                     .flatten()
@@ -334,6 +222,179 @@ impl Consumer for LoadBalancer {
             }
         }
         worst.map_or(Ok(()), Err)
+    }
+}
+
+impl ExporterBuilder for LoadBalancingConfig {
+    fn build(&self, ctx: &Context) -> Result<BoxConsumer, ConfigError> {
+        let counters = |name: &str, help: &'static str, to: Option<&str>| {
+            Signal::ALL.map(|s| {
+                let mut labels = vec![("exporter", ctx.id.as_str())];
+                if let Some(t) = to {
+                    labels.push(("to", t));
+                }
+                ctx.metrics.counter(
+                    &format!(
+                        "observatory_exporter_loadbalancing_{name}_{}_total",
+                        s.item_name()
+                    ),
+                    help,
+                    &labels,
+                )
+            })
+        };
+        const ROUTED: &str = "Items handed on: to a backend over the network, or to this instance's own pipelines (local).";
+        let shared = Arc::new(Shared {
+            cfg: self.clone(),
+            ctx: ctx.clone(),
+            members: RwLock::new(Arc::new(Members {
+                ring: Ring::default(),
+                backends: Vec::new(),
+            })),
+            changes: ctx.metrics.counter(
+                "observatory_exporter_loadbalancing_membership_changes_total",
+                "Times the set of backends changed (including the first resolution).",
+                &[("exporter", ctx.id.as_str())],
+            ),
+            local: self
+                .local
+                .as_ref()
+                .map(|l| (l.endpoint.clone(), ctx.local.slot(&l.receiver))),
+            routed: counters("routed", ROUTED, Some("backend")),
+            routed_local: counters("routed", ROUTED, Some("local")),
+            rerouted: counters(
+                "rerouted",
+                "Items a backend that left the ring still held, routed again to the current members.",
+                None,
+            ),
+        });
+        {
+            let weak = Arc::downgrade(&shared);
+            ctx.metrics.gauge(
+                "observatory_exporter_loadbalancing_members",
+                "Backends on the ring now.",
+                &[("exporter", ctx.id.as_str())],
+                move || {
+                    weak.upgrade()
+                        .map_or(0.0, |s| s.current().backends.len() as f64)
+                },
+            );
+        }
+        resolve::start(&shared, self)?;
+        Ok(Arc::new(LoadBalancer { shared }))
+    }
+}
+
+struct LoadBalancer {
+    shared: Arc<Shared>,
+}
+
+fn service_of(resource: Option<&Resource>) -> Vec<u8> {
+    resource
+        .and_then(|r| r.attributes.iter().find(|a| a.key == "service.name"))
+        .and_then(|a: &KeyValue| match a.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.clone().into_bytes()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// Requests per backend index.
+type Parts = BTreeMap<usize, Vec<Request>>;
+
+fn split_traces(ring: &Ring, key: RoutingKey, req: &Request, parts: &mut Parts) {
+    let Some(index) = req.index.as_ref() else {
+        // Every traces request is indexed at intake; one that is not goes
+        // whole to the owner of its first bytes, rather than lost.
+        if let Some(o) = ring.owner(&req.bytes[..req.bytes.len().min(16)]) {
+            parts.entry(o).or_default().push(req.clone());
+        }
+        return;
+    };
+    let services: Vec<Vec<u8>> = match key {
+        RoutingKey::Service => index
+            .resources
+            .iter()
+            .map(|r| service_of(decode_field::<Resource>(&req.bytes, r.resource).as_ref()))
+            .collect(),
+        RoutingKey::TraceId => Vec::new(),
+    };
+    let mut positions: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+    for (i, s) in index.spans.iter().enumerate() {
+        let owner = match key {
+            RoutingKey::TraceId => ring.owner(&s.trace_id),
+            RoutingKey::Service => {
+                let r = index.scopes[s.scope as usize].resource as usize;
+                ring.owner(&services[r])
+            }
+        };
+        if let Some(o) = owner {
+            positions.entry(o).or_default().push(i as u32);
+        }
+    }
+    for (o, p) in positions {
+        parts.entry(o).or_default().push(select_spans(req, &p));
+    }
+}
+
+fn split_decoded(
+    signal: Signal,
+    ring: &Ring,
+    req: &Request,
+    parts: &mut Parts,
+) -> Result<(), String> {
+    let mut by_owner: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+    let mut items: BTreeMap<usize, usize> = BTreeMap::new();
+    match signal {
+        Signal::Logs => {
+            let d =
+                ExportLogsServiceRequest::decode(req.bytes.clone()).map_err(|e| e.to_string())?;
+            for rl in d.resource_logs {
+                let Some(o) = ring.owner(&service_of(rl.resource.as_ref())) else {
+                    continue;
+                };
+                let one = ExportLogsServiceRequest {
+                    resource_logs: vec![rl],
+                };
+                *items.entry(o).or_default() += log_count(&one);
+                one.encode(by_owner.entry(o).or_default())
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Signal::Metrics => {
+            let d = ExportMetricsServiceRequest::decode(req.bytes.clone())
+                .map_err(|e| e.to_string())?;
+            for rm in d.resource_metrics {
+                let Some(o) = ring.owner(&service_of(rm.resource.as_ref())) else {
+                    continue;
+                };
+                let one = ExportMetricsServiceRequest {
+                    resource_metrics: vec![rm],
+                };
+                *items.entry(o).or_default() += point_count(&one);
+                one.encode(by_owner.entry(o).or_default())
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Signal::Traces => unreachable!("traces are split from the index"),
+    }
+    // Encoded requests concatenate: each owner's resources back to back are
+    // one valid request.
+    for (o, bytes) in by_owner {
+        parts.entry(o).or_default().push(Request {
+            bytes: bytes.into(),
+            items: items[&o],
+            index: None,
+            client: req.client.clone(),
+        });
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Consumer for LoadBalancer {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        self.shared.route(batch).await
     }
 }
 

@@ -20,14 +20,22 @@ fn endpoint(a: &SocketAddr) -> String {
 
 async fn lookup(d: &DnsResolver) -> Result<Vec<String>, String> {
     let port: u16 = d.port.parse().map_err(|_| "bad port".to_string())?;
-    let found = tokio::time::timeout(
-        d.timeout,
-        tokio::net::lookup_host((d.hostname.as_str(), port)),
-    )
-    .await
-    .map_err(|_| format!("resolving {} took over {:?}", d.hostname, d.timeout))?
-    .map_err(|e| format!("resolving {}: {e}", d.hostname))?;
-    let mut eps: Vec<String> = found.map(|a| endpoint(&a)).collect();
+    let found: Vec<SocketAddr> = match d.nameserver {
+        Some(server) => super::dns::resolve(server, &d.hostname, d.timeout)
+            .await?
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect(),
+        None => tokio::time::timeout(
+            d.timeout,
+            tokio::net::lookup_host((d.hostname.as_str(), port)),
+        )
+        .await
+        .map_err(|_| format!("resolving {} took over {:?}", d.hostname, d.timeout))?
+        .map_err(|e| format!("resolving {}: {e}", d.hostname))?
+        .collect(),
+    };
+    let mut eps: Vec<String> = found.iter().map(endpoint).collect();
     eps.sort();
     eps.dedup();
     Ok(eps)

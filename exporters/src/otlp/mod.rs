@@ -32,6 +32,14 @@ pub fn factory() -> ExporterFactory {
 
 impl ExporterBuilder for OtlpConfig {
     fn build(&self, ctx: &Context) -> Result<BoxConsumer, ConfigError> {
+        engine::start(ctx, self.engine(), self.exporter(ctx)?)
+    }
+}
+
+impl OtlpConfig {
+    /// The exporter alone, for a caller that runs it in its own engine
+    /// (`loadbalancing` wraps each backend's).
+    pub fn exporter(&self, ctx: &Context) -> Result<Arc<dyn Exporter>, ConfigError> {
         let channel = crate::tls::connect::grpc_channel(&self.tls, &self.target()?)?;
         let mut headers = MetadataMap::new();
         for (k, v) in &self.headers {
@@ -44,13 +52,12 @@ impl ExporterBuilder for OtlpConfig {
             Compression::Gzip => Some(CompressionEncoding::Gzip),
             Compression::Zstd => Some(CompressionEncoding::Zstd),
         };
-        let exporter = OtlpGrpc {
+        Ok(Arc::new(OtlpGrpc {
             auth: crate::client::client_auth(self.auth.as_ref(), ctx)?,
             channel,
             headers,
             compression,
-        };
-        engine::start(ctx, self.engine(), Arc::new(exporter))
+        }))
     }
 }
 
