@@ -120,6 +120,8 @@ fn deploy_and_example_configs_validate() {
     for rel in [
         "deploy/tempo/observatory.yaml",
         "deploy/fleet/one-tier.yaml",
+        "deploy/fleet/two-tier-gateway.yaml",
+        "deploy/fleet/two-tier-sampler.yaml",
         "examples/llm-gateway.yaml",
     ] {
         let (code, out, err) = run(&["validate", "--config", rel], &repo);
