@@ -68,7 +68,50 @@ wait_healthy() {
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); loadgen on the same machine"
 echo "loadgen: concurrency=$CONCURRENCY batch=$BATCH rate=$RATE duration=$DURATION"
+# Three one-tier instances behind HAProxy (deploy/fleet/haproxy.cfg as is),
+# the full chain on the traces each owns; loadgen spreads every trace's
+# spans over three requests a second apart. Prints the fleet's CPU per
+# million spans (all three instances; HAProxy's apart).
+fleet() {
+  local s=$1 pids=() ticks0=0 ticks1=0 hwm=0
+  HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+  [ -x "$HAPROXY" ] || { echo "$s needs haproxy (apt-get install haproxy)" >&2; return 1; }
+  for i in 1 2 3; do
+    BENCH_GRPC_PORT=2441$i BENCH_PEER_PORT=2440$i BENCH_HEALTH_PORT=2314$i BENCH_METRICS_PORT=2889$i \
+      "$BIN" --config benches/configs/$s.yaml 2>"$TMP/$s-$i.log" &
+    pids+=($!); PIDS+=($!)
+  done
+  for i in 1 2 3; do wait_healthy 2314$i; done
+  LB_GRPC=127.0.0.1:24317 LB_HTTP=127.0.0.1:24318 OBS_1=127.0.0.1:24411 OBS_2=127.0.0.1:24412 OBS_3=127.0.0.1:24413 \
+    OBS_HTTP_1=127.0.0.1:24421 OBS_HTTP_2=127.0.0.1:24422 OBS_HTTP_3=127.0.0.1:24423 \
+    "$HAPROXY" -db -f deploy/fleet/haproxy.cfg >"$TMP/haproxy.log" 2>&1 &
+  local lb=$!; PIDS+=($lb)
+  sleep 0.5
+  local rate=$RATE; [ "$rate" = 0 ] && rate=150000
+  for p in "${pids[@]}"; do ticks0=$((ticks0 + $(cpu_ticks "$p"))); done
+  local h0; h0=$(cpu_ticks "$lb")
+  "$LOADGEN" --protocol grpc --endpoint 127.0.0.1:24317 --duration "$DURATION" --concurrency "$CONCURRENCY" \
+    --batch-size "$BATCH" --rate "$rate" --spread 3 --spread-delay 1s --retry >"$TMP/sum" 2>"$TMP/loadgen.log"
+  for p in "${pids[@]}"; do
+    ticks1=$((ticks1 + $(cpu_ticks "$p")))
+    local h; h=$(hwm_kib "$p"); [ "$h" -gt "$hwm" ] && hwm=$h
+  done
+  local h1; h1=$(cpu_ticks "$lb")
+  local accepted secs refused p99
+  accepted=$(sed -n 's/.* accepted=\([0-9]*\) .*/\1/p' "$TMP/sum")
+  secs=$(sed -n 's/.* seconds=\([0-9.]*\) .*/\1/p' "$TMP/sum")
+  refused=$(sed -n 's/.* refused=\([0-9]*\) .*/\1/p' "$TMP/sum")
+  p99=$(sed -n 's/.* p99_ms=\([0-9.]*\).*/\1/p' "$TMP/sum")
+  awk -v s="$s" -v a="$accepted" -v t="$secs" -v c="$((ticks1 - ticks0))" -v hc="$((h1 - h0))" -v h="$hwm" -v r="$refused" -v p="$p99" 'BEGIN {
+    printf "%-16s accepted %9.0f spans/s  fleet of 3: %.2f CPU-s/M spans  haproxy %.2f CPU-s/M  peak RSS per instance %.1f MiB  refused %d  p99 %.1f ms\n",
+           s, a / t, (c / 100) / (a / 1e6), (hc / 100) / (a / 1e6), h / 1024, r, p }'
+  for p in "${pids[@]}" "$lb"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}" "$lb"; do wait "$p" 2>/dev/null || true; done
+  PIDS=()
+}
+
 for s in "${SCENARIOS[@]}"; do
+  if [ "$s" = fleet-full-chain ]; then fleet "$s"; continue; fi
   cfg=benches/configs/$s.yaml
   [ -f "$cfg" ] || { echo "no such scenario: $s" >&2; exit 2; }
   down=""

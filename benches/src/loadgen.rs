@@ -79,6 +79,14 @@ struct Args {
     /// pool's few thousand traces again and again.
     #[arg(long)]
     unique_traces: bool,
+    /// Send each trace's spans in this many separate requests (needs
+    /// --rate; protobuf traces without --gzip; trace ids are fresh per
+    /// trace), as services of one application emit them.
+    #[arg(long, default_value_t = 1)]
+    spread: usize,
+    /// Time between the requests carrying one trace's parts (with --spread).
+    #[arg(long, value_parser = pipeline::duration::parse, default_value = "1s")]
+    spread_delay: Duration,
     /// Connect over TLS, trusting this CA (PEM).
     #[arg(long)]
     ca_file: Option<String>,
@@ -257,6 +265,46 @@ async fn main() {
         eprintln!("loadgen: --unique-traces needs protobuf traces without --gzip");
         std::process::exit(2);
     }
+    if args.spread > 1
+        && (args.rate == 0
+            || !matches!(signal, Signal::Traces)
+            || args.protocol == Protocol::HttpJson
+            || args.gzip)
+    {
+        eprintln!("loadgen: --spread needs --rate and protobuf traces without --gzip");
+        std::process::exit(2);
+    }
+    // With --spread, every pool entry is cut into its parts (span i goes to
+    // part i % spread); part p of trace group g goes out `lag` groups after
+    // part p-1, so the parts of one trace are spread_delay apart.
+    let parts: Arc<Vec<Vec<(Bytes, u64, Vec<usize>)>>> = Arc::new(if args.spread > 1 {
+        pool.iter()
+            .map(|(b, _)| {
+                let req =
+                    pipeline::Request::parse(Signal::Traces, b.clone()).expect("valid request");
+                let n = req.items as u32;
+                (0..args.spread as u32)
+                    .map(|p| {
+                        let pos: Vec<u32> =
+                            (0..n).filter(|i| i % args.spread as u32 == p).collect();
+                        let part = pipeline::split::select_spans(&req, &pos);
+                        let offsets = trace_id_offsets(&part.bytes);
+                        (part.bytes, part.items as u64, offsets)
+                    })
+                    .collect()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    });
+    let lag: u64 = if args.spread > 1 {
+        let per_group = args.batch_size as f64 / args.rate as f64;
+        (args.spread_delay.as_secs_f64() / per_group)
+            .round()
+            .max(1.0) as u64
+    } else {
+        0
+    };
     let offsets: Arc<Vec<Vec<usize>>> = Arc::new(if fresh {
         pool.iter().map(|(b, _)| trace_id_offsets(b)).collect()
     } else {
@@ -276,8 +324,12 @@ async fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let slot = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let interval =
-        (args.rate > 0).then(|| Duration::from_secs_f64(args.batch_size as f64 / args.rate as f64));
+    // With --spread a slot is one part: batch_size/spread items.
+    let interval = (args.rate > 0).then(|| {
+        Duration::from_secs_f64(
+            args.batch_size as f64 / args.spread.max(1) as f64 / args.rate as f64,
+        )
+    });
 
     let mut workers = Vec::new();
     for w in 0..args.concurrency.max(1) {
@@ -335,6 +387,7 @@ async fn main() {
                 )
             }
         };
+        let parts = parts.clone();
         let (args, pool, offsets, stats, stop, slot) = (
             args.clone(),
             pool.clone(),
@@ -354,14 +407,29 @@ async fn main() {
                 if let Some(iv) = interval {
                     tokio::time::sleep_until((start + iv * k as u32).into()).await;
                 }
-                let (body, items) = &pool[i % pool.len()];
                 let fresh_body;
-                let body = match offsets.get(i % pool.len()) {
-                    Some(o) => {
-                        fresh_body = with_fresh_trace_ids(body, o, k);
-                        &fresh_body
-                    }
-                    None => body,
+                let (body, items) = if args.spread > 1 {
+                    // Slot k carries part p of group g; a group's parts go
+                    // out `lag` groups apart (one slot per group and part,
+                    // so pacing counts parts as requests of batch_size/spread).
+                    let n = args.spread as u64;
+                    let (group_slot, p) = (k / n, k % n);
+                    let Some(g) = group_slot.checked_sub(p * lag) else {
+                        continue;
+                    };
+                    let (b, items, o) = &parts[g as usize % parts.len()][p as usize];
+                    fresh_body = with_fresh_trace_ids(b, o, g);
+                    (&fresh_body, items)
+                } else {
+                    let (body, items) = &pool[i % pool.len()];
+                    let body = match offsets.get(i % pool.len()) {
+                        Some(o) => {
+                            fresh_body = with_fresh_trace_ids(body, o, k);
+                            &fresh_body
+                        }
+                        None => body,
+                    };
+                    (body, items)
                 };
                 i += args.concurrency;
                 stats.sent_items.fetch_add(*items, Ordering::Relaxed);
