@@ -143,6 +143,9 @@ fn with_fresh_trace_ids(body: &Bytes, offsets: &[usize], seq: u64) -> Bytes {
     Bytes::from(v)
 }
 
+/// One part of a spread request: its bytes, spans, and where its trace ids are.
+type Part = (Bytes, u64, Vec<usize>);
+
 #[derive(Default)]
 struct Stats {
     sent_items: AtomicU64,
@@ -277,7 +280,7 @@ async fn main() {
     // With --spread, every pool entry is cut into its parts (span i goes to
     // part i % spread); part p of trace group g goes out `lag` groups after
     // part p-1, so the parts of one trace are spread_delay apart.
-    let parts: Arc<Vec<Vec<(Bytes, u64, Vec<usize>)>>> = Arc::new(if args.spread > 1 {
+    let parts: Arc<Vec<Vec<Part>>> = Arc::new(if args.spread > 1 {
         pool.iter()
             .map(|(b, _)| {
                 let req =
