@@ -357,3 +357,66 @@ service:
         }
     }
 }
+
+#[tokio::test]
+async fn a_dead_backends_full_queue_reaches_the_client_as_retry_later() {
+    // Nothing listens on the backend's port: its queue (2 batches) fills,
+    // and then the client is told to retry; nothing is dropped silently.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let f = Collector::start(&format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:@GRPC@
+exporters:
+  loadbalancing:
+    protocol:
+      otlp:
+        tls: {{insecure: true}}
+        timeout: 1s
+        sending_queue: {{queue_size: 2, num_consumers: 1}}
+        retry_on_failure: {{initial_interval: 1s, max_elapsed_time: 0s}}
+    resolver:
+      static:
+        hostnames: [{dead}]
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [loadbalancing]
+"#
+    ));
+    let mut refused = None;
+    let mut accepted = 0;
+    for seed in 0..10 {
+        let body = Generator::new(GeneratorOptions {
+            seed,
+            ..Default::default()
+        })
+        .spans(5)
+        .encode_to_vec();
+        match grpc_send(f.grpc, Signal::Traces, body, None).await {
+            Ok(_) => accepted += 1,
+            Err(s) => {
+                refused = Some(s);
+                break;
+            }
+        }
+    }
+    let s = refused.expect("a dead backend's queue never filled");
+    assert_eq!(s.code(), tonic::Code::Unavailable, "{s:?}");
+    use tonic_types::StatusExt;
+    assert!(s.get_details_retry_info().is_some(), "no RetryInfo: {s:?}");
+    assert!(
+        accepted <= 3,
+        "{accepted} accepted into a 2-batch queue (+1 in flight)"
+    );
+    let failed = f
+        .metric(&format!(
+            "observatory_exporter_enqueue_failed_spans_total{{exporter=\"loadbalancing/{dead}\"}}"
+        ))
+        .unwrap();
+    assert_eq!(failed, 5.0, "the refused request's spans are counted");
+}
