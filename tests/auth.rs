@@ -65,9 +65,10 @@ fn resource_values(lines: &[String], key: &str) -> Vec<String> {
     v
 }
 
+/// Sends one traces request over gRPC with `headers` as metadata.
 async fn grpc_with(
     port: u16,
-    header: Option<(&'static str, &str)>,
+    headers: &[(&'static str, &str)],
     body: Vec<u8>,
 ) -> Result<(), tonic::Status> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
@@ -78,8 +79,8 @@ async fn grpc_with(
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
     let mut req = tonic::Request::new(vec![Bytes::from(body)]);
-    if let Some((k, v)) = header {
-        req.metadata_mut().insert(k, v.parse().unwrap());
+    for (k, v) in headers {
+        req.metadata_mut().insert(*k, v.parse().unwrap());
     }
     let path = http::uri::PathAndQuery::from_static(export_path(Signal::Traces));
     grpc.unary(req, path, RawCodec).await.map(|_| ())
@@ -171,31 +172,16 @@ async fn credentials_are_checked_and_the_identity_replaces_what_the_client_claim
     );
 
     // gRPC: missing or unknown key → UNAUTHENTICATED; the right key → OK.
-    let e = grpc_with(c.grpc, None, body()).await.unwrap_err();
+    let e = grpc_with(c.grpc, &[], body()).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unauthenticated);
-    let e = grpc_with(c.grpc, Some(("x-api-key", "nope")), body())
+    let e = grpc_with(c.grpc, &[("x-api-key", "nope")], body())
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unauthenticated);
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", c.grpc))
-        .unwrap()
-        .connect()
+    let headers = [("x-api-key", ACME_KEY), ("x-team", "search")];
+    grpc_with(c.grpc, &headers, forged(4, 2).encode_to_vec())
         .await
         .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    let mut req = tonic::Request::new(vec![Bytes::from(forged(4, 2).encode_to_vec())]);
-    req.metadata_mut()
-        .insert("x-api-key", ACME_KEY.parse().unwrap());
-    req.metadata_mut()
-        .insert("x-team", "search".parse().unwrap());
-    grpc.unary(
-        req,
-        http::uri::PathAndQuery::from_static(export_path(Signal::Traces)),
-        RawCodec,
-    )
-    .await
-    .unwrap();
 
     let lines = wait_for_lines(&c.path("traces.jsonl"), count_spans, 7);
     assert_eq!(count_spans(&lines), 7, "only authenticated spans arrive");
@@ -323,7 +309,7 @@ service:
     );
     grpc_with(
         front.grpc,
-        Some(("x-api-key", ACME_KEY)),
+        &[("x-api-key", ACME_KEY)],
         forged(5, 3).encode_to_vec(),
     )
     .await
@@ -332,7 +318,7 @@ service:
     assert_eq!(count_spans(&lines), 10, "both exporters got through");
     assert_eq!(resource_values(&lines, "org"), ["acme"]);
     // Without the token the back end refuses.
-    let e = grpc_with(back.grpc, None, forged(1, 4).encode_to_vec())
+    let e = grpc_with(back.grpc, &[], forged(1, 4).encode_to_vec())
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unauthenticated);
@@ -421,7 +407,7 @@ service:
     for s in 0..5 {
         match grpc_with(
             c.grpc,
-            Some(("x-api-key", "key-noisy-1")),
+            &[("x-api-key", "key-noisy-1")],
             forged(200, 90_000 + s).encode_to_vec(),
         )
         .await

@@ -72,19 +72,17 @@ fn haproxy_bin() -> &'static str {
 }
 
 /// HAProxy on `deploy/fleet/haproxy.cfg`, used as is: its addresses come
-/// from the environment. Listens for gRPC on `port`.
-fn haproxy(port: u16, http_port: u16, fleet: &[Collector]) -> Child {
+/// from the environment. Listens for gRPC on `port`, in front of the
+/// instances at `(gRPC, HTTP)` addresses.
+fn haproxy(port: u16, http_port: u16, instances: &[(String, String)]) -> Child {
     let cfg = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/fleet/haproxy.cfg");
     let mut env = vec![
         ("LB_GRPC".to_string(), format!("127.0.0.1:{port}")),
         ("LB_HTTP".to_string(), format!("127.0.0.1:{http_port}")),
     ];
-    for (i, c) in fleet.iter().enumerate() {
-        env.push((format!("OBS_{}", i + 1), format!("127.0.0.1:{}", c.grpc)));
-        env.push((
-            format!("OBS_HTTP_{}", i + 1),
-            format!("127.0.0.1:{}", c.http),
-        ));
+    for (i, (grpc, http)) in instances.iter().enumerate() {
+        env.push((format!("OBS_{}", i + 1), grpc.clone()));
+        env.push((format!("OBS_HTTP_{}", i + 1), http.clone()));
     }
     let check = Command::new(haproxy_bin())
         .arg("-c")
@@ -127,10 +125,6 @@ impl Drop for Stop {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn behind_haproxy_every_kept_trace_arrives_whole_and_exactly_once() {
     let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();
@@ -149,7 +143,16 @@ async fn behind_haproxy_every_kept_trace_arrives_whole_and_exactly_once() {
         })
         .collect();
     let lb_port = free_port();
-    let _lb = Stop(haproxy(lb_port, free_port(), &fleet));
+    let addrs: Vec<(String, String)> = fleet
+        .iter()
+        .map(|c| {
+            (
+                format!("127.0.0.1:{}", c.grpc),
+                format!("127.0.0.1:{}", c.http),
+            )
+        })
+        .collect();
+    let _lb = Stop(haproxy(lb_port, free_port(), &addrs));
 
     // 120 traces, a fifth of them with an error; each request carries a
     // third of the spans of 40 traces, and the thirds go out 200 ms apart.
@@ -209,17 +212,8 @@ async fn behind_haproxy_every_kept_trace_arrives_whole_and_exactly_once() {
     while std::time::Instant::now() < deadline {
         got.clear();
         for c in &fleet {
-            let lines: Vec<String> = std::fs::read_to_string(c.path("kept.jsonl"))
-                .unwrap_or_default()
-                .lines()
-                .map(str::to_string)
-                .collect();
-            for rs in traces_from(&lines).resource_spans {
-                for s in rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()) {
-                    got.entry(hex(&s.trace_id))
-                        .or_default()
-                        .push(hex(&s.span_id));
-                }
+            for (t, s) in span_ids_in(&c.path("kept.jsonl")) {
+                got.entry(t).or_default().push(s);
             }
         }
         if got.values().map(Vec::len).sum::<usize>() >= kept_spans {
@@ -331,16 +325,9 @@ service:
 
 /// Every span id in an instance's file (duplicates kept).
 fn kept_spans(c: &Collector) -> Vec<String> {
-    let lines: Vec<String> = std::fs::read_to_string(c.path("kept.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    traces_from(&lines)
-        .resource_spans
-        .iter()
-        .flat_map(|rs| rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()))
-        .map(|s| hex(&s.span_id))
+    span_ids_in(&c.path("kept.jsonl"))
+        .into_iter()
+        .map(|(_, s)| s)
         .collect()
 }
 
@@ -370,33 +357,12 @@ async fn an_instance_stopped_mid_run_loses_nothing_it_or_its_peers_accepted() {
         })
         .collect();
     // HAProxy on deploy/fleet/haproxy.cfg, the instances on their addresses.
-    let (lb_port, lb_http) = (free_port(), free_port());
-    let cfg = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/fleet/haproxy.cfg");
-    let mut env = vec![
-        ("LB_GRPC".to_string(), format!("127.0.0.1:{lb_port}")),
-        ("LB_HTTP".to_string(), format!("127.0.0.1:{lb_http}")),
-    ];
-    for (i, ip) in ips.iter().enumerate() {
-        env.push((format!("OBS_{}", i + 1), format!("{ip}:{g}")));
-        env.push((format!("OBS_HTTP_{}", i + 1), format!("{ip}:{h}")));
-    }
-    let _lb = Stop(
-        Command::new(haproxy_bin())
-            .arg("-db")
-            .arg("-f")
-            .arg(&cfg)
-            .envs(env)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", lb_port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let addrs: Vec<(String, String)> = ips
+        .iter()
+        .map(|ip| (format!("{ip}:{g}"), format!("{ip}:{h}")))
+        .collect();
+    let lb_port = free_port();
+    let _lb = Stop(haproxy(lb_port, free_port(), &addrs));
     tokio::time::sleep(Duration::from_millis(600)).await; // first health checks
 
     let mut g_ = Generator::new(GeneratorOptions {

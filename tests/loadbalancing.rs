@@ -107,11 +107,9 @@ async fn every_trace_arrives_whole_at_the_backend_the_ring_names() {
     for (b, e) in backs.iter().zip(&endpoints) {
         let expect = &want[e];
         let lines = wait_for_lines(&b.path("traces.jsonl"), count_spans, expect.len());
-        let got: BTreeSet<String> = traces_from(&lines)
-            .resource_spans
-            .iter()
-            .flat_map(|rs| rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()))
-            .map(|s| hex(&s.span_id))
+        let got: BTreeSet<String> = span_ids_in(&b.path("traces.jsonl"))
+            .into_iter()
+            .map(|(_, s)| s)
             .collect();
         assert_eq!(count_spans(&lines), expect.len(), "{e}: a span twice");
         assert_eq!(&got, expect, "{e} holds other spans than the ring gives it");
@@ -194,10 +192,6 @@ async fn the_recent_spelling_and_the_otlp_grpc_name_work_too() {
             "{name} missing:\n{out}"
         );
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// A backend on its own loopback address (127.0.0.N) and the shared port,
@@ -291,16 +285,9 @@ service:
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     let at = |b: &Collector| -> Vec<String> {
-        let lines: Vec<String> = std::fs::read_to_string(b.path("traces.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect();
-        traces_from(&lines)
-            .resource_spans
-            .iter()
-            .flat_map(|rs| rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()))
-            .map(|s| hex(&s.span_id))
+        span_ids_in(&b.path("traces.jsonl"))
+            .into_iter()
+            .map(|(_, s)| s)
             .collect()
     };
     let before: usize = backs[..2].iter().map(|b| at(b).len()).sum();

@@ -182,6 +182,11 @@ fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a KeyValue> {
     attrs.iter().find(|kv| kv.key == key)
 }
 
+/// The value of attribute `key` (the first, as otelcol's map lookup).
+pub fn attribute<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+    find(attrs, key).and_then(value_of)
+}
+
 fn set(attrs: &mut Vec<KeyValue>, key: &str, value: Value) {
     match attrs.iter_mut().find(|kv| kv.key == key) {
         Some(kv) => kv.value = Some(AnyValue { value: Some(value) }),

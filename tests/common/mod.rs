@@ -331,6 +331,24 @@ pub fn metrics_from(lines: &[String]) -> ExportMetricsServiceRequest {
     all
 }
 
+pub use pipeline::wire::hex;
+
+/// (trace id, span id) in hex of every span a `file` exporter has written
+/// to `path` so far, duplicates kept; none when the file does not exist yet.
+pub fn span_ids_in(path: &Path) -> Vec<(String, String)> {
+    let lines: Vec<String> = std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    traces_from(&lines)
+        .resource_spans
+        .iter()
+        .flat_map(|rs| rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()))
+        .map(|s| (hex(&s.trace_id), hex(&s.span_id)))
+        .collect()
+}
+
 /// Every span with its resource and scope, in a canonical order, so requests
 /// regrouped by batching compare equal when their content is.
 pub fn span_rows(r: &ExportTraceServiceRequest) -> Vec<String> {

@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationSc
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::actions::yaml_to_value;
+use crate::actions::{attribute, yaml_to_value};
 use crate::component::ConfigError;
 
 /// `{key, value}`: an attribute that must be present, with that value if given.
@@ -98,18 +98,8 @@ pub struct Subject<'a> {
     pub attributes: &'a [KeyValue],
 }
 
-fn value_of<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
-    attrs
-        .iter()
-        .find(|a| a.key == key)?
-        .value
-        .as_ref()?
-        .value
-        .as_ref()
-}
-
 fn attrs_match(tests: &[(String, ValueTest)], attrs: &[KeyValue]) -> bool {
-    tests.iter().all(|(k, t)| match (value_of(attrs, k), t) {
+    tests.iter().all(|(k, t)| match (attribute(attrs, k), t) {
         (None, _) => false,
         (Some(_), ValueTest::Any) => true,
         (Some(v), ValueTest::Equal(want)) => v == want,
@@ -212,7 +202,7 @@ impl MatchProperties {
 impl Matcher {
     /// Whether the subject matches every property this block sets.
     pub fn matches(&self, s: &Subject) -> bool {
-        let service = || match value_of(s.resource, "service.name") {
+        let service = || match attribute(s.resource, "service.name") {
             Some(Value::StringValue(v)) => v.as_str(),
             _ => "",
         };

@@ -17,12 +17,12 @@ use async_trait::async_trait;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
 pub use config::{Override, RateLimitConfig, Strategy, ThrottleBehavior};
 
+use crate::actions::attribute;
 use crate::batch::{log_count, point_count, Batch, Request, Signal};
 use crate::component::{parse_config, Context, ProcessorBuilder, ProcessorFactory};
 use crate::consumer::{BoxConsumer, ConsumeError, Consumer};
@@ -92,16 +92,6 @@ enum Refusal {
     Never(String, f64, f64),
 }
 
-fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)?
-        .value
-        .as_ref()?
-        .value
-        .as_ref()
-}
-
 fn text(v: Option<&Value>) -> String {
     match v {
         Some(Value::StringValue(s)) => s.clone(),
@@ -160,7 +150,10 @@ impl RateLimiter {
                     .iter()
                     .map(|r| {
                         let res: Option<Resource> = decode_field(&req.bytes, r.resource);
-                        text(res.as_ref().and_then(|r| attr(&r.attributes, attr_key)))
+                        text(
+                            res.as_ref()
+                                .and_then(|r| attribute(&r.attributes, attr_key)),
+                        )
                     })
                     .collect();
                 for s in &index.spans {
@@ -174,7 +167,7 @@ impl RateLimiter {
                         let v = text(
                             rl.resource
                                 .as_ref()
-                                .and_then(|r| attr(&r.attributes, attr_key)),
+                                .and_then(|r| attribute(&r.attributes, attr_key)),
                         );
                         let items = log_count(&ExportLogsServiceRequest {
                             resource_logs: vec![rl.clone()],
@@ -190,7 +183,7 @@ impl RateLimiter {
                         let v = text(
                             rm.resource
                                 .as_ref()
-                                .and_then(|r| attr(&r.attributes, attr_key)),
+                                .and_then(|r| attribute(&r.attributes, attr_key)),
                         );
                         let items = point_count(&ExportMetricsServiceRequest {
                             resource_metrics: vec![rm.clone()],
