@@ -8,33 +8,13 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use common::backends::*;
 use common::*;
 use exporters::loadbalancing::Ring;
 use pipeline::generate::{Generator, GeneratorOptions};
 use pipeline::split::select_spans;
 use pipeline::{Request, Signal};
 use prost::Message;
-
-const BACK: &str = r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:@GRPC@
-exporters:
-  file/traces:
-    path: @DIR@/traces.jsonl
-  file/logs:
-    path: @DIR@/logs.jsonl
-service:
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [file/traces]
-    logs:
-      receivers: [otlp]
-      exporters: [file/logs]
-"#;
 
 fn front(endpoints: &[String], type_name: &str) -> String {
     format!(
@@ -194,15 +174,6 @@ async fn the_recent_spelling_and_the_otlp_grpc_name_work_too() {
     }
 }
 
-/// A backend on its own loopback address (127.0.0.N) and the shared port,
-/// as DNS answers list pods: one port, several addresses.
-fn back_at(ip: &str, port: u16) -> Collector {
-    Collector::start_with(
-        &BACK.replace("127.0.0.1:@GRPC@", "@IP@:@PORT@"),
-        &[("IP", ip.to_string()), ("PORT", port.to_string())],
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_member_that_leaves_has_its_queue_routed_to_the_new_owners() {
     use std::net::Ipv4Addr;
@@ -284,12 +255,7 @@ service:
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    let at = |b: &Collector| -> Vec<String> {
-        span_ids_in(&b.path("traces.jsonl"))
-            .into_iter()
-            .map(|(_, s)| s)
-            .collect()
-    };
+    let at = spans_at;
     let before: usize = backs[..2].iter().map(|b| at(b).len()).sum();
     assert_eq!(
         before,

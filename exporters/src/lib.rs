@@ -27,6 +27,12 @@ use pipeline::{BoxConsumer, Signal};
 pub trait ExporterBuilder: Send + Sync {
     /// Starts the exporter; one instance serves every pipeline that names it.
     fn build(&self, ctx: &Context) -> Result<BoxConsumer, ConfigError>;
+
+    /// Whether this config can serve a `signal` pipeline (beyond the
+    /// type's signals: `loadbalancing`'s routing key fits only some).
+    fn accepts(&self, _signal: Signal) -> Result<(), ConfigError> {
+        Ok(())
+    }
 }
 
 /// An exporter type: its name, the signals it takes, its config parser.

@@ -3,6 +3,7 @@
 //! exporter wrote.
 #![allow(dead_code)]
 
+pub mod backends;
 pub mod dns;
 pub mod loki;
 pub mod pki;

@@ -233,6 +233,10 @@ pub fn check(raw: RawConfig) -> Result<Checked, ConfigError> {
                         format!("{id:?} does not support {signal}"),
                     ));
                 }
+                if let Some(b) = exporters.get(id).filter(|_| kind == "exporters") {
+                    b.accepts(signal)
+                        .map_err(|e| e.under(&format!("exporters.{id}")))?;
+                }
                 used.insert(format!("{kind}.{id}"));
             }
         }

@@ -204,6 +204,24 @@ fn a_processor_in_a_pipeline_of_another_signal_is_refused() {
 }
 
 #[test]
+fn a_routing_key_that_does_not_fit_the_pipeline_is_refused_by_name() {
+    let yaml = MINIMAL
+        .replace(
+            "exporters:\n  nop:\n",
+            "exporters:\n  loadbalancing:\n    routing_key: traceID\n    protocol: {otlp: {tls: {insecure: true}}}\n    resolver: {static: {hostnames: [a:4317]}}\n",
+        )
+        .replace(
+            "    traces:\n      receivers: [otlp]\n      exporters: [nop]\n",
+            "    metrics:\n      receivers: [otlp]\n      exporters: [loadbalancing]\n",
+        );
+    let e = err(&yaml);
+    assert!(
+        e.contains("exporters.loadbalancing.routing_key: traceID routes traces and logs only, and this exporter is in a metrics pipeline"),
+        "{e}"
+    );
+}
+
+#[test]
 fn unused_components_are_warnings() {
     let c = load(&MINIMAL.replace("  nop:\n", "  nop:\n  debug:\n")).unwrap();
     assert_eq!(

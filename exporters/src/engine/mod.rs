@@ -20,7 +20,7 @@ use rand::Rng;
 pub use config::{EngineSettings, QueueConfig, RetryConfig};
 
 /// How an export attempt failed; decides retry or drop.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ExportError {
     /// Try again with backoff (network error, 502/503/504, UNAVAILABLE).
     #[error("{0}")]
@@ -36,6 +36,16 @@ pub enum ExportError {
     /// Never retry (400, INVALID_ARGUMENT): the data is counted as failed.
     #[error("{0}")]
     Permanent(String),
+    /// Part of the batch went out; `left` failed with `error` and is what
+    /// a retry sends (an exporter that fans out, like `loadbalancing`, so
+    /// the parts that arrived are not sent twice).
+    #[error("{error} ({} items not sent yet)", left.items())]
+    Partly {
+        /// What was not sent.
+        left: Box<Batch>,
+        /// Why.
+        error: Box<ExportError>,
+    },
 }
 
 /// A successful export; `rejected` items were refused by a partial success.
@@ -115,13 +125,16 @@ struct Shared {
 
 impl Shared {
     /// Exports with retries; returns the failure that ended it, if any.
+    /// After a partial success only what is left is tried again.
     async fn send(&self, batch: &Batch) -> Result<(), ExportError> {
-        let items = batch.items();
         let started = Instant::now();
         let retry = &self.settings.retry;
         let mut interval = retry.initial_interval;
+        let mut left: Option<Batch> = None;
         loop {
-            let attempt = self.exporter.export(batch);
+            let current = left.as_ref().unwrap_or(batch);
+            let items = current.items();
+            let attempt = self.exporter.export(current);
             let result = if self.settings.timeout.is_zero() {
                 attempt.await
             } else {
@@ -134,7 +147,7 @@ impl Shared {
                         )))
                     })
             };
-            let err = match result {
+            let (err, rest) = match result {
                 Ok(sent) => {
                     self.metrics
                         .sent(batch.signal, items - sent.rejected.min(items));
@@ -144,12 +157,23 @@ impl Shared {
                     }
                     return Ok(());
                 }
-                Err(e) => e,
+                Err(ExportError::Partly { left, error }) => {
+                    self.metrics
+                        .sent(batch.signal, items.saturating_sub(left.items()));
+                    (*error, Some(*left))
+                }
+                Err(e) => (e, None),
             };
+            if let Some(rest) = rest {
+                left = Some(rest);
+            }
+            let items = left.as_ref().unwrap_or(batch).items();
             let wait = match &err {
                 ExportError::Permanent(_) => None,
                 _ if !retry.enabled => None,
-                ExportError::Retryable(_) | ExportError::Throttled { .. } => {
+                ExportError::Retryable(_)
+                | ExportError::Throttled { .. }
+                | ExportError::Partly { .. } => {
                     let jitter = retry.randomization_factor;
                     let factor = if jitter > 0.0 {
                         rand::rng().random_range(1.0 - jitter..=1.0 + jitter)

@@ -9,11 +9,13 @@ use super::*;
 struct Scripted {
     script: Mutex<Vec<Result<Sent, ExportError>>>,
     attempts: Mutex<Vec<tokio::time::Instant>>,
+    items: Mutex<Vec<usize>>,
 }
 
 #[async_trait]
 impl Exporter for Scripted {
-    async fn export(&self, _batch: &Batch) -> Result<Sent, ExportError> {
+    async fn export(&self, batch: &Batch) -> Result<Sent, ExportError> {
+        self.items.lock().unwrap().push(batch.items());
         self.attempts
             .lock()
             .unwrap()
@@ -31,6 +33,7 @@ fn scripted(script: Vec<Result<Sent, ExportError>>) -> Arc<Scripted> {
     Arc::new(Scripted {
         script: Mutex::new(script),
         attempts: Mutex::new(Vec::new()),
+        items: Mutex::new(Vec::new()),
     })
 }
 
@@ -164,6 +167,32 @@ async fn partial_success_counts_rejected_items_as_failed() {
     assert_eq!(
         value(&c, "observatory_exporter_send_failed_spans_total"),
         2.0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_partial_send_only_what_is_left_is_retried() {
+    let exp = scripted(vec![
+        Err(ExportError::Partly {
+            left: Box::new(batch(4)),
+            error: Box::new(ExportError::Retryable("one backend down".into())),
+        }),
+        Err(ExportError::Partly {
+            left: Box::new(batch(1)),
+            error: Box::new(ExportError::Permanent("refused".into())),
+        }),
+    ]);
+    let c = ctx();
+    let input = start(&c, settings(true), exp.clone()).unwrap();
+    input.consume(batch(10)).await.unwrap();
+    drain(input, &c).await;
+    // 10 tried, 6 sent; the 4 left tried again, 3 sent; the last one was
+    // refused for good, so it is not tried a third time.
+    assert_eq!(*exp.items.lock().unwrap(), vec![10, 4]);
+    assert_eq!(value(&c, "observatory_exporter_sent_spans_total"), 9.0);
+    assert_eq!(
+        value(&c, "observatory_exporter_send_failed_spans_total"),
+        1.0
     );
 }
 

@@ -7,6 +7,7 @@ use pipeline::component::{parse_config, ConfigError, Validate};
 use pipeline::Signal;
 use serde::Deserialize;
 
+use crate::engine::{EngineSettings, QueueConfig, RetryConfig};
 use crate::otlp::OtlpConfig;
 
 /// What picks the backend.
@@ -16,6 +17,14 @@ pub enum RoutingKey {
     TraceId,
     /// The resource's `service.name` (logs' and metrics' default).
     Service,
+    /// All of the resource's attributes (logs, metrics).
+    Resource,
+    /// The metric's name (metrics).
+    Metric,
+    /// Resource, scope, metric name and data point attributes (metrics).
+    StreamId,
+    /// The values of `routing_attributes` (every signal).
+    Attributes,
 }
 
 /// `resolver.static`.
@@ -111,56 +120,84 @@ pub struct LocalConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LoadBalancingConfig {
-    /// `traceID`, `service` (supported); `resource`, `metric`, `streamID`,
-    /// `attributes` are refused for now.
+    /// `traceID`, `service`, `resource`, `metric`, `streamID` or
+    /// `attributes`; which signals take which is otelcol's table.
     #[serde(default)]
     pub routing_key: Option<String>,
-    /// For `routing_key: attributes` (refused for now).
+    /// For `routing_key: attributes`: the attributes whose values route.
     #[serde(default)]
     pub routing_attributes: Vec<String>,
     /// How backends are reached.
     pub protocol: ProtocolConfig,
     /// Where the backends are.
     pub resolver: ResolverConfig,
-    /// Top-level queue (refused for now: each backend has its own, from
-    /// `protocol.otlp.sending_queue`).
+    /// Top-level queue, before routing: off unless the section is given
+    /// (otelcol's default). Its retries go through the ring again.
     #[serde(default)]
-    pub sending_queue: Option<serde_yaml::Value>,
-    /// Top-level retries (refused for now; see `sending_queue`).
+    pub sending_queue: Option<QueueConfig>,
+    /// Top-level retries: off unless the section is given.
     #[serde(default)]
-    pub retry_on_failure: Option<serde_yaml::Value>,
-    /// Top-level timeout (refused for now; `protocol.otlp.timeout` applies).
-    #[serde(default)]
-    pub timeout: Option<serde_yaml::Value>,
+    pub retry_on_failure: Option<RetryConfig>,
+    /// Top-level time for one routing attempt (all backends); 0 = none.
+    #[serde(default, with = "pipeline::duration")]
+    pub timeout: Duration,
     /// This instance on the ring (ours; for the one-tier layout).
     #[serde(default)]
     pub local: Option<LocalConfig>,
 }
 
-const NOT_YET_TOP_LEVEL: &str = "the top-level queue is not available yet: set sending_queue / retry_on_failure / timeout under protocol.otlp (one queue per backend)";
-
 impl LoadBalancingConfig {
     /// The routing for `signal` (otelcol's defaults: trace id for traces,
-    /// service for the others).
+    /// service for the others; otelcol's table of which key fits which
+    /// signal).
     pub fn routing(&self, signal: Signal) -> Result<RoutingKey, ConfigError> {
-        match (self.routing_key.as_deref(), signal) {
-            (None | Some("traceID"), Signal::Traces) => Ok(RoutingKey::TraceId),
-            (None | Some("service"), _) => Ok(RoutingKey::Service),
-            (Some("traceID"), s) => Err(ConfigError::new(
-                "routing_key",
-                format!("traceID routes traces only, and this exporter is in a {s} pipeline"),
-            )),
-            (Some(k @ ("resource" | "metric" | "streamID" | "attributes")), _) => {
-                Err(ConfigError::new(
+        let key = match self.routing_key.as_deref() {
+            None if signal == Signal::Traces => return Ok(RoutingKey::TraceId),
+            None => return Ok(RoutingKey::Service),
+            Some(k) => k,
+        };
+        let (parsed, fits): (RoutingKey, &[Signal]) = match key {
+            "traceID" => (RoutingKey::TraceId, &[Signal::Traces, Signal::Logs]),
+            "service" => (RoutingKey::Service, &Signal::ALL),
+            "resource" => (RoutingKey::Resource, &[Signal::Logs, Signal::Metrics]),
+            "metric" => (RoutingKey::Metric, &[Signal::Metrics]),
+            "streamID" => (RoutingKey::StreamId, &[Signal::Metrics]),
+            "attributes" => (RoutingKey::Attributes, &Signal::ALL),
+            other => {
+                return Err(ConfigError::new(
                     "routing_key",
-                    format!("{k:?} is not available yet: use traceID or service"),
+                    format!("unknown routing key {other:?}: use traceID, service, resource, metric, streamID or attributes"),
                 ))
             }
-            (Some(other), _) => Err(ConfigError::new(
+        };
+        if !fits.contains(&signal) {
+            let names: Vec<String> = fits.iter().map(|s| s.to_string()).collect();
+            return Err(ConfigError::new(
                 "routing_key",
-                format!("unknown routing key {other:?}: use traceID or service"),
-            )),
+                format!(
+                    "{key} routes {} only, and this exporter is in a {signal} pipeline",
+                    names.join(" and ")
+                ),
+            ));
         }
+        Ok(parsed)
+    }
+
+    /// The top-level engine, when any of its keys turns it on.
+    pub fn top_level(&self) -> Option<EngineSettings> {
+        let queue = self.sending_queue.clone().unwrap_or(QueueConfig {
+            enabled: false,
+            ..QueueConfig::default()
+        });
+        let retry = self.retry_on_failure.clone().unwrap_or(RetryConfig {
+            enabled: false,
+            ..RetryConfig::default()
+        });
+        (queue.enabled || retry.enabled || !self.timeout.is_zero()).then_some(EngineSettings {
+            timeout: self.timeout,
+            retry,
+            queue,
+        })
     }
 
     /// The `otlp` exporter config for one backend.
@@ -180,27 +217,27 @@ impl Validate for LoadBalancingConfig {
                 "is set by the resolver: leave it out",
             ));
         }
-        if let Some(k) = &self.routing_key {
-            // Any signal's rule refuses an unknown key; traceID is checked
-            // per pipeline when built.
-            if k != "traceID" {
-                self.routing(Signal::Logs)?;
-            }
+        // An unknown key is refused here; one that does not fit the
+        // pipeline's signal when the pipeline is built.
+        if !Signal::ALL.iter().any(|s| self.routing(*s).is_ok()) {
+            self.routing(Signal::Metrics)?;
+            self.routing(Signal::Traces)?;
         }
-        if !self.routing_attributes.is_empty() {
+        let by_attributes = self.routing_key.as_deref() == Some("attributes");
+        if by_attributes && self.routing_attributes.is_empty() {
             return Err(ConfigError::new(
                 "routing_attributes",
-                "routing_key: attributes is not available yet",
+                "routing_key: attributes needs at least one attribute name",
             ));
         }
-        for (key, set) in [
-            ("sending_queue", self.sending_queue.is_some()),
-            ("retry_on_failure", self.retry_on_failure.is_some()),
-            ("timeout", self.timeout.is_some()),
-        ] {
-            if set {
-                return Err(ConfigError::new(key, NOT_YET_TOP_LEVEL));
-            }
+        if !by_attributes && !self.routing_attributes.is_empty() {
+            return Err(ConfigError::new(
+                "routing_attributes",
+                "is used only with routing_key: attributes",
+            ));
+        }
+        if let Some(top) = self.top_level() {
+            top.validate()?;
         }
         if let Some(l) = &self.local {
             if l.endpoint.is_empty() || l.receiver.is_empty() {
@@ -219,6 +256,19 @@ impl Validate for LoadBalancingConfig {
                 return Err(ConfigError::new(
                     key,
                     "is not available: use resolver.static or resolver.dns",
+                ));
+            }
+        }
+        let any = match (&r.static_list, &r.dns) {
+            (Some(s), _) => s.hostnames.first().cloned(),
+            (_, Some(d)) => Some(format!("{}:{}", d.hostname, d.port)),
+            _ => None,
+        };
+        if let Some(b) = any.and_then(|e| self.backend(&e).ok()) {
+            if b.sending_queue.storage.is_some() {
+                return Err(ConfigError::new(
+                    "protocol.otlp.sending_queue.storage",
+                    "a backend's own persistent queue would strand its data when it leaves the ring while this instance is down: put storage on the top-level sending_queue, whose batches are routed again on replay",
                 ));
             }
         }

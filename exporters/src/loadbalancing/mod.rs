@@ -7,6 +7,7 @@
 
 mod config;
 mod dns;
+mod keys;
 mod resolve;
 mod ring;
 
@@ -17,9 +18,9 @@ use std::sync::{Arc, OnceLock, RwLock, Weak};
 use async_trait::async_trait;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use pipeline::batch::{log_count, point_count};
 use pipeline::component::{parse_config, ConfigError, Context, SignalInputs};
 use pipeline::consumer::{BoxConsumer, ConsumeError, Consumer};
@@ -104,16 +105,15 @@ impl Exporter for Routed {
     async fn export(&self, batch: &Batch) -> Result<Sent, ExportError> {
         if self.retired.load(Ordering::SeqCst) {
             if let Some(lb) = self.lb.upgrade() {
-                let items = batch.items() as u64;
-                return match lb.route(batch.clone()).await {
-                    Ok(()) => {
-                        lb.rerouted[batch.signal as usize].add(items);
-                        Ok(Sent::default())
-                    }
-                    Err(e) => Err(ExportError::Retryable(format!(
-                        "this backend left the ring; routing its queue again: {e}"
-                    ))),
-                };
+                let result = lb.route(batch.clone()).await;
+                let left = result.as_ref().err().map_or(0, |u| u.left.items());
+                lb.rerouted[batch.signal as usize].add((batch.items() - left) as u64);
+                return result.map(|()| Sent::default()).map_err(|u| {
+                    u.into_export_error(
+                        batch,
+                        "this backend left the ring; routing its queue again",
+                    )
+                });
             }
         }
         self.inner.export(batch).await
@@ -121,6 +121,56 @@ impl Exporter for Routed {
 
     async fn shutdown(&self) {
         self.inner.shutdown().await;
+    }
+}
+
+/// The parts of a batch that no backend took, and the worst answer.
+struct Unrouted {
+    left: Batch,
+    error: ConsumeError,
+}
+
+impl Unrouted {
+    /// As an engine's export error: `Partly` when some parts went out.
+    fn into_export_error(self, whole: &Batch, context: &str) -> ExportError {
+        let error = match self.error {
+            ConsumeError::Permanent(m) => ExportError::Permanent(format!("{context}: {m}")),
+            ConsumeError::Retryable(m) => ExportError::Retryable(format!("{context}: {m}")),
+            ConsumeError::Throttled {
+                message,
+                retry_after,
+            } => ExportError::Throttled {
+                after: retry_after,
+                message: format!("{context}: {message}"),
+            },
+        };
+        if self.left.items() == whole.items() || matches!(error, ExportError::Permanent(_)) {
+            error
+        } else {
+            ExportError::Partly {
+                left: Box::new(self.left),
+                error: Box::new(error),
+            }
+        }
+    }
+}
+
+/// The exporter the top-level engine runs (`sending_queue`,
+/// `retry_on_failure`, `timeout` set on `loadbalancing` itself): each
+/// attempt routes over the ring as it is then, so a retry of a part whose
+/// backend has left goes to the part's new owner.
+struct TopLevel {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl Exporter for TopLevel {
+    async fn export(&self, batch: &Batch) -> Result<Sent, ExportError> {
+        self.shared
+            .route(batch.clone())
+            .await
+            .map(|()| Sent::default())
+            .map_err(|u| u.into_export_error(batch, &self.shared.ctx.id))
     }
 }
 
@@ -173,30 +223,42 @@ impl Shared {
             .clone()
     }
 
-    /// Splits `batch` by owner on the current ring and hands each part on.
-    async fn route(&self, batch: Batch) -> Result<(), ConsumeError> {
+    /// Splits `batch` by owner on the current ring and hands each part on;
+    /// what was refused comes back with the worst answer.
+    async fn route(&self, batch: Batch) -> Result<(), Unrouted> {
         let members = self.current();
+        let whole = |error| Unrouted {
+            left: batch.clone(),
+            error,
+        };
         if members.backends.is_empty() {
-            return Err(ConsumeError::Retryable(format!(
+            return Err(whole(ConsumeError::Retryable(format!(
                 "{}: no backend resolved yet",
                 self.ctx.id
-            )));
+            ))));
         }
-        let key = self
-            .cfg
-            .routing(batch.signal)
-            .map_err(|e| ConsumeError::Permanent(e.to_string()))?;
+        let key = match self.cfg.routing(batch.signal) {
+            Ok(k) => k,
+            Err(e) => return Err(whole(ConsumeError::Permanent(e.to_string()))),
+        };
+        let names = &self.cfg.routing_attributes;
         let mut parts = Parts::new();
         for req in &batch.requests {
             match batch.signal {
-                Signal::Traces => split_traces(&members.ring, key, req, &mut parts),
-                s => split_decoded(s, &members.ring, req, &mut parts)
-                    .map_err(|e| ConsumeError::Permanent(format!("loadbalancing: {e}")))?,
+                Signal::Traces => split_traces(&members.ring, key, names, req, &mut parts),
+                s => {
+                    if let Err(e) = split_decoded(s, &members.ring, key, names, req, &mut parts) {
+                        return Err(whole(ConsumeError::Permanent(format!(
+                            "loadbalancing: {e}"
+                        ))));
+                    }
+                }
             }
         }
         // Every backend gets its part even if another refuses; the worst
         // answer (retryable before permanent) goes back.
         let mut worst: Option<ConsumeError> = None;
+        let mut left = Vec::new();
         for (owner, requests) in parts {
             let part = Batch {
                 signal: batch.signal,
@@ -212,20 +274,38 @@ impl Shared {
                 Some(c) => (c, &self.routed_local),
                 None => (&members.backends[owner].exporter, &self.routed),
             };
+            // A retry needs the part back; the consumer takes it by value.
+            let requests = part.requests.clone();
             match target.consume(part).await {
                 Ok(()) => counter[batch.signal as usize].add(items),
                 Err(e) => {
+                    if e.is_retryable() {
+                        left.extend(requests);
+                    }
                     if worst.as_ref().is_none_or(|w| !w.is_retryable()) {
                         worst = Some(e);
                     }
                 }
             }
         }
-        worst.map_or(Ok(()), Err)
+        match worst {
+            None => Ok(()),
+            Some(error) => Err(Unrouted {
+                left: Batch {
+                    signal: batch.signal,
+                    requests: left,
+                },
+                error,
+            }),
+        }
     }
 }
 
 impl ExporterBuilder for LoadBalancingConfig {
+    fn accepts(&self, signal: Signal) -> Result<(), ConfigError> {
+        self.routing(signal).map(|_| ())
+    }
+
     fn build(&self, ctx: &Context) -> Result<BoxConsumer, ConfigError> {
         let counters = |name: &str, help: &'static str, to: Option<&str>| {
             Signal::ALL.map(|s| {
@@ -281,7 +361,10 @@ impl ExporterBuilder for LoadBalancingConfig {
             );
         }
         resolve::start(&shared, self)?;
-        Ok(Arc::new(LoadBalancer { shared }))
+        match self.top_level() {
+            Some(settings) => engine::start(ctx, settings, Arc::new(TopLevel { shared })),
+            None => Ok(Arc::new(LoadBalancer { shared })),
+        }
     }
 }
 
@@ -289,20 +372,10 @@ struct LoadBalancer {
     shared: Arc<Shared>,
 }
 
-fn service_of(resource: Option<&Resource>) -> Vec<u8> {
-    resource
-        .and_then(|r| r.attributes.iter().find(|a| a.key == "service.name"))
-        .and_then(|a: &KeyValue| match a.value.as_ref()?.value.as_ref()? {
-            Value::StringValue(s) => Some(s.clone().into_bytes()),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
 /// Requests per backend index.
 type Parts = BTreeMap<usize, Vec<Request>>;
 
-fn split_traces(ring: &Ring, key: RoutingKey, req: &Request, parts: &mut Parts) {
+fn split_traces(ring: &Ring, key: RoutingKey, names: &[String], req: &Request, parts: &mut Parts) {
     let Some(index) = req.index.as_ref() else {
         // Every traces request is indexed at intake; one that is not goes
         // whole to the owner of its first bytes, rather than lost.
@@ -311,22 +384,50 @@ fn split_traces(ring: &Ring, key: RoutingKey, req: &Request, parts: &mut Parts) 
         }
         return;
     };
-    let services: Vec<Vec<u8>> = match key {
-        RoutingKey::Service => index
+    let resources: Vec<Option<Resource>> = match key {
+        RoutingKey::TraceId => Vec::new(),
+        _ => index
             .resources
             .iter()
-            .map(|r| service_of(decode_field::<Resource>(&req.bytes, r.resource).as_ref()))
+            .map(|r| decode_field::<Resource>(&req.bytes, r.resource))
             .collect(),
-        RoutingKey::TraceId => Vec::new(),
+    };
+    let services: Vec<Vec<u8>> = match key {
+        RoutingKey::Service => resources
+            .iter()
+            .map(|r| keys::service(r.as_ref()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let scopes: Vec<Option<InstrumentationScope>> = match key {
+        RoutingKey::Attributes => index
+            .scopes
+            .iter()
+            .map(|s| decode_field::<InstrumentationScope>(&req.bytes, s.scope))
+            .collect(),
+        _ => Vec::new(),
     };
     let mut positions: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
     for (i, s) in index.spans.iter().enumerate() {
         let owner = match key {
-            RoutingKey::TraceId => ring.owner(&s.trace_id),
             RoutingKey::Service => {
                 let r = index.scopes[s.scope as usize].resource as usize;
                 ring.owner(&services[r])
             }
+            RoutingKey::Attributes => {
+                let sc = s.scope as usize;
+                let r = index.scopes[sc].resource as usize;
+                let span = decode_field::<Span>(&req.bytes, s.range).unwrap_or_default();
+                ring.owner(&keys::attributes(
+                    names,
+                    &keys::Source {
+                        resource: resources[r].as_ref(),
+                        scope: scopes[sc].as_ref(),
+                        item: &span.attributes,
+                    },
+                ))
+            }
+            _ => ring.owner(&s.trace_id),
         };
         if let Some(o) = owner {
             positions.entry(o).or_default().push(i as u32);
@@ -340,50 +441,33 @@ fn split_traces(ring: &Ring, key: RoutingKey, req: &Request, parts: &mut Parts) 
 fn split_decoded(
     signal: Signal,
     ring: &Ring,
+    key: RoutingKey,
+    names: &[String],
     req: &Request,
     parts: &mut Parts,
 ) -> Result<(), String> {
-    let mut by_owner: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
-    let mut items: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut encoded: Vec<(usize, Vec<u8>, usize)> = Vec::new();
     match signal {
         Signal::Logs => {
             let d =
                 ExportLogsServiceRequest::decode(req.bytes.clone()).map_err(|e| e.to_string())?;
-            for rl in d.resource_logs {
-                let Some(o) = ring.owner(&service_of(rl.resource.as_ref())) else {
-                    continue;
-                };
-                let one = ExportLogsServiceRequest {
-                    resource_logs: vec![rl],
-                };
-                *items.entry(o).or_default() += log_count(&one);
-                one.encode(by_owner.entry(o).or_default())
-                    .map_err(|e| e.to_string())?;
+            for (o, part) in keys::split_logs(ring, key, names, d) {
+                encoded.push((o, part.encode_to_vec(), log_count(&part)));
             }
         }
         Signal::Metrics => {
             let d = ExportMetricsServiceRequest::decode(req.bytes.clone())
                 .map_err(|e| e.to_string())?;
-            for rm in d.resource_metrics {
-                let Some(o) = ring.owner(&service_of(rm.resource.as_ref())) else {
-                    continue;
-                };
-                let one = ExportMetricsServiceRequest {
-                    resource_metrics: vec![rm],
-                };
-                *items.entry(o).or_default() += point_count(&one);
-                one.encode(by_owner.entry(o).or_default())
-                    .map_err(|e| e.to_string())?;
+            for (o, part) in keys::split_metrics(ring, key, names, d) {
+                encoded.push((o, part.encode_to_vec(), point_count(&part)));
             }
         }
         Signal::Traces => unreachable!("traces are split from the index"),
     }
-    // Encoded requests concatenate: each owner's resources back to back are
-    // one valid request.
-    for (o, bytes) in by_owner {
+    for (o, bytes, items) in encoded {
         parts.entry(o).or_default().push(Request {
             bytes: bytes.into(),
-            items: items[&o],
+            items,
             index: None,
             client: req.client.clone(),
         });
@@ -394,7 +478,7 @@ fn split_decoded(
 #[async_trait]
 impl Consumer for LoadBalancer {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
-        self.shared.route(batch).await
+        self.shared.route(batch).await.map_err(|u| u.error)
     }
 }
 

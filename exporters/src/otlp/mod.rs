@@ -148,12 +148,12 @@ mod tests {
             "slow down",
             ErrorDetails::with_retry_info(Some(std::time::Duration::from_secs(3))),
         );
-        assert_eq!(
-            classify(&throttled),
-            ExportError::Throttled {
-                after: std::time::Duration::from_secs(3),
-                message: "ResourceExhausted: slow down".into()
+        match classify(&throttled) {
+            ExportError::Throttled { after, message } => {
+                assert_eq!(after, std::time::Duration::from_secs(3));
+                assert_eq!(message, "ResourceExhausted: slow down");
             }
-        );
+            other => panic!("expected Throttled, got {other:?}"),
+        }
     }
 }
