@@ -15,7 +15,7 @@ CONCURRENCY=${CONCURRENCY:-4}
 BATCH=${BATCH:-512}
 RATE=${RATE:-0}
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop grpc-tls-batch-nop grpc-mtls-batch-nop lb-self-network lb-self-local fleet-full-chain http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb grpc-batch-parquet)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop grpc-tls-batch-nop grpc-mtls-batch-nop lb-self-network lb-self-local fleet-full-chain fleet-no-affinity http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb grpc-batch-parquet)
 
 cargo build --release -q -p observatory -p benches
 BIN=${OBSERVATORY_BIN:-target/release/observatory}
@@ -111,7 +111,7 @@ fleet() {
 }
 
 for s in "${SCENARIOS[@]}"; do
-  if [ "$s" = fleet-full-chain ]; then fleet "$s"; continue; fi
+  if [[ "$s" == fleet-* ]]; then fleet "$s"; continue; fi
   cfg=benches/configs/$s.yaml
   [ -f "$cfg" ] || { echo "no such scenario: $s" >&2; exit 2; }
   down=""

@@ -75,6 +75,22 @@ pub fn reframe(
     spans: std::ops::Range<usize>,
     repl: &Replacements,
 ) -> (Vec<u8>, SpanIndex) {
+    let mut out = Vec::new();
+    let mut new = SpanIndex::default();
+    reframe_into(&mut out, &mut new, buf, index, spans, repl);
+    (out, new)
+}
+
+/// As [`reframe`], appending to `out` and `new`: requests concatenate, so
+/// several requests' spans re-framed one after another are one request.
+fn reframe_into(
+    out: &mut Vec<u8>,
+    new: &mut SpanIndex,
+    buf: &[u8],
+    index: &SpanIndex,
+    spans: std::ops::Range<usize>,
+    repl: &Replacements,
+) {
     let first = spans.start;
     let picked = &index.spans[spans];
     // Width of span `k` of `picked` as it will be written.
@@ -97,8 +113,8 @@ pub fn reframe(
         })
         .sum();
     let planned = (0..picked.len()).map(span_width).sum::<usize>() + resources + scopes + 16;
-    let mut out = Vec::with_capacity(planned);
-    let mut new = SpanIndex::default();
+    let start = out.len();
+    out.reserve(planned);
     new.spans.reserve(picked.len());
     let mut i = 0;
     while i < picked.len() {
@@ -136,24 +152,24 @@ pub fn reframe(
                 .iter()
                 .map(|g| len_header_size(2, g.3) + g.3)
                 .sum::<usize>();
-        put_len_header(&mut out, 1, rs_body);
+        put_len_header(out, 1, rs_body);
         let new_ri = new.resources.len() as u32;
         let resource_field = match replaced {
-            Some(bytes) => copy(&mut out, bytes, (0, bytes.len() as u32)),
-            None => copy(&mut out, buf, res.resource),
+            Some(bytes) => copy(out, bytes, (0, bytes.len() as u32)),
+            None => copy(out, buf, res.resource),
         };
         for (sc, from, to, body) in groups {
             let entry = &index.scopes[sc as usize];
-            put_len_header(&mut out, 2, body);
+            put_len_header(out, 2, body);
             let new_si = new.scopes.len() as u32;
             let scope_field = match repl.scope(sc as usize) {
-                Some(bytes) => copy(&mut out, bytes, (0, bytes.len() as u32)),
-                None => copy(&mut out, buf, entry.scope),
+                Some(bytes) => copy(out, bytes, (0, bytes.len() as u32)),
+                None => copy(out, buf, entry.scope),
             };
             for (k, span) in picked.iter().enumerate().take(to).skip(from) {
                 let (range, base) = match repl.span(first + k) {
-                    Some((bytes, e)) => (copy(&mut out, bytes, (0, bytes.len() as u32)), e),
-                    None => (copy(&mut out, buf, span.range), span),
+                    Some((bytes, e)) => (copy(out, bytes, (0, bytes.len() as u32)), e),
+                    None => (copy(out, buf, span.range), span),
                 };
                 new.spans.push(SpanEntry {
                     scope: new_si,
@@ -161,22 +177,25 @@ pub fn reframe(
                     ..base.clone()
                 });
             }
-            let schema_url = copy(&mut out, buf, entry.schema_url);
+            let schema_url = copy(out, buf, entry.schema_url);
             new.scopes.push(ScopeEntry {
                 resource: new_ri,
                 scope: scope_field,
                 schema_url,
             });
         }
-        let schema_url = copy(&mut out, buf, res.schema_url);
+        let schema_url = copy(out, buf, res.schema_url);
         new.resources.push(ResourceEntry {
             resource: resource_field,
             schema_url,
         });
         i = j;
     }
-    debug_assert!(out.len() <= planned, "{} > {planned}", out.len());
-    (out, new)
+    debug_assert!(
+        out.len() - start <= planned,
+        "{} > {planned}",
+        out.len() - start
+    );
 }
 
 /// The request with only the spans `keep` accepts (their bytes copied as
@@ -222,6 +241,42 @@ pub fn select_spans(req: &Request, positions: &[u32]) -> Request {
         reframe(&req.bytes, &subset, 0..n, &Replacements::default()),
         req,
     )
+}
+
+/// The spans at `positions` of each request (ascending indexes into its
+/// span index) as one request: one buffer and one index instead of one per
+/// request, so a router hands each owner a single request per batch. The
+/// requests must come from one client (the first one's is kept).
+pub fn select_spans_merged(parts: &[(&Request, &[u32])]) -> Request {
+    if let [(req, positions)] = parts {
+        return select_spans(req, positions);
+    }
+    let room: usize = parts
+        .iter()
+        .map(|(r, p)| r.bytes.len() * p.len() / r.items.max(1) + 64)
+        .sum();
+    let mut out = Vec::with_capacity(room);
+    let mut new = SpanIndex::default();
+    let mut subset = SpanIndex::default();
+    for (req, positions) in parts {
+        let index = req.index.as_ref().expect("traces requests carry an index");
+        subset.resources.clone_from(&index.resources);
+        subset.scopes.clone_from(&index.scopes);
+        subset.spans.clear();
+        subset
+            .spans
+            .extend(positions.iter().map(|&i| index.spans[i as usize].clone()));
+        let n = subset.spans.len();
+        reframe_into(
+            &mut out,
+            &mut new,
+            &req.bytes,
+            &subset,
+            0..n,
+            &Replacements::default(),
+        );
+    }
+    traces_request((out, new), parts[0].0)
 }
 
 /// A traces request from re-framed bytes and their index, sent by the
@@ -367,6 +422,34 @@ mod tests {
 
     fn gen() -> Generator {
         Generator::new(GeneratorOptions::default())
+    }
+
+    #[test]
+    fn spans_picked_from_several_requests_make_one_request_as_if_concatenated() {
+        let mut g = gen();
+        let reqs: Vec<Request> = [30, 17, 44]
+            .into_iter()
+            .map(|n| Request::parse(Signal::Traces, g.spans(n).encode_to_vec().into()).unwrap())
+            .collect();
+        let picks: Vec<Vec<u32>> = reqs
+            .iter()
+            .map(|r| (0..r.items as u32).filter(|i| i % 3 != 1).collect())
+            .collect();
+        let parts: Vec<(&Request, &[u32])> = reqs
+            .iter()
+            .zip(&picks)
+            .map(|(r, p)| (r, p.as_slice()))
+            .collect();
+        let merged = select_spans_merged(&parts);
+        let mut scanned = SpanIndex::default();
+        crate::scan::scan_traces(&merged.bytes, &mut scanned).unwrap();
+        assert_eq!(merged.index.as_deref(), Some(&scanned));
+        let one_by_one = Batch {
+            signal: Signal::Traces,
+            requests: parts.iter().map(|(r, p)| select_spans(r, p)).collect(),
+        };
+        assert_eq!(merged.items, one_by_one.items());
+        assert_eq!(merged.bytes, one_by_one.to_bytes());
     }
 
     #[test]

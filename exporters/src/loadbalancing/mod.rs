@@ -25,7 +25,7 @@ use pipeline::batch::{log_count, point_count};
 use pipeline::component::{parse_config, ConfigError, Context, SignalInputs};
 use pipeline::consumer::{BoxConsumer, ConsumeError, Consumer};
 use pipeline::rewrite::decode_field;
-use pipeline::split::select_spans;
+use pipeline::split::select_spans_merged;
 use pipeline::telemetry::Counter;
 use pipeline::{Batch, Request, Signal};
 use prost::Message;
@@ -243,10 +243,10 @@ impl Shared {
         };
         let names = &self.cfg.routing_attributes;
         let mut parts = Parts::new();
-        for req in &batch.requests {
-            match batch.signal {
-                Signal::Traces => split_traces(&members.ring, key, names, req, &mut parts),
-                s => {
+        match batch.signal {
+            Signal::Traces => split_traces(&members.ring, key, names, &batch.requests, &mut parts),
+            s => {
+                for req in &batch.requests {
                     if let Err(e) = split_decoded(s, &members.ring, key, names, req, &mut parts) {
                         return Err(whole(ConsumeError::Permanent(format!(
                             "loadbalancing: {e}"
@@ -375,14 +375,53 @@ struct LoadBalancer {
 /// Requests per backend index.
 type Parts = BTreeMap<usize, Vec<Request>>;
 
-fn split_traces(ring: &Ring, key: RoutingKey, names: &[String], req: &Request, parts: &mut Parts) {
+/// Traces by owner: each owner gets one request per batch (per client),
+/// its spans re-framed from every request into one buffer.
+fn split_traces(
+    ring: &Ring,
+    key: RoutingKey,
+    names: &[String],
+    reqs: &[Request],
+    parts: &mut Parts,
+) {
+    // Per owner: (request, positions of its spans that owner takes).
+    let mut picks: BTreeMap<usize, Vec<(usize, Vec<u32>)>> = BTreeMap::new();
+    for (ri, req) in reqs.iter().enumerate() {
+        for (o, p) in owners(ring, key, names, req, parts) {
+            picks.entry(o).or_default().push((ri, p));
+        }
+    }
+    for (o, list) in picks {
+        for run in list.chunk_by(|a, b| reqs[a.0].client == reqs[b.0].client) {
+            let group: Vec<(&Request, &[u32])> = run
+                .iter()
+                .map(|(ri, p)| (&reqs[*ri], p.as_slice()))
+                .collect();
+            parts
+                .entry(o)
+                .or_default()
+                .push(select_spans_merged(&group));
+        }
+    }
+}
+
+/// The owner of each span of `req`, as positions per owner. A request
+/// without an index goes whole into `parts`.
+fn owners(
+    ring: &Ring,
+    key: RoutingKey,
+    names: &[String],
+    req: &Request,
+    parts: &mut Parts,
+) -> BTreeMap<usize, Vec<u32>> {
+    let mut positions: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
     let Some(index) = req.index.as_ref() else {
         // Every traces request is indexed at intake; one that is not goes
         // whole to the owner of its first bytes, rather than lost.
         if let Some(o) = ring.owner(&req.bytes[..req.bytes.len().min(16)]) {
             parts.entry(o).or_default().push(req.clone());
         }
-        return;
+        return positions;
     };
     let resources: Vec<Option<Resource>> = match key {
         RoutingKey::TraceId => Vec::new(),
@@ -407,7 +446,6 @@ fn split_traces(ring: &Ring, key: RoutingKey, names: &[String], req: &Request, p
             .collect(),
         _ => Vec::new(),
     };
-    let mut positions: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
     for (i, s) in index.spans.iter().enumerate() {
         let owner = match key {
             RoutingKey::Service => {
@@ -433,9 +471,7 @@ fn split_traces(ring: &Ring, key: RoutingKey, names: &[String], req: &Request, p
             positions.entry(o).or_default().push(i as u32);
         }
     }
-    for (o, p) in positions {
-        parts.entry(o).or_default().push(select_spans(req, &p));
-    }
+    positions
 }
 
 fn split_decoded(

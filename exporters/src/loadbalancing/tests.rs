@@ -241,7 +241,13 @@ fn spans_by_attribute_go_to_the_owner_of_their_values() {
     let ring = ring3();
     let names = vec!["gen_ai.request.model".to_string()];
     let mut parts = Parts::new();
-    split_traces(&ring, RoutingKey::Attributes, &names, &req, &mut parts);
+    split_traces(
+        &ring,
+        RoutingKey::Attributes,
+        &names,
+        std::slice::from_ref(&req),
+        &mut parts,
+    );
     let mut total = 0;
     for (owner, reqs) in &parts {
         for r in reqs {
