@@ -15,7 +15,7 @@ CONCURRENCY=${CONCURRENCY:-4}
 BATCH=${BATCH:-512}
 RATE=${RATE:-0}
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop grpc-tls-batch-nop grpc-mtls-batch-nop lb-self-network lb-self-local fleet-full-chain fleet-no-affinity http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb grpc-batch-parquet)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop grpc-tls-batch-nop grpc-mtls-batch-nop lb-self-network lb-self-local fleet-full-chain fleet-no-affinity full-chain-spread http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb grpc-batch-parquet)
 
 cargo build --release -q -p observatory -p benches
 BIN=${OBSERVATORY_BIN:-target/release/observatory}
@@ -113,6 +113,8 @@ fleet() {
 for s in "${SCENARIOS[@]}"; do
   if [[ "$s" == fleet-* ]]; then fleet "$s"; continue; fi
   cfg=benches/configs/$s.yaml
+  # The fleet's load shape on one instance: the baseline of fleet-*.
+  [ "$s" = full-chain-spread ] && cfg=benches/configs/full-chain.yaml
   [ -f "$cfg" ] || { echo "no such scenario: $s" >&2; exit 2; }
   down=""
   if [[ "$s" == grpc-batch-otlp* ]]; then
@@ -145,10 +147,12 @@ for s in "${SCENARIOS[@]}"; do
   # The full chain holds 10 s of traffic; it is measured at the issue's
   # target rate unless RATE says otherwise.
   rate=$RATE
-  if [ "$s" = full-chain ] && [ "$RATE" = 0 ]; then rate=150000; fi
+  if [[ "$s" == full-chain* ]] && [ "$RATE" = 0 ]; then rate=150000; fi
   # The tail sampler must see new traces, as in real traffic, not the
   # loadgen pool's few thousand over and over.
   if [ "$s" = full-chain ]; then extra+=(--unique-traces); fi
+  # Each trace's spans in three requests a second apart, fresh trace ids.
+  if [ "$s" = full-chain-spread ]; then extra+=(--spread 3 --spread-delay 1s --retry); fi
   c0=$(cpu_ticks "$pid"); d0=0; [ -n "$down" ] && d0=$(cpu_ticks "$down")
   # Sample RSS while loadgen runs to show whether it grows with volume.
   ( while kill -0 "$pid" 2>/dev/null; do rss_kib "$pid"; sleep 1; done ) >"$TMP/rss" 2>/dev/null &

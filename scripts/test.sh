@@ -30,4 +30,6 @@ python3 -c "import moto.server" 2>/dev/null || python3 -m pip install -q 'moto[s
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
+# The fleet test drives the fleet with the real loadgen binary.
+cargo build -q -p benches --bin loadgen
 cargo test --workspace

@@ -457,3 +457,145 @@ async fn an_instance_stopped_mid_run_loses_nothing_it_or_its_peers_accepted() {
     );
     fleet.truncate(2);
 }
+
+/// `loadgen` from this workspace; `scripts/test.sh` builds it first
+/// (`cargo build -p benches --bin loadgen`), since a test cannot build
+/// another package's binary while `cargo test` holds the build lock.
+fn loadgen_bin() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("debug/loadgen");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p benches --bin loadgen` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loadgen_spread_traces_each_arrive_whole_at_one_instance() {
+    // Every trace is kept, so what arrives must be exactly what loadgen
+    // had accepted: each trace whole (5 spans) at one instance, no span
+    // twice. loadgen sends each trace in three requests 300 ms apart, each
+    // over HAProxy, which spreads requests over the instances.
+    let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let list = peers
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let config = INSTANCE.replace(
+        "{name: errors, type: status_code, status_code: {status_codes: [ERROR]}}",
+        "{name: all, type: always_sample}",
+    );
+    let fleet: Vec<Collector> = peers
+        .iter()
+        .map(|p| {
+            Collector::start_with(&config, &[("PEER", p.to_string()), ("PEERS", list.clone())])
+        })
+        .collect();
+    let addrs: Vec<(String, String)> = fleet
+        .iter()
+        .map(|c| {
+            (
+                format!("127.0.0.1:{}", c.grpc),
+                format!("127.0.0.1:{}", c.http),
+            )
+        })
+        .collect();
+    let lb_port = free_port();
+    let _lb = Stop(haproxy(lb_port, free_port(), &addrs));
+    let out = Command::new(loadgen_bin())
+        .args([
+            "--endpoint",
+            &format!("127.0.0.1:{lb_port}"),
+            "--rate",
+            "3000",
+            "--duration",
+            "3s",
+            "--batch-size",
+            "300",
+            "--concurrency",
+            "2",
+            "--pool",
+            "4",
+            "--spread",
+            "3",
+            "--spread-delay",
+            "300ms",
+            "--retry",
+        ])
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "loadgen: {summary}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |name: &str| -> usize {
+        summary
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}= in {summary}"))
+    };
+    let (accepted, refused) = (field("accepted"), field("refused"));
+    assert_eq!(refused, 0, "{summary}");
+    assert!(accepted >= 6000, "{summary}");
+
+    // Decisions come 2 s after a trace's first span.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut per_instance: Vec<Vec<(String, String)>> = Vec::new();
+    while std::time::Instant::now() < deadline {
+        per_instance = fleet
+            .iter()
+            .map(|c| span_ids_in(&c.path("kept.jsonl")))
+            .collect();
+        if per_instance.iter().map(Vec::len).sum::<usize>() >= accepted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    per_instance = fleet
+        .iter()
+        .map(|c| span_ids_in(&c.path("kept.jsonl")))
+        .collect();
+    let mut spans_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut instances_of: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+    let mut arrived = 0;
+    for (i, spans) in per_instance.iter().enumerate() {
+        for (t, s) in spans {
+            spans_of.entry(t.clone()).or_default().insert(s.clone());
+            instances_of.entry(t.clone()).or_default().insert(i);
+            arrived += 1;
+        }
+    }
+    let unique: usize = spans_of.values().map(BTreeSet::len).sum();
+    let whole = spans_of.values().filter(|s| s.len() == 5).count();
+    let split = instances_of.values().filter(|i| i.len() > 1).count();
+    println!(
+        "fleet loadgen: {accepted} spans accepted, {} traces, {whole} whole, {split} split over instances, {} lost, {} duplicated",
+        spans_of.len(),
+        accepted.saturating_sub(unique),
+        arrived - unique
+    );
+    assert_eq!(unique, accepted, "spans lost or foreign spans arrived");
+    assert_eq!(arrived, unique, "a span arrived twice");
+    assert_eq!(whole, spans_of.len(), "a trace arrived in pieces");
+    assert_eq!(split, 0, "a trace was sampled on two instances");
+    for c in &fleet {
+        assert!(
+            c.metric(
+                "observatory_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"}"
+            )
+            .unwrap_or(0.0)
+                > 0.0,
+            "the balancer left an instance out"
+        );
+    }
+}

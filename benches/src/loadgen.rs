@@ -334,6 +334,21 @@ async fn main() {
         )
     });
 
+    // With --spread, the groups (traces) started within --duration (or
+    // --total) are sent whole: the run ends once the last part of the last
+    // started group went out, so every trace that was begun is complete.
+    let groups = match interval {
+        Some(iv) if args.spread > 1 => {
+            let n = args.spread as f64;
+            Some(if args.total > 0 {
+                (args.total as f64 / args.batch_size as f64).ceil() as u64
+            } else {
+                (args.duration.as_secs_f64() / (iv.as_secs_f64() * n)).ceil() as u64
+            })
+        }
+        _ => None,
+    };
+
     let mut workers = Vec::new();
     for w in 0..args.concurrency.max(1) {
         let client = match args.protocol {
@@ -402,9 +417,9 @@ async fn main() {
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut i = w;
-            while !stop.load(Ordering::Relaxed) {
+            while groups.is_some() || !stop.load(Ordering::Relaxed) {
                 let k = slot.fetch_add(1, Ordering::Relaxed);
-                if args.total > 0 && k * args.batch_size as u64 >= args.total {
+                if groups.is_none() && args.total > 0 && k * args.batch_size as u64 >= args.total {
                     break;
                 }
                 if let Some(iv) = interval {
@@ -417,9 +432,16 @@ async fn main() {
                     // so pacing counts parts as requests of batch_size/spread).
                     let n = args.spread as u64;
                     let (group_slot, p) = (k / n, k % n);
+                    let last = groups.unwrap_or(u64::MAX);
+                    if group_slot >= last.saturating_add((n - 1) * lag) {
+                        break;
+                    }
                     let Some(g) = group_slot.checked_sub(p * lag) else {
                         continue;
                     };
+                    if g >= last {
+                        continue;
+                    }
                     let (b, items, o) = &parts[g as usize % parts.len()][p as usize];
                     fresh_body = with_fresh_trace_ids(b, o, g);
                     (&fresh_body, items)
@@ -487,7 +509,7 @@ async fn main() {
             }
         })
     };
-    let deadline = if args.total > 0 {
+    let deadline = if args.total > 0 || groups.is_some() {
         None
     } else {
         Some(start + args.duration)
