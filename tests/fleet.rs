@@ -549,19 +549,18 @@ async fn loadgen_spread_traces_each_arrive_whole_at_one_instance() {
 
     // Decisions come 2 s after a trace's first span.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut per_instance: Vec<Vec<(String, String)>> = Vec::new();
-    while std::time::Instant::now() < deadline {
-        per_instance = fleet
+    let count = || -> usize {
+        fleet
             .iter()
-            .map(|c| span_ids_in(&c.path("kept.jsonl")))
-            .collect();
-        if per_instance.iter().map(Vec::len).sum::<usize>() >= accepted {
-            break;
-        }
+            .map(|c| span_ids_in(&c.path("kept.jsonl")).len())
+            .sum()
+    };
+    while std::time::Instant::now() < deadline && count() < accepted {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Anything more (a duplicate) would arrive right after.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    per_instance = fleet
+    let per_instance: Vec<Vec<(String, String)>> = fleet
         .iter()
         .map(|c| span_ids_in(&c.path("kept.jsonl")))
         .collect();
