@@ -149,3 +149,119 @@ fn compose_names_each_instance_as_the_ring_sees_it() {
         );
     }
 }
+
+/// The container ports a Deployment's first container declares.
+fn container_ports(deployment: &Value) -> BTreeSet<u64> {
+    deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| p["containerPort"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn kubernetes_manifests_match_the_two_tier_configs() {
+    let gw: Value = serde_yaml::from_str(&repo("deploy/fleet/two-tier-gateway.yaml")).unwrap();
+    let sm: Value = serde_yaml::from_str(&repo("deploy/fleet/two-tier-sampler.yaml")).unwrap();
+    let gw_grpc = port_of(get(&gw, "receivers.otlp.protocols.grpc.endpoint"));
+    let gw_http = port_of(get(&gw, "receivers.otlp.protocols.http.endpoint"));
+    let sm_grpc = port_of(get(&sm, "receivers.otlp.protocols.grpc.endpoint"));
+    let lb = get(&gw, "exporters.loadbalancing");
+    assert_eq!(
+        lb["resolver"]["dns"]["port"].as_u64(),
+        Some(sm_grpc),
+        "the gateways' ring port is the samplers' receiver"
+    );
+    assert!(
+        lb["local"].is_null(),
+        "a gateway is not on the samplers' ring"
+    );
+
+    let all = docs(&repo("deploy/fleet/k8s/two-tier.yaml"));
+    let of = |kind: &str, name: &str| {
+        all.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+    };
+    for name in ["observatory-gateway", "observatory-sampler"] {
+        let d = of("Deployment", name);
+        let app = &d["spec"]["template"]["metadata"]["labels"]["app"];
+        assert_eq!(app.as_str(), Some(name));
+        let pdb = of("PodDisruptionBudget", name);
+        assert_eq!(&pdb["spec"]["selector"]["matchLabels"]["app"], app);
+        let hpa = of("HorizontalPodAutoscaler", name);
+        assert_eq!(hpa["spec"]["scaleTargetRef"]["name"].as_str(), Some(name));
+        assert_eq!(
+            hpa["spec"]["metrics"][0]["resource"]["name"].as_str(),
+            Some("cpu")
+        );
+        let c = &d["spec"]["template"]["spec"]["containers"][0];
+        let cfg = if name.ends_with("gateway") { &gw } else { &sm };
+        let health = port_of(get(cfg, "extensions.health_check.endpoint"));
+        assert_eq!(
+            c["readinessProbe"]["httpGet"]["port"].as_u64(),
+            Some(health)
+        );
+        let file = if name.ends_with("gateway") {
+            "two-tier-gateway.yaml"
+        } else {
+            "two-tier-sampler.yaml"
+        };
+        let mount = c["volumeMounts"][0]["mountPath"].as_str().unwrap();
+        assert_eq!(c["args"][1].as_str().unwrap(), format!("{mount}/{file}"));
+    }
+    let gw_ports = container_ports(of("Deployment", "observatory-gateway"));
+    assert!(gw_ports.contains(&gw_grpc) && gw_ports.contains(&gw_http));
+    assert!(container_ports(of("Deployment", "observatory-sampler")).contains(&sm_grpc));
+    let front = of("Service", "observatory-gateway");
+    assert_eq!(
+        front["spec"]["selector"]["app"].as_str(),
+        Some("observatory-gateway")
+    );
+    let headless = of("Service", "observatory-samplers");
+    assert_eq!(headless["spec"]["clusterIP"].as_str(), Some("None"));
+    assert_eq!(
+        headless["spec"]["selector"]["app"].as_str(),
+        Some("observatory-sampler")
+    );
+    assert_eq!(headless["spec"]["ports"][0]["port"].as_u64(), Some(sm_grpc));
+    let env = &of("Deployment", "observatory-gateway")["spec"]["template"]["spec"]["containers"][0]
+        ["env"][0];
+    assert_eq!(env["name"].as_str(), Some("OBSERVATORY_SAMPLERS_DNS"));
+    assert_eq!(env["value"].as_str(), Some("observatory-samplers"));
+    assert!(lb["resolver"]["dns"]["hostname"]
+        .as_str()
+        .unwrap()
+        .contains("OBSERVATORY_SAMPLERS_DNS"));
+}
+
+#[test]
+fn two_tier_compose_puts_gateways_behind_haproxy_and_samplers_under_one_name() {
+    let c: Value = serde_yaml::from_str(&repo("deploy/fleet/compose-two-tier.yaml")).unwrap();
+    for i in 1..=3 {
+        let g = &c["services"][format!("gateway-{i}").as_str()];
+        let dns = g["environment"]["OBSERVATORY_SAMPLERS_DNS"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            c["services"]["haproxy"]["environment"][format!("OBS_{i}").as_str()].as_str(),
+            Some(format!("gateway-{i}:4317").as_str())
+        );
+        let s = &c["services"][format!("sampler-{i}").as_str()];
+        assert!(s["networks"]["fleet"]["aliases"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|a| a == dns));
+        for (svc, file) in [(g, "two-tier-gateway.yaml"), (s, "two-tier-sampler.yaml")] {
+            let vol = svc["volumes"][0].as_str().unwrap();
+            assert!(vol.starts_with(&format!("./{file}:")), "{vol}");
+            assert!(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../deploy/fleet")
+                .join(file)
+                .exists());
+            assert!(svc["command"][1].as_str().unwrap().ends_with(file));
+        }
+    }
+}
