@@ -58,7 +58,7 @@ pub struct StringAttribute {
     pub values: Vec<String>,
     /// Treat `values` as regexes.
     pub enabled_regex_matching: bool,
-    /// Accepted for otelcol compatibility; regexes are compiled once.
+    /// With regexes: how many values' match results are cached (0 = none).
     pub cache_max_size: usize,
     /// Sample traces with no matching span instead.
     pub invert_match: bool,
@@ -208,7 +208,8 @@ pub struct TailSamplingConfig {
     pub decision_wait: Duration,
     /// Traces held at once; past it the oldest is decided early.
     pub num_traces: usize,
-    /// Sizing hint, as in otelcol.
+    /// Sizing hint, as in otelcol: the held-trace map starts with room for
+    /// this many × `decision_wait` (at most `num_traces`).
     pub expected_new_traces_per_sec: usize,
     /// Decisions remembered for late spans.
     pub decision_cache: DecisionCache,
@@ -228,6 +229,16 @@ impl Default for TailSamplingConfig {
             maximum_trace_size_bytes: 0,
             policies: Vec::new(),
         }
+    }
+}
+
+impl TailSamplingConfig {
+    /// Traces the held map has room for from the start: what
+    /// `expected_new_traces_per_sec` brings in during `decision_wait`, at
+    /// most `num_traces` (growing a map of a million entries rehashes it).
+    pub fn initial_capacity(&self) -> usize {
+        (self.expected_new_traces_per_sec as f64 * self.decision_wait.as_secs_f64())
+            .min(self.num_traces as f64) as usize
     }
 }
 

@@ -533,7 +533,7 @@ impl ProcessorBuilder for TailSamplingConfig {
             cfg: self.clone(),
             policies,
             tests,
-            traces: FastMap::default(),
+            traces: FastMap::with_capacity_and_hasher(self.initial_capacity(), Default::default()),
             arrivals: VecDeque::new(),
             sampled: Remembered::new(self.decision_cache.sampled_cache_size),
             not_sampled: Remembered::new(self.decision_cache.non_sampled_cache_size),

@@ -1,11 +1,14 @@
 //! Tail sampling policies, evaluated on a held trace's span index entries
 //! and, for attribute policies, on the span bytes read in place.
 
+use std::sync::{Arc, Mutex};
+
 use memchr::memmem::Finder;
 use regex::Regex;
 
 use super::config::PolicyConfig;
 use crate::component::ConfigError;
+use crate::fasthash::FastMap;
 use crate::inplace::{
     for_each_raw_attribute, for_each_resource_attribute, span_scalars, AttrValue,
 };
@@ -25,11 +28,73 @@ impl AttrKey {
     }
 }
 
+/// The regexes of a `string_attribute` policy and, with `cache_max_size`,
+/// a cache of match results by value (models and routes repeat, regexes
+/// cost). otelcol keeps an LRU of that size; this one is emptied when full,
+/// so it is bounded the same way. Shared by the policy's clones; a busy
+/// lock is skipped rather than waited on.
+#[derive(Debug, Clone, Default)]
+pub struct Patterns {
+    regexes: Vec<Regex>,
+    cache: Option<Arc<Mutex<MatchCache>>>,
+}
+
+#[derive(Debug)]
+struct MatchCache {
+    cap: usize,
+    seen: FastMap<String, bool>,
+}
+
+impl Patterns {
+    fn new(regexes: Vec<Regex>, cache_max_size: usize) -> Patterns {
+        let cache = (cache_max_size > 0 && !regexes.is_empty()).then(|| {
+            Arc::new(Mutex::new(MatchCache {
+                cap: cache_max_size,
+                seen: FastMap::default(),
+            }))
+        });
+        Patterns { regexes, cache }
+    }
+
+    fn is_match(&self, s: &str) -> bool {
+        if self.regexes.is_empty() {
+            return false;
+        }
+        let Some(cache) = &self.cache else {
+            return self.regexes.iter().any(|r| r.is_match(s));
+        };
+        if let Some(&hit) = cache
+            .try_lock()
+            .ok()
+            .and_then(|c| c.seen.get(s).copied())
+            .as_ref()
+        {
+            return hit;
+        }
+        let m = self.regexes.iter().any(|r| r.is_match(s));
+        if let Ok(mut c) = cache.try_lock() {
+            if c.seen.len() >= c.cap {
+                c.seen.clear();
+            }
+            c.seen.insert(s.to_owned(), m);
+        }
+        m
+    }
+
+    /// Values whose result is cached now.
+    #[cfg(test)]
+    fn cached(&self) -> usize {
+        self.cache
+            .as_ref()
+            .map_or(0, |c| c.lock().unwrap().seen.len())
+    }
+}
+
 /// What an attribute policy asks of one value.
 #[derive(Debug, Clone)]
 enum AttrTest {
     Numeric(f64, f64),
-    Str(Vec<Regex>, Vec<String>),
+    Str(Patterns, Vec<String>),
     Bool(bool),
 }
 
@@ -38,9 +103,7 @@ impl AttrTest {
         match self {
             AttrTest::Numeric(min, max) => v.number().is_some_and(|n| n >= *min && n <= *max),
             AttrTest::Str(regexes, exact) => match v {
-                AttrValue::Str(s) => {
-                    exact.iter().any(|e| e == s) || regexes.iter().any(|r| r.is_match(s))
-                }
+                AttrValue::Str(s) => exact.iter().any(|e| e == s) || regexes.is_match(s),
                 _ => false,
             },
             AttrTest::Bool(want) => v == AttrValue::Bool(*want),
@@ -331,7 +394,7 @@ pub enum Policy {
     /// Any span whose numeric attribute is in range.
     Numeric(AttrKey, f64, f64, bool),
     /// Any span whose string attribute matches.
-    Str(AttrKey, Vec<Regex>, Vec<String>, bool),
+    Str(AttrKey, Patterns, Vec<String>, bool),
     /// Any span whose boolean attribute has the value.
     Bool(AttrKey, bool, bool),
     /// Trace-id hash under a threshold (otelcol's FNV-1a 64 with salt).
@@ -451,7 +514,12 @@ impl Policy {
                 } else {
                     s.values
                 };
-                Policy::Str(AttrKey::new(s.key), regexes, exact, s.invert_match)
+                Policy::Str(
+                    AttrKey::new(s.key),
+                    Patterns::new(regexes, s.cache_max_size),
+                    exact,
+                    s.invert_match,
+                )
             }
             "boolean_attribute" => {
                 let b = need(&p.boolean_attribute, at, kind)?;
@@ -549,9 +617,7 @@ impl Policy {
             ),
             Policy::Str(key, regexes, exact, invert) => inverted(
                 t.any_attribute(key, |v| match v {
-                    AttrValue::Str(s) => {
-                        exact.iter().any(|e| e == s) || regexes.iter().any(|r| r.is_match(s))
-                    }
+                    AttrValue::Str(s) => exact.iter().any(|e| e == s) || regexes.is_match(s),
                     _ => false,
                 }),
                 *invert,
@@ -688,4 +754,30 @@ fn subs(list: &[PolicyConfig], at: &str) -> Result<Vec<Policy>, ConfigError> {
         .enumerate()
         .map(|(i, p)| Policy::new(p, &format!("{at}.{i}")))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_match_cache_answers_as_the_regexes_do_and_stays_within_its_size() {
+        let p = Patterns::new(vec![Regex::new("^claude-.*").unwrap()], 3);
+        for _ in 0..2 {
+            assert!(p.is_match("claude-3-5-sonnet"));
+            assert!(!p.is_match("gpt-4o"));
+        }
+        assert_eq!(p.cached(), 2);
+        for m in ["a", "b", "c", "d"] {
+            assert!(!p.is_match(m));
+            assert!(p.cached() <= 3);
+        }
+        // Emptied when full, then filled again; answers never change.
+        assert!(p.is_match("claude-3-haiku"));
+        assert!(p.cached() <= 3);
+        // Without cache_max_size nothing is kept.
+        let none = Patterns::new(vec![Regex::new("x").unwrap()], 0);
+        assert!(none.is_match("xyz"));
+        assert_eq!(none.cached(), 0);
+    }
 }

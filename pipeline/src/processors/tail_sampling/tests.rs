@@ -342,6 +342,22 @@ async fn a_stuck_next_stage_turns_into_refusals_and_loses_nothing() {
 }
 
 #[test]
+fn expected_new_traces_per_sec_sizes_the_held_map_up_to_num_traces() {
+    let with = |extra: &str| {
+        cfg(&format!(
+            "decision_wait: 10s\n{extra}policies: [{{name: all, type: always_sample}}]"
+        ))
+        .initial_capacity()
+    };
+    assert_eq!(with(""), 0);
+    assert_eq!(with("expected_new_traces_per_sec: 3000\n"), 30_000);
+    assert_eq!(
+        with("num_traces: 1000\nexpected_new_traces_per_sec: 3000\n"),
+        1000
+    );
+}
+
+#[test]
 fn policy_configs_are_checked_by_name() {
     let err = |yaml: &str| {
         parse_config::<TailSamplingConfig>(serde_yaml::from_str(yaml).unwrap()).unwrap_err()
