@@ -8,6 +8,7 @@
 mod config;
 mod schema;
 mod traces;
+mod upload;
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -15,13 +16,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutPayload};
+use object_store::ObjectStore;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::ZstdLevel;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use pipeline::component::{parse_config, ConfigError, Context};
-use pipeline::telemetry::Counter;
 use pipeline::{Batch, BoxConsumer, Signal};
 use rand::Rng;
 use tokio::sync::Mutex;
@@ -33,10 +33,15 @@ pub use traces::spans;
 
 use crate::engine::{self, ExportError, Exporter, Sent};
 use crate::{ExporterBuilder, ExporterFactory};
+use upload::{Finished, Uploads};
 
 /// Finished files kept for another upload try when the store refuses
 /// them; beyond this, new data is refused (retryable) until they land.
 const MAX_PENDING: usize = 4;
+
+/// How long shutdown keeps retrying refused files (on their backoff)
+/// before it gives them up: inside a pod's usual 30 s grace period.
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(20);
 
 /// The registry entry.
 pub fn factory() -> ExporterFactory {
@@ -125,24 +130,15 @@ struct OpenFile {
     path: Path,
 }
 
-struct Finished {
-    path: Path,
-    /// Shared, so keeping it for a retry costs no copy.
-    bytes: bytes::Bytes,
-    rows: usize,
-}
-
 struct Archive {
     id: String,
-    store: Arc<dyn ObjectStore>,
+    uploads: Uploads,
     prefix: Path,
     props: WriterProperties,
     max_bytes: usize,
     max_age: Duration,
     /// The open file of traces and of logs.
     open: [Mutex<Option<OpenFile>>; 2],
-    pending: Mutex<Vec<Finished>>,
-    files: Counter,
 }
 
 fn slot(s: Signal) -> usize {
@@ -167,33 +163,6 @@ impl Archive {
             .collect()
     }
 
-    /// Writes a finished file; keeps it for later if the store refuses.
-    async fn put(&self, f: Finished) {
-        match self
-            .store
-            .put(&f.path, PutPayload::from(f.bytes.clone()))
-            .await
-        {
-            Ok(_) => {
-                self.files.add(1);
-                tracing::debug!(exporter = %self.id, path = %f.path, rows = f.rows, "parquet file written");
-            }
-            Err(e) => {
-                tracing::warn!(exporter = %self.id, path = %f.path, rows = f.rows, error = %e, "parquet file not written; will try again");
-                self.pending.lock().await.push(f);
-            }
-        }
-    }
-
-    /// Tries the files the store refused before; true when none are left.
-    async fn retry_pending(&self) -> bool {
-        let waiting: Vec<Finished> = std::mem::take(&mut *self.pending.lock().await);
-        for f in waiting {
-            self.put(f).await;
-        }
-        self.pending.lock().await.is_empty()
-    }
-
     /// Closes the open file of `signal` if it is due (or `force`).
     async fn roll(&self, signal: Signal, force: bool) -> Result<(), ExportError> {
         let done = {
@@ -211,13 +180,9 @@ impl Archive {
                 .writer
                 .into_inner()
                 .map_err(|e| ExportError::Permanent(format!("finishing a parquet file: {e}")))?;
-            Finished {
-                path: f.path,
-                bytes: bytes.into(),
-                rows: f.rows,
-            }
+            Finished::new(f.path, bytes.into(), f.rows)
         };
-        self.put(done).await;
+        self.uploads.put(done).await;
         Ok(())
     }
 
@@ -249,7 +214,7 @@ impl Archive {
 #[async_trait]
 impl Exporter for Archive {
     async fn export(&self, batch: &Batch) -> Result<Sent, ExportError> {
-        if !self.retry_pending().await && self.pending.lock().await.len() >= MAX_PENDING {
+        if !self.uploads.retry_due().await && self.uploads.waiting().await >= MAX_PENDING {
             return Err(ExportError::Retryable(format!(
                 "the object store refuses writes; {MAX_PENDING} finished files are waiting"
             )));
@@ -280,14 +245,7 @@ impl Exporter for Archive {
                 tracing::error!(exporter = %self.id, error = %e, "closing the open parquet file failed; its rows are lost");
             }
         }
-        for _ in 0..3 {
-            if self.retry_pending().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        let lost: usize = self.pending.lock().await.iter().map(|f| f.rows).sum();
-        tracing::error!(exporter = %self.id, rows = lost, "the object store refused the last parquet files at shutdown; their rows are lost");
+        self.uploads.drain(SHUTDOWN_BUDGET).await;
     }
 }
 
@@ -300,7 +258,7 @@ async fn age_out(archive: Weak<Archive>, every: Duration) {
         for s in [Signal::Traces, Signal::Logs] {
             let _ = a.roll(s, false).await;
         }
-        a.retry_pending().await;
+        a.uploads.retry_due().await;
     }
 }
 
@@ -356,18 +314,28 @@ impl ExporterBuilder for ParquetConfig {
         };
         let archive = Arc::new(Archive {
             id: ctx.id.clone(),
-            store,
+            uploads: Uploads {
+                id: ctx.id.clone(),
+                store,
+                timeout: self.timeout,
+                retry: self.retry_on_failure.clone(),
+                pending: Mutex::new(Vec::new()),
+                files: ctx.metrics.counter(
+                    "observatory_exporter_parquet_files_total",
+                    "Parquet files written to the archive.",
+                    &[("exporter", &ctx.id)],
+                ),
+                dropped: ctx.metrics.counter(
+                    "observatory_exporter_parquet_rows_dropped_total",
+                    "Rows in files the store kept refusing until retry_on_failure gave up (or shutdown ended).",
+                    &[("exporter", &ctx.id)],
+                ),
+            },
             prefix,
             props: writer_properties(codec),
             max_bytes: (self.max_file_size_mib << 20) as usize,
             max_age: self.max_file_age,
             open: [Mutex::new(None), Mutex::new(None)],
-            pending: Mutex::new(Vec::new()),
-            files: ctx.metrics.counter(
-                "observatory_exporter_parquet_files_total",
-                "Parquet files written to the archive.",
-                &[("exporter", &ctx.id)],
-            ),
         });
         let every =
             (self.max_file_age / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
