@@ -47,15 +47,19 @@ pub fn factory() -> ExporterFactory {
 
 impl ExporterBuilder for DebugConfig {
     fn build(&self, ctx: &Context) -> Result<BoxConsumer, ConfigError> {
-        Ok(Arc::new(Debug {
+        Ok(Arc::new(Debug(Arc::new(Printer {
             id: ctx.id.clone(),
             verbosity: self.verbosity,
             metrics: ExporterMetrics::new(&ctx.metrics, &ctx.id),
-        }))
+        }))))
     }
 }
 
-struct Debug {
+/// Above `basic` every batch is decoded, so printing runs on tokio's
+/// blocking pool, off the async workers that receivers run on.
+struct Debug(Arc<Printer>);
+
+struct Printer {
     id: String,
     verbosity: Verbosity,
     metrics: ExporterMetrics,
@@ -110,17 +114,29 @@ fn lines(batch: &Batch) -> Vec<String> {
 #[async_trait]
 impl Consumer for Debug {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        if self.0.verbosity == Verbosity::Basic {
+            return self.0.print(&batch);
+        }
+        let p = self.0.clone();
+        tokio::task::spawn_blocking(move || p.print(&batch))
+            .await
+            .unwrap_or_else(|e| Err(ConsumeError::Retryable(format!("debug exporter: {e}"))))
+    }
+}
+
+impl Printer {
+    fn print(&self, batch: &Batch) -> Result<(), ConsumeError> {
         let items = batch.items();
         tracing::info!(exporter = %self.id, signal = %batch.signal, items, "{}", batch.signal.item_name());
         match self.verbosity {
             Verbosity::Basic => {}
             Verbosity::Normal => {
-                for line in lines(&batch) {
+                for line in lines(batch) {
                     tracing::info!(exporter = %self.id, "{line}");
                 }
             }
             Verbosity::Detailed => {
-                let (json, _) = json_body(&batch).map_err(ConsumeError::Permanent)?;
+                let (json, _) = json_body(batch).map_err(ConsumeError::Permanent)?;
                 tracing::info!(exporter = %self.id, "{}", String::from_utf8_lossy(&json));
             }
         }

@@ -73,16 +73,20 @@ impl ExporterBuilder for FileConfig {
             .truncate(!self.append)
             .open(&self.path)
             .map_err(fail)?;
-        Ok(Arc::new(FileExporter {
+        Ok(Arc::new(FileExporter(Arc::new(Writer {
             id: ctx.id.clone(),
             file: Mutex::new(file),
             format: self.format,
             metrics: ExporterMetrics::new(&ctx.metrics, &ctx.id),
-        }))
+        }))))
     }
 }
 
-struct FileExporter {
+/// Decoding to JSON and writing block, so both run on tokio's blocking
+/// pool: the async workers (receivers, processors) never wait on them.
+struct FileExporter(Arc<Writer>);
+
+struct Writer {
     id: String,
     file: Mutex<File>,
     format: Format,
@@ -92,10 +96,19 @@ struct FileExporter {
 #[async_trait]
 impl Consumer for FileExporter {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        let w = self.0.clone();
+        tokio::task::spawn_blocking(move || w.write(&batch))
+            .await
+            .unwrap_or_else(|e| Err(ConsumeError::Retryable(format!("file writer: {e}"))))
+    }
+}
+
+impl Writer {
+    fn write(&self, batch: &Batch) -> Result<(), ConsumeError> {
         let mut skipped = 0;
         let record = match self.format {
             Format::Json => {
-                let (mut line, s) = json_body(&batch).map_err(ConsumeError::Permanent)?;
+                let (mut line, s) = json_body(batch).map_err(ConsumeError::Permanent)?;
                 if s.rejected > 0 {
                     tracing::warn!(exporter = %self.id, items = s.rejected, "{}", s.message);
                     self.metrics.failed(batch.signal, s.rejected);
