@@ -4,6 +4,9 @@
 //! retry unless told to, so refusals stay visible.
 
 use std::collections::BTreeMap;
+
+#[path = "loadgen/progress.rs"]
+mod progress;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -96,6 +99,9 @@ struct Args {
     /// Client key for mTLS (PEM).
     #[arg(long)]
     key_file: Option<String>,
+    /// Progress and summary as JSON lines on stdout (for scripts).
+    #[arg(long)]
+    json: bool,
 }
 
 impl Args {
@@ -154,6 +160,8 @@ struct Stats {
     requests: AtomicU64,
     refused_by: Mutex<BTreeMap<String, u64>>,
     latencies_us: Mutex<Vec<u64>>,
+    /// The latencies since the last progress tick.
+    recent_us: Mutex<Vec<u64>>,
 }
 
 enum Client {
@@ -241,14 +249,6 @@ fn encode_pool(args: &Args, signal: Signal) -> Vec<(Bytes, u64)> {
             (Bytes::from(body), n as u64)
         })
         .collect()
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i] as f64 / 1000.0
 }
 
 #[tokio::main]
@@ -471,7 +471,9 @@ async fn main() {
                         other => break other,
                     }
                 };
-                lat.push(t.elapsed().as_micros() as u64);
+                let us = t.elapsed().as_micros() as u64;
+                lat.push(us);
+                stats.recent_us.lock().unwrap().push(us);
                 stats.requests.fetch_add(1, Ordering::Relaxed);
                 match result {
                     Ok(()) => {
@@ -487,6 +489,8 @@ async fn main() {
         }));
     }
 
+    let style = progress::Style::pick(args.json);
+    let total_secs = (args.total == 0).then(|| args.duration.as_secs_f64());
     let progress = {
         let (stats, stop) = (stats.clone(), stop.clone());
         tokio::spawn(async move {
@@ -498,12 +502,20 @@ async fn main() {
             while !stop.load(Ordering::Relaxed) {
                 tick.tick().await;
                 let acc = stats.accepted_items.load(Ordering::Relaxed);
-                eprintln!(
-                    "[{:>4.0}s] accepted {:>10} ({:>8}/s)  refused {:>8}",
-                    start.elapsed().as_secs_f64(),
-                    acc,
-                    acc - last,
-                    stats.refused_items.load(Ordering::Relaxed)
+                let mut recent = std::mem::take(&mut *stats.recent_us.lock().unwrap());
+                recent.sort_unstable();
+                let refused_by = stats.refused_by.lock().unwrap().clone();
+                progress::report(
+                    style,
+                    &progress::Tick {
+                        elapsed: start.elapsed().as_secs_f64(),
+                        total: total_secs,
+                        accepted: acc,
+                        per_sec: acc - last,
+                        refused: stats.refused_items.load(Ordering::Relaxed),
+                        refused_by: &refused_by,
+                        recent_us: &recent,
+                    },
                 );
                 last = acc;
             }
@@ -523,30 +535,46 @@ async fn main() {
     }
     stop.store(true, Ordering::Relaxed);
     progress.abort();
+    progress::finish(style);
     let elapsed = start.elapsed().as_secs_f64();
 
     let mut lat = stats.latencies_us.lock().unwrap().clone();
     lat.sort_unstable();
     let acc = stats.accepted_items.load(Ordering::Relaxed);
-    let refused: Vec<String> = stats
-        .refused_by
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    println!(
-        "summary: signal={} sent={} accepted={} refused={} refused_by=[{}] requests={} seconds={:.1} accepted_per_sec={:.0} p50_ms={:.2} p99_ms={:.2}",
-        signal.item_name(),
+    let refused_by = stats.refused_by.lock().unwrap().clone();
+    let (sent, refused, requests) = (
         stats.sent_items.load(Ordering::Relaxed),
-        acc,
         stats.refused_items.load(Ordering::Relaxed),
-        refused.join(","),
         stats.requests.load(Ordering::Relaxed),
-        elapsed,
+    );
+    let (p50, p99) = (
+        progress::percentile(&lat, 0.5),
+        progress::percentile(&lat, 0.99),
+    );
+    if args.json {
+        let summary = serde_json::json!({
+            "type": "summary",
+            "signal": signal.item_name(),
+            "sent": sent,
+            "accepted": acc,
+            "refused": refused,
+            "refused_by": refused_by,
+            "requests": requests,
+            "seconds": (elapsed * 10.0).round() / 10.0,
+            "accepted_per_sec": (acc as f64 / elapsed).round(),
+            "p50_ms": p50,
+            "p99_ms": p99,
+        });
+        println!("{summary}");
+        return;
+    }
+    // benches/e2e.sh and tests/fleet.rs read this line: keep its format.
+    let refused_list: Vec<String> = refused_by.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!(
+        "summary: signal={} sent={sent} accepted={acc} refused={refused} refused_by=[{}] requests={requests} seconds={elapsed:.1} accepted_per_sec={:.0} p50_ms={p50:.2} p99_ms={p99:.2}",
+        signal.item_name(),
+        refused_list.join(","),
         acc as f64 / elapsed,
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99),
     );
 }
 
