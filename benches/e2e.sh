@@ -15,7 +15,7 @@ CONCURRENCY=${CONCURRENCY:-4}
 BATCH=${BATCH:-512}
 RATE=${RATE:-0}
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop grpc-tls-batch-nop grpc-mtls-batch-nop lb-self-network lb-self-local fleet-full-chain fleet-no-affinity full-chain-spread http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb grpc-batch-parquet)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop grpc-tls-batch-nop grpc-mtls-batch-nop lb-self-network lb-self-local fleet-full-chain fleet-no-affinity full-chain-spread llm-gateway-example http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb grpc-batch-parquet)
 
 cargo build --release -q -p observatory -p benches
 BIN=${OBSERVATORY_BIN:-target/release/observatory}
@@ -116,6 +116,9 @@ for s in "${SCENARIOS[@]}"; do
   # The fleet's load shape on one instance: the baseline of fleet-*.
   [ "$s" = full-chain-spread ] && cfg=benches/configs/full-chain.yaml
   [ -f "$cfg" ] || { echo "no such scenario: $s" >&2; exit 2; }
+  cfgs=(--config "$cfg")
+  # The example as shipped, with the bench's ports and nop exporters merged over it.
+  [ "$s" = llm-gateway-example ] && cfgs=(--config examples/llm-gateway.yaml --config "$cfg")
   down=""
   if [[ "$s" == grpc-batch-otlp* ]]; then
     "$BIN" --config benches/configs/downstream-nop.yaml 2>"$TMP/down.log" &
@@ -131,7 +134,7 @@ for s in "${SCENARIOS[@]}"; do
   if [[ "$s" == *tls* ]]; then make_certs "$TMP/tls"; fi
   # Persistent-queue scenarios start from an empty queue each run.
   rm -rf "$TMP/queue" "$TMP/archive"
-  BENCH_TLS_DIR="$TMP/tls" BENCH_QUEUE_DIR="$TMP/queue" BENCH_ARCHIVE_DIR="$TMP/archive" "$BIN" --config "$cfg" 2>"$TMP/$s.log" &
+  BENCH_TLS_DIR="$TMP/tls" BENCH_QUEUE_DIR="$TMP/queue" BENCH_ARCHIVE_DIR="$TMP/archive" "$BIN" "${cfgs[@]}" 2>"$TMP/$s.log" &
   pid=$!; PIDS+=("$pid")
   wait_healthy 23133
   proto=grpc; endpoint=127.0.0.1:24317; extra=(); unit=spans
@@ -147,10 +150,10 @@ for s in "${SCENARIOS[@]}"; do
   # The full chain holds 10 s of traffic; it is measured at the issue's
   # target rate unless RATE says otherwise.
   rate=$RATE
-  if [[ "$s" == full-chain* ]] && [ "$RATE" = 0 ]; then rate=150000; fi
+  if [[ "$s" == full-chain* || "$s" == llm-gateway-example ]] && [ "$RATE" = 0 ]; then rate=150000; fi
   # The tail sampler must see new traces, as in real traffic, not the
   # loadgen pool's few thousand over and over.
-  if [ "$s" = full-chain ]; then extra+=(--unique-traces); fi
+  if [ "$s" = full-chain ] || [ "$s" = llm-gateway-example ]; then extra+=(--unique-traces); fi
   # Each trace's spans in three requests a second apart, fresh trace ids.
   if [ "$s" = full-chain-spread ]; then extra+=(--spread 3 --spread-delay 1s --retry); fi
   c0=$(cpu_ticks "$pid"); d0=0; [ -n "$down" ] && d0=$(cpu_ticks "$down")
@@ -176,6 +179,12 @@ for s in "${SCENARIOS[@]}"; do
                    s, a / t, u, per_m, u, h / 1024, e / 1024, l / 1024, r, p)
     if (d > 0) line = line sprintf("  downstream %.2f CPU-s/M", (d / 100) / (a / 1e6))
     print line }'
+  # Traces the sampler decided before decision_wait (num_traces full, or
+  # a trace over maximum_trace_size_bytes): a sizing check for the config.
+  if [[ "$s" == full-chain* || "$s" == llm-gateway-example ]]; then
+    decided_early=$(curl -sf http://127.0.0.1:28888/metrics | awk '/^observatory_processor_tail_sampling_early_decisions_total/ {n += $2} END {print n + 0}')
+    echo "                 tail_sampling: $decided_early traces decided early"
+  fi
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   [ -n "$down" ] && { kill -TERM "$down"; wait "$down" 2>/dev/null || true; }
   # The sink's count: what reached Loki's wire format, against what was accepted.
