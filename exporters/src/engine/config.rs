@@ -60,6 +60,19 @@ impl Validate for RetryConfig {
     }
 }
 
+/// What `queue_size` counts (otelcol's `sizer`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Sizer {
+    /// Batches (otelcol's default).
+    #[default]
+    Requests,
+    /// Spans, data points or log records.
+    Items,
+    /// Encoded bytes.
+    Bytes,
+}
+
 /// `sending_queue`: a bounded in-memory queue drained by `num_consumers`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -68,14 +81,18 @@ pub struct QueueConfig {
     pub enabled: bool,
     /// Concurrent exports.
     pub num_consumers: usize,
-    /// Batches the queue holds; when full, receivers answer "retry later".
+    /// What the queue holds, in `sizer` units; when full, receivers answer
+    /// "retry later".
     pub queue_size: usize,
+    /// The unit of `queue_size`.
+    pub sizer: Sizer,
     /// Persistent queue: the `file_storage` extension whose directory holds
     /// this exporter's write-ahead log.
     pub storage: Option<String>,
-    /// With `storage`: bytes the log may take on disk before receivers are
-    /// told to retry (ours; otelcol bounds only by `queue_size`).
-    pub max_size_mib: u64,
+    /// Encoded bytes the queue may hold whatever the sizer (ours; otelcol
+    /// bounds only by `queue_size`): in memory, queued and in flight
+    /// (default 256); with `storage`, on disk (default 512).
+    pub max_size_mib: Option<u64>,
 }
 
 impl Default for QueueConfig {
@@ -84,14 +101,28 @@ impl Default for QueueConfig {
             enabled: true,
             num_consumers: 10,
             queue_size: 1000,
+            sizer: Sizer::Requests,
             storage: None,
-            max_size_mib: 512,
+            max_size_mib: None,
         }
+    }
+}
+
+impl QueueConfig {
+    /// The byte cap in effect.
+    pub fn max_bytes(&self) -> u64 {
+        let mib = self
+            .max_size_mib
+            .unwrap_or(if self.storage.is_some() { 512 } else { 256 });
+        mib << 20
     }
 }
 
 impl Validate for QueueConfig {
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_size_mib == Some(0) {
+            return Err(ConfigError::new("max_size_mib", "must be at least 1"));
+        }
         if self.enabled && self.num_consumers == 0 {
             return Err(ConfigError::new("num_consumers", "must be at least 1"));
         }
@@ -111,8 +142,11 @@ impl Validate for QueueConfig {
                     "a persistent queue needs the queue: remove storage or set enabled: true",
                 ));
             }
-            if self.max_size_mib == 0 {
-                return Err(ConfigError::new("max_size_mib", "must be at least 1"));
+            if self.sizer != Sizer::Requests {
+                return Err(ConfigError::new(
+                    "sizer",
+                    "the persistent queue counts requests (queue_size) and bytes on disk (max_size_mib); items and bytes sizers are for the in-memory queue",
+                ));
             }
         }
         Ok(())
@@ -137,5 +171,35 @@ impl EngineSettings {
             .validate()
             .map_err(|e| e.under("retry_on_failure"))?;
         self.queue.validate().map_err(|e| e.under("sending_queue"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline::component::parse_config;
+
+    fn queue(yaml: &str) -> Result<QueueConfig, ConfigError> {
+        parse_config(serde_yaml::from_str(yaml).unwrap())
+    }
+
+    #[test]
+    fn sizers_and_the_byte_cap_have_otelcols_names_and_our_defaults() {
+        let d = queue("{}").unwrap();
+        assert_eq!((d.sizer, d.queue_size), (Sizer::Requests, 1000));
+        assert_eq!(d.max_bytes(), 256 << 20);
+        let disk = queue("storage: file_storage").unwrap();
+        assert_eq!(disk.max_bytes(), 512 << 20);
+        let items = queue("sizer: items\nqueue_size: 100000\nmax_size_mib: 64").unwrap();
+        assert_eq!((items.sizer, items.max_bytes()), (Sizer::Items, 64 << 20));
+        assert_eq!(queue("sizer: bytes").unwrap().sizer, Sizer::Bytes);
+        assert!(queue("sizer: pages").is_err());
+        assert_eq!(queue("max_size_mib: 0").unwrap_err().path, "max_size_mib");
+        assert_eq!(
+            queue("storage: file_storage\nsizer: items")
+                .unwrap_err()
+                .path,
+            "sizer"
+        );
     }
 }

@@ -6,6 +6,7 @@ pub mod config;
 mod persistent;
 pub mod wal;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use pipeline::telemetry::{Counter, Registry};
 use pipeline::{Batch, BoxConsumer, ConsumeError, Consumer, Signal};
 use rand::Rng;
 
-pub use config::{EngineSettings, QueueConfig, RetryConfig};
+pub use config::{EngineSettings, QueueConfig, RetryConfig, Sizer};
 
 /// How an export attempt failed; decides retry or drop.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -205,28 +206,71 @@ impl Shared {
     }
 }
 
+/// What the in-memory queue holds: `units` in the sizer's unit, queued
+/// only (as otelcol counts `queue_size`), and encoded `bytes`, queued and
+/// in flight (what the memory bound is about).
+#[derive(Default)]
+struct Fill {
+    units: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// A batch's size in `sizer` units.
+fn units(sizer: Sizer, batch: &Batch) -> u64 {
+    match sizer {
+        Sizer::Requests => 1,
+        Sizer::Items => batch.items() as u64,
+        Sizer::Bytes => batch.encoded_len() as u64,
+    }
+}
+
 /// The engine's input when queueing.
 struct Queued {
     tx: async_channel::Sender<Batch>,
     shared: Arc<Shared>,
+    fill: Arc<Fill>,
+}
+
+impl Queued {
+    fn refuse(&self, signal: Signal, items: usize, why: String) -> ConsumeError {
+        self.shared.metrics.enqueue_failed[slot(signal)].add(items as u64);
+        ConsumeError::Retryable(why)
+    }
 }
 
 #[async_trait]
 impl Consumer for Queued {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
         let (signal, items) = (batch.signal, batch.items());
-        self.tx.try_send(batch).map_err(|e| {
-            self.shared.metrics.enqueue_failed[slot(signal)].add(items as u64);
-            match e {
-                async_channel::TrySendError::Full(_) => ConsumeError::Retryable(format!(
-                    "sending queue of exporter {} is full",
-                    self.shared.id
-                )),
-                async_channel::TrySendError::Closed(_) => {
-                    ConsumeError::Retryable("collector is shutting down".into())
-                }
-            }
-        })
+        let q = &self.shared.settings.queue;
+        let (u, b) = (units(q.sizer, &batch), batch.encoded_len() as u64);
+        let before_u = self.fill.units.fetch_add(u, Ordering::SeqCst);
+        let before_b = self.fill.bytes.fetch_add(b, Ordering::SeqCst);
+        // One batch larger than the caps is let into an empty queue, so it
+        // is not refused for ever; otherwise both caps hold.
+        let empty = before_u == 0 && before_b == 0;
+        let full_units = before_u + u > q.queue_size as u64;
+        let full_bytes = before_b + b > q.max_bytes();
+        if !empty && (full_units || full_bytes) {
+            self.fill.units.fetch_sub(u, Ordering::SeqCst);
+            self.fill.bytes.fetch_sub(b, Ordering::SeqCst);
+            let what = if full_units {
+                "is full"
+            } else {
+                "holds its max_size_mib of data"
+            };
+            return Err(self.refuse(
+                signal,
+                items,
+                format!("sending queue of exporter {} {what}", self.shared.id),
+            ));
+        }
+        if self.tx.try_send(batch).is_err() {
+            self.fill.units.fetch_sub(u, Ordering::SeqCst);
+            self.fill.bytes.fetch_sub(b, Ordering::SeqCst);
+            return Err(self.refuse(signal, items, "collector is shutting down".into()));
+        }
+        Ok(())
     }
 }
 
@@ -289,35 +333,55 @@ pub fn start(
         })?;
         return persistent::start(ctx, shared.clone(), spec);
     }
-    let (tx, rx) = async_channel::bounded::<Batch>(shared.settings.queue.queue_size);
+    // Unbounded as a channel: `Fill` bounds it, in the sizer's unit and
+    // in bytes.
+    let (tx, rx) = async_channel::unbounded::<Batch>();
+    let fill = Arc::new(Fill::default());
     let labels = [("exporter", ctx.id.as_str())];
-    let capacity = shared.settings.queue.queue_size as f64;
+    let q = &shared.settings.queue;
+    let (capacity, max_bytes) = (q.queue_size as f64, q.max_bytes() as f64);
     ctx.metrics.gauge(
         "observatory_exporter_queue_capacity",
-        "Batches the sending queue can hold.",
+        "What the sending queue can hold, in its sizer's unit (batches by default).",
         &labels,
         move || capacity,
     );
-    let probe = rx.clone();
+    let probe = fill.clone();
     ctx.metrics.gauge(
         "observatory_exporter_queue_size",
-        "Batches in the sending queue.",
+        "What the sending queue holds, in its sizer's unit (batches by default).",
         &labels,
-        move || probe.len() as f64,
+        move || probe.units.load(Ordering::Relaxed) as f64,
     );
-    let consumers: Vec<_> = (0..shared.settings.queue.num_consumers)
+    ctx.metrics.gauge(
+        "observatory_exporter_queue_bytes_capacity",
+        "Encoded bytes the sending queue may hold, queued and in flight (max_size_mib).",
+        &labels,
+        move || max_bytes,
+    );
+    let probe = fill.clone();
+    ctx.metrics.gauge(
+        "observatory_exporter_queue_bytes",
+        "Encoded bytes in the sending queue, queued and in flight.",
+        &labels,
+        move || probe.bytes.load(Ordering::Relaxed) as f64,
+    );
+    let sizer = q.sizer;
+    let consumers: Vec<_> = (0..q.num_consumers)
         .map(|_| {
-            let rx = rx.clone();
-            let shared = shared.clone();
+            let (rx, shared, fill) = (rx.clone(), shared.clone(), fill.clone());
             tokio::spawn(async move {
                 while let Ok(batch) = rx.recv().await {
+                    fill.units.fetch_sub(units(sizer, &batch), Ordering::SeqCst);
                     let _ = shared.send(&batch).await;
+                    fill.bytes
+                        .fetch_sub(batch.encoded_len() as u64, Ordering::SeqCst);
                 }
             })
         })
         .collect();
     after(ctx, &shared, futures::future::join_all(consumers));
-    Ok(Arc::new(Queued { tx, shared }))
+    Ok(Arc::new(Queued { tx, shared, fill }))
 }
 
 #[cfg(test)]

@@ -85,7 +85,7 @@ pub(super) fn start(
     spec: &StorageSpec,
 ) -> Result<BoxConsumer, ConfigError> {
     let q = &shared.settings.queue;
-    let max_bytes = q.max_size_mib << 20;
+    let max_bytes = q.max_bytes();
     let labels = [("exporter", ctx.id.as_str())];
     let corrupt = ctx.metrics.counter(
         "observatory_exporter_queue_corrupt_records_total",

@@ -225,6 +225,79 @@ async fn a_full_queue_refuses_with_a_retryable_error_and_reports_its_size() {
     );
 }
 
+/// A batch of `len` encoded bytes (the stuck exporter never reads them).
+fn sized(items: usize, len: usize) -> Batch {
+    Batch::new(
+        Signal::Traces,
+        Request {
+            bytes: vec![0u8; len].into(),
+            items,
+            index: None,
+            client: None,
+        },
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_items_sizer_counts_queue_size_in_items() {
+    let c = ctx();
+    let mut s = settings(true);
+    s.queue.sizer = Sizer::Items;
+    s.queue.queue_size = 10;
+    let input = start(&c, s, Arc::new(Stuck)).unwrap();
+    // 4 in the stuck consumer (no longer queued), then 4 + 4 queued.
+    for _ in 0..3 {
+        input.consume(sized(4, 10)).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    let err = input.consume(sized(4, 10)).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(value(&c, "observatory_exporter_queue_size"), 8.0);
+    // A smaller batch still fits.
+    input.consume(sized(2, 10)).await.unwrap();
+    assert_eq!(value(&c, "observatory_exporter_queue_size"), 10.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_byte_cap_holds_whatever_the_sizer_counting_what_is_in_flight() {
+    let c = ctx();
+    let mut s = settings(true);
+    s.queue.queue_size = 1000;
+    s.queue.max_size_mib = Some(1);
+    let input = start(&c, s, Arc::new(Stuck)).unwrap();
+    let kib = 1024;
+    input.consume(sized(1, 400 * kib)).await.unwrap();
+    tokio::task::yield_now().await;
+    input.consume(sized(1, 400 * kib)).await.unwrap();
+    // 800 KiB held (one in flight, one queued): 400 more would pass 1 MiB.
+    let err = input.consume(sized(1, 400 * kib)).await.unwrap_err();
+    assert!(err.to_string().contains("max_size_mib"), "{err}");
+    assert_eq!(
+        value(&c, "observatory_exporter_queue_bytes"),
+        (800 * kib) as f64
+    );
+    assert_eq!(
+        value(&c, "observatory_exporter_queue_bytes_capacity"),
+        (1 << 20) as f64
+    );
+    assert_eq!(
+        value(&c, "observatory_exporter_enqueue_failed_spans_total"),
+        1.0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_batch_over_the_caps_is_let_into_an_empty_queue() {
+    let c = ctx();
+    let mut s = settings(true);
+    s.queue.max_size_mib = Some(1);
+    let input = start(&c, s, Arc::new(Stuck)).unwrap();
+    input.consume(sized(1, 3 << 20)).await.unwrap();
+    tokio::task::yield_now().await;
+    // Now it is in flight and holds the bytes: the next one waits.
+    assert!(input.consume(sized(1, 10)).await.is_err());
+}
+
 fn persistent(dir: &std::path::Path, queue_size: usize) -> (Context, EngineSettings) {
     let mut c = ctx();
     c.storage = Arc::new(
