@@ -15,7 +15,7 @@ CONCURRENCY=${CONCURRENCY:-4}
 BATCH=${BATCH:-512}
 RATE=${RATE:-0}
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop grpc-tls-batch-nop grpc-mtls-batch-nop lb-self-network lb-self-local fleet-full-chain fleet-no-affinity full-chain-spread llm-gateway-example http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb grpc-batch-parquet)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop grpc-tls-batch-nop grpc-mtls-batch-nop lb-self-network lb-self-local fleet-full-chain fleet-no-affinity full-chain-spread llm-gateway-example unreachable-otlp http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb grpc-batch-parquet)
 
 cargo build --release -q -p observatory -p benches
 BIN=${OBSERVATORY_BIN:-target/release/observatory}
@@ -146,7 +146,7 @@ for s in "${SCENARIOS[@]}"; do
   if [[ "$s" == *mtls* ]]; then extra+=(--cert-file "$TMP/tls/client.pem" --key-file "$TMP/tls/client.key"); fi
   # The exporter path is slower than intake; clients that back off on
   # "retry later" (as SDKs do) measure what it sustains, not refusals.
-  if [[ "$s" == grpc-batch-otlp* ]] || [ "$s" = grpc-batch-loki ]; then extra+=(--retry); fi
+  if [[ "$s" == grpc-batch-otlp* ]] || [ "$s" = grpc-batch-loki ] || [ "$s" = unreachable-otlp ]; then extra+=(--retry); fi
   # The full chain holds 10 s of traffic; it is measured at the issue's
   # target rate unless RATE says otherwise.
   rate=$RATE
