@@ -125,8 +125,9 @@ impl Drop for Stop {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn behind_haproxy_every_kept_trace_arrives_whole_and_exactly_once() {
+/// Three one-tier instances on `config` (a static ring of their peer
+/// ports) behind HAProxy; returns them, HAProxy, and its gRPC port.
+fn one_tier_fleet(config: &str) -> (Vec<Collector>, Stop, u16) {
     let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let list = peers
         .iter()
@@ -135,14 +136,8 @@ async fn behind_haproxy_every_kept_trace_arrives_whole_and_exactly_once() {
         .join(", ");
     let fleet: Vec<Collector> = peers
         .iter()
-        .map(|p| {
-            Collector::start_with(
-                INSTANCE,
-                &[("PEER", p.to_string()), ("PEERS", list.clone())],
-            )
-        })
+        .map(|p| Collector::start_with(config, &[("PEER", p.to_string()), ("PEERS", list.clone())]))
         .collect();
-    let lb_port = free_port();
     let addrs: Vec<(String, String)> = fleet
         .iter()
         .map(|c| {
@@ -152,7 +147,14 @@ async fn behind_haproxy_every_kept_trace_arrives_whole_and_exactly_once() {
             )
         })
         .collect();
-    let _lb = Stop(haproxy(lb_port, free_port(), &addrs));
+    let lb_port = free_port();
+    let lb = Stop(haproxy(lb_port, free_port(), &addrs));
+    (fleet, lb, lb_port)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_haproxy_every_kept_trace_arrives_whole_and_exactly_once() {
+    let (fleet, _lb, lb_port) = one_tier_fleet(INSTANCE);
 
     // 120 traces, a fifth of them with an error; each request carries a
     // third of the spans of 40 traces, and the thirds go out 200 ms apart.
@@ -481,33 +483,12 @@ async fn loadgen_spread_traces_each_arrive_whole_at_one_instance() {
     // had accepted: each trace whole (5 spans) at one instance, no span
     // twice. loadgen sends each trace in three requests 300 ms apart, each
     // over HAProxy, which spreads requests over the instances.
-    let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let list = peers
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(", ");
     let config = INSTANCE.replace(
         "{name: errors, type: status_code, status_code: {status_codes: [ERROR]}}",
         "{name: all, type: always_sample}",
     );
-    let fleet: Vec<Collector> = peers
-        .iter()
-        .map(|p| {
-            Collector::start_with(&config, &[("PEER", p.to_string()), ("PEERS", list.clone())])
-        })
-        .collect();
-    let addrs: Vec<(String, String)> = fleet
-        .iter()
-        .map(|c| {
-            (
-                format!("127.0.0.1:{}", c.grpc),
-                format!("127.0.0.1:{}", c.http),
-            )
-        })
-        .collect();
-    let lb_port = free_port();
-    let _lb = Stop(haproxy(lb_port, free_port(), &addrs));
+    assert_ne!(config, INSTANCE, "the policy was not replaced");
+    let (fleet, _lb, lb_port) = one_tier_fleet(&config);
     let out = Command::new(loadgen_bin())
         .args([
             "--endpoint",

@@ -190,51 +190,40 @@ fn split_points(
     m: Metric,
     mut owner: impl FnMut(&[KeyValue]) -> Option<usize>,
 ) -> BTreeMap<usize, Metric> {
-    let shell = |data: Data| Metric {
-        name: m.name.clone(),
-        description: m.description.clone(),
-        unit: m.unit.clone(),
-        metadata: m.metadata.clone(),
-        data: Some(data),
-    };
+    let Metric {
+        name,
+        description,
+        unit,
+        metadata,
+        data,
+    } = m;
     let mut out = BTreeMap::new();
-    match m.data.clone() {
+    // Each kind of data holds its points the same way: group them, and
+    // give each owner the kind's settings with its points.
+    macro_rules! by_point {
+        ($kind:ident, $d:expr) => {{
+            let mut d = $d;
+            for (o, pts) in group(std::mem::take(&mut d.data_points), |p| owner(&p.attributes)) {
+                let mut part = d.clone();
+                part.data_points = pts;
+                let metric = Metric {
+                    name: name.clone(),
+                    description: description.clone(),
+                    unit: unit.clone(),
+                    metadata: metadata.clone(),
+                    data: Some(Data::$kind(part)),
+                };
+                out.insert(o, metric);
+            }
+        }};
+    }
+    match data {
         None => {}
-        Some(Data::Gauge(mut g)) => {
-            for (o, pts) in group(std::mem::take(&mut g.data_points), |p| owner(&p.attributes)) {
-                let mut part = g.clone();
-                part.data_points = pts;
-                out.insert(o, shell(Data::Gauge(part)));
-            }
-        }
-        Some(Data::Sum(mut s)) => {
-            for (o, pts) in group(std::mem::take(&mut s.data_points), |p| owner(&p.attributes)) {
-                let mut part = s.clone();
-                part.data_points = pts;
-                out.insert(o, shell(Data::Sum(part)));
-            }
-        }
-        Some(Data::Histogram(mut h)) => {
-            for (o, pts) in group(std::mem::take(&mut h.data_points), |p| owner(&p.attributes)) {
-                let mut part = h.clone();
-                part.data_points = pts;
-                out.insert(o, shell(Data::Histogram(part)));
-            }
-        }
-        Some(Data::ExponentialHistogram(mut h)) => {
-            for (o, pts) in group(std::mem::take(&mut h.data_points), |p| owner(&p.attributes)) {
-                let mut part = h.clone();
-                part.data_points = pts;
-                out.insert(o, shell(Data::ExponentialHistogram(part)));
-            }
-        }
-        Some(Data::Summary(mut s)) => {
-            for (o, pts) in group(std::mem::take(&mut s.data_points), |p| owner(&p.attributes)) {
-                let mut part = s.clone();
-                part.data_points = pts;
-                out.insert(o, shell(Data::Summary(part)));
-            }
-        }
+        Some(Data::Gauge(d)) => by_point!(Gauge, d),
+        Some(Data::Sum(d)) => by_point!(Sum, d),
+        Some(Data::Histogram(d)) => by_point!(Histogram, d),
+        Some(Data::ExponentialHistogram(d)) => by_point!(ExponentialHistogram, d),
+        Some(Data::Summary(d)) => by_point!(Summary, d),
     }
     out
 }
