@@ -11,6 +11,10 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v kill >/dev/null 2>&1 || need+=(procps)
 # The fleet test puts Debian's HAProxy in front of three instances.
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+# The live page's test opens it in Debian's headless Chromium; the
+# `observatory top` tests run it in a tmux pane and read the screen.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
 # The timescaledb tests start a real PostgreSQL server in a temp dir.
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
@@ -30,6 +34,6 @@ python3 -c "import moto.server" 2>/dev/null || python3 -m pip install -q 'moto[s
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
-# The fleet test drives the fleet with the real loadgen binary.
+# The fleet and live-page tests drive the collector with the real loadgen binary.
 cargo build -q -p benches --bin loadgen
 cargo test --workspace

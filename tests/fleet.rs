@@ -460,23 +460,6 @@ async fn an_instance_stopped_mid_run_loses_nothing_it_or_its_peers_accepted() {
     fleet.truncate(2);
 }
 
-/// `loadgen` from this workspace; `scripts/test.sh` builds it first
-/// (`cargo build -p benches --bin loadgen`), since a test cannot build
-/// another package's binary while `cargo test` holds the build lock.
-fn loadgen_bin() -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("debug/loadgen");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p benches --bin loadgen` (scripts/test.sh does)",
-        bin.display()
-    );
-    bin
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn loadgen_spread_traces_each_arrive_whole_at_one_instance() {
     // Every trace is kept, so what arrives must be exactly what loadgen

@@ -8,7 +8,9 @@
 pub mod allocator;
 pub mod config;
 pub mod extensions;
+pub mod flow;
 pub mod receivers;
 pub mod registry;
 pub mod service;
 pub mod telemetry;
+pub mod top;

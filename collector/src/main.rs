@@ -25,6 +25,13 @@ enum Command {
     Validate,
     /// List the built-in component types per kind.
     Components,
+    /// A live terminal view of a collector's pipelines (needs the
+    /// observatory_ui extension there).
+    Top {
+        /// The collector's observatory_ui address.
+        #[arg(long, default_value = "http://localhost:55679")]
+        url: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -33,6 +40,15 @@ fn main() -> ExitCode {
     if let Some(Command::Components) = cli.command {
         print!("{}", registry::Registry::builtin().describe());
         return ExitCode::SUCCESS;
+    }
+    if let Some(Command::Top { url }) = &cli.command {
+        return match observatory::top::run(url) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                ExitCode::from(1)
+            }
+        };
     }
     let paths = if cli.config.is_empty() {
         vec!["config.yaml".to_string()]

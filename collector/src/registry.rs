@@ -5,7 +5,7 @@ use exporters::ExporterFactory;
 use pipeline::component::ProcessorFactory;
 
 use crate::extensions::auth::{api_key, basicauth, bearertokenauth, headers_setter};
-use crate::extensions::{file_storage, health_check, ExtensionFactory};
+use crate::extensions::{file_storage, health_check, observatory_ui, ExtensionFactory};
 use crate::receivers::{otlp, ReceiverFactory};
 
 /// The component types this build knows.
@@ -34,6 +34,7 @@ impl Registry {
                 file_storage::factory(),
                 headers_setter::factory(),
                 health_check::factory(),
+                observatory_ui::factory(),
             ],
         }
     }

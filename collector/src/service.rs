@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{timeout_at, Instant};
 
 use crate::config::Checked;
-use crate::extensions::Health;
+use crate::extensions::{Health, Host};
 use crate::receivers::{SignalConsumers, Stop};
 use crate::telemetry;
 
@@ -84,11 +84,12 @@ pub async fn run(checked: Checked, shutdown: impl Future<Output = ()>) -> Result
     {
         aux.push(("telemetry".to_string(), h));
     }
+    let host = Host {
+        health: health.clone(),
+        pipelines: Arc::new(checked.pipelines.clone()),
+    };
     for (id, ext) in &checked.extensions {
-        for h in ext
-            .start(&ctx(id), health.clone(), aux_stop.clone())
-            .await?
-        {
+        for h in ext.start(&ctx(id), &host, aux_stop.clone()).await? {
             aux.push((id.clone(), h));
         }
     }
@@ -103,11 +104,11 @@ pub async fn run(checked: Checked, shutdown: impl Future<Output = ()>) -> Result
     }
     let mut heads: Vec<(usize, BoxConsumer)> = Vec::new();
     for (i, p) in checked.pipelines.iter().enumerate() {
-        let mut next = Fanout::of(p.exporters.iter().map(|e| exporters[e].clone()).collect());
-        for pid in p.processors.iter().rev() {
-            next = checked.processors[pid].build(p.signal, next, &ctx(pid));
-        }
-        heads.push((i, next));
+        let out = Fanout::of(p.exporters.iter().map(|e| exporters[e].clone()).collect());
+        let head = crate::flow::build_chain(&metrics, p, out, |pid, next| {
+            checked.processors[pid].build(p.signal, next, &ctx(pid))
+        });
+        heads.push((i, head));
     }
     drop(exporters);
 

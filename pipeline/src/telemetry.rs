@@ -24,17 +24,85 @@ impl Counter {
     }
 }
 
+/// A monotonically increasing fractional count (a cost in USD), kept in
+/// billionths so adding stays one atomic instruction.
+#[derive(Debug, Clone, Default)]
+pub struct FloatCounter(Counter);
+
+/// Billionths per unit in a [`FloatCounter`].
+const FLOAT_SCALE: f64 = 1e9;
+
+impl FloatCounter {
+    /// Adds `x` (negative values are ignored: counters only grow).
+    #[inline]
+    pub fn add(&self, x: f64) {
+        if x > 0.0 {
+            self.0.add((x * FLOAT_SCALE).round() as u64);
+        }
+    }
+
+    /// The current value.
+    pub fn get(&self) -> f64 {
+        self.0.get() as f64 / FLOAT_SCALE
+    }
+}
+
+/// The last thing that went wrong in a component, and when: shown on the
+/// live page, not exported to Prometheus (text is not a metric).
+#[derive(Debug, Clone, Default)]
+pub struct Note(Arc<Mutex<Option<(String, std::time::SystemTime)>>>);
+
+impl Note {
+    /// Records `text` as of now.
+    pub fn set(&self, text: impl Into<String>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((text.into(), std::time::SystemTime::now()));
+    }
+
+    /// The text and its time, if anything was recorded.
+    pub fn get(&self) -> Option<(String, std::time::SystemTime)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Rows a component offers the live page (top traces by cost), read when
+/// the page asks.
+pub type TableFn = Box<dyn Fn() -> Vec<serde_json::Value> + Send + Sync>;
+
 type GaugeFn = Box<dyn Fn() -> f64 + Send + Sync>;
 
 enum Source {
     Counter(Counter),
+    Float(FloatCounter),
     Gauge(GaugeFn),
+}
+
+impl Source {
+    fn read(&self) -> f64 {
+        match self {
+            Source::Counter(c) => c.get() as f64,
+            Source::Float(c) => c.get(),
+            Source::Gauge(f) => f(),
+        }
+    }
+}
+
+/// One series as the live page sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesInfo {
+    /// Metric name.
+    pub name: String,
+    /// Label pairs in registration order.
+    pub labels: Vec<(String, String)>,
+    /// Whether it only grows (so a rate means something).
+    pub counter: bool,
 }
 
 struct Series {
     name: String,
     help: &'static str,
     labels: String,
+    pairs: Vec<(String, String)>,
     source: Source,
 }
 
@@ -42,6 +110,15 @@ struct Series {
 #[derive(Default)]
 pub struct Registry {
     series: Mutex<Vec<Series>>,
+    notes: Mutex<Vec<(String, Note)>>,
+    tables: Mutex<Vec<(String, TableFn)>>,
+}
+
+fn owned(labels: &[(&str, &str)]) -> Vec<(String, String)> {
+    labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn render_labels(labels: &[(&str, &str)]) -> String {
@@ -68,8 +145,8 @@ impl Registry {
     }
 
     /// The counter `name{labels}`, created on first use.
-    pub fn counter(&self, name: &str, help: &'static str, labels: &[(&str, &str)]) -> Counter {
-        let labels = render_labels(labels);
+    pub fn counter(&self, name: &str, help: &'static str, pairs: &[(&str, &str)]) -> Counter {
+        let labels = render_labels(pairs);
         let mut series = self.series.lock().unwrap();
         for s in series.iter() {
             if let (true, Source::Counter(c)) = (s.name == name && s.labels == labels, &s.source) {
@@ -81,9 +158,92 @@ impl Registry {
             name: name.to_string(),
             help,
             labels,
+            pairs: owned(pairs),
             source: Source::Counter(c.clone()),
         });
         c
+    }
+
+    /// The fractional counter `name{labels}`, created on first use.
+    pub fn float_counter(
+        &self,
+        name: &str,
+        help: &'static str,
+        pairs: &[(&str, &str)],
+    ) -> FloatCounter {
+        let labels = render_labels(pairs);
+        let mut series = self.series.lock().unwrap();
+        for s in series.iter() {
+            if let (true, Source::Float(c)) = (s.name == name && s.labels == labels, &s.source) {
+                return c.clone();
+            }
+        }
+        let c = FloatCounter::default();
+        series.push(Series {
+            name: name.to_string(),
+            help,
+            labels,
+            pairs: owned(pairs),
+            source: Source::Float(c.clone()),
+        });
+        c
+    }
+
+    /// The note of component `id` (one per id), created on first use.
+    pub fn note(&self, id: &str) -> Note {
+        let mut notes = self.notes.lock().unwrap();
+        if let Some((_, n)) = notes.iter().find(|(i, _)| i == id) {
+            return n.clone();
+        }
+        let n = Note::default();
+        notes.push((id.to_string(), n.clone()));
+        n
+    }
+
+    /// Every note that holds something: (component id, text, time).
+    pub fn notes(&self) -> Vec<(String, String, std::time::SystemTime)> {
+        let notes = self.notes.lock().unwrap();
+        notes
+            .iter()
+            .filter_map(|(id, n)| n.get().map(|(t, at)| (id.clone(), t, at)))
+            .collect()
+    }
+
+    /// Offers the rows `f` returns under `name` (one table per name).
+    pub fn table(
+        &self,
+        name: &str,
+        f: impl Fn() -> Vec<serde_json::Value> + Send + Sync + 'static,
+    ) {
+        let mut tables = self.tables.lock().unwrap();
+        tables.retain(|(n, _)| n != name);
+        tables.push((name.to_string(), Box::new(f)));
+    }
+
+    /// The tables' rows now, by name.
+    pub fn tables(&self) -> Vec<(String, Vec<serde_json::Value>)> {
+        let tables = self.tables.lock().unwrap();
+        tables.iter().map(|(n, f)| (n.clone(), f())).collect()
+    }
+
+    /// Every series registered so far, in registration order (the order
+    /// [`Registry::values`] reads them in; new series only append).
+    pub fn describe(&self) -> Vec<SeriesInfo> {
+        let series = self.series.lock().unwrap();
+        series
+            .iter()
+            .map(|s| SeriesInfo {
+                name: s.name.clone(),
+                labels: s.pairs.clone(),
+                counter: !matches!(s.source, Source::Gauge(_)),
+            })
+            .collect()
+    }
+
+    /// Every series' value now, in registration order.
+    pub fn values(&self) -> Vec<f64> {
+        let series = self.series.lock().unwrap();
+        series.iter().map(|s| s.source.read()).collect()
     }
 
     /// A gauge read from `f` at every scrape.
@@ -98,6 +258,7 @@ impl Registry {
             name: name.to_string(),
             help,
             labels: render_labels(labels),
+            pairs: owned(labels),
             source: Source::Gauge(Box::new(f)),
         });
     }
@@ -109,10 +270,7 @@ impl Registry {
         series
             .iter()
             .find(|s| s.name == name && s.labels == labels)
-            .map(|s| match &s.source {
-                Source::Counter(c) => c.get() as f64,
-                Source::Gauge(f) => f(),
-            })
+            .map(|s| s.source.read())
     }
 
     /// Every series in the Prometheus text exposition format.
@@ -125,7 +283,7 @@ impl Registry {
         for s in order {
             if s.name != last {
                 let kind = match s.source {
-                    Source::Counter(_) => "counter",
+                    Source::Counter(_) | Source::Float(_) => "counter",
                     Source::Gauge(_) => "gauge",
                 };
                 let _ = writeln!(
@@ -135,10 +293,7 @@ impl Registry {
                 );
                 last = &s.name;
             }
-            let v = match &s.source {
-                Source::Counter(c) => c.get() as f64,
-                Source::Gauge(f) => f(),
-            };
+            let v = s.source.read();
             let _ = writeln!(out, "{}{} {}", s.name, s.labels, v);
         }
         out

@@ -204,6 +204,23 @@ impl Drop for Collector {
     }
 }
 
+/// `loadgen` from this workspace; `scripts/test.sh` builds it first
+/// (`cargo build -p benches --bin loadgen`), since a test cannot build
+/// another package's binary while `cargo test` holds the build lock.
+pub fn loadgen_bin() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("debug/loadgen");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p benches --bin loadgen` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
 /// A plain HTTP GET on localhost; (status, body).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::Read;

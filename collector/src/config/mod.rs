@@ -15,7 +15,7 @@ use pipeline::component::ConfigError;
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 
-pub use graph::Checked;
+pub use graph::{Checked, PipelinePlan};
 
 /// A config error with the file and line it points at.
 #[derive(Debug)]

@@ -11,7 +11,7 @@ use pipeline::component::{parse_config, ConfigError, Context, StorageSpec, Valid
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
-use super::{ExtensionBuilder, ExtensionFactory, Health};
+use super::{ExtensionBuilder, ExtensionFactory, Host};
 use crate::receivers::Stop;
 
 /// `file_storage` config.
@@ -108,7 +108,7 @@ impl ExtensionBuilder for FileStorageConfig {
     async fn start(
         &self,
         ctx: &Context,
-        _health: Health,
+        _host: &Host,
         _stop: Stop,
     ) -> Result<Vec<JoinHandle<()>>, String> {
         let dir = &self.directory;

@@ -11,7 +11,7 @@ use pipeline::component::{parse_config, ConfigError, Context, Validate};
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
-use super::{ExtensionBuilder, ExtensionFactory, Health};
+use super::{ExtensionBuilder, ExtensionFactory, Host};
 use crate::receivers::{bind, Stop};
 
 /// `health_check` config.
@@ -55,10 +55,11 @@ impl ExtensionBuilder for HealthCheckConfig {
     async fn start(
         &self,
         ctx: &Context,
-        health: Health,
+        host: &Host,
         stop: Stop,
     ) -> Result<Vec<JoinHandle<()>>, String> {
         let listener = bind(&self.endpoint).await?;
+        let health = host.health.clone();
         let router = Router::new().route(
             &self.path,
             get(move || {

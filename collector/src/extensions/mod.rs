@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod file_storage;
 pub mod health_check;
+pub mod observatory_ui;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,6 +30,15 @@ impl Health {
     }
 }
 
+/// What the running service offers extensions (otelcol's `component.Host`).
+#[derive(Clone)]
+pub struct Host {
+    /// Whether every pipeline is running.
+    pub health: Health,
+    /// The pipelines as the config defines them.
+    pub pipelines: Arc<Vec<crate::config::PipelinePlan>>,
+}
+
 /// A validated extension config that can start.
 #[async_trait]
 pub trait ExtensionBuilder: Send + Sync {
@@ -36,7 +46,7 @@ pub trait ExtensionBuilder: Send + Sync {
     async fn start(
         &self,
         ctx: &Context,
-        health: Health,
+        host: &Host,
         stop: Stop,
     ) -> Result<Vec<JoinHandle<()>>, String>;
 

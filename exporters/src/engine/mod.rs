@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use async_trait::async_trait;
 use pipeline::component::{ConfigError, Context};
-use pipeline::telemetry::{Counter, Registry};
+use pipeline::telemetry::{Counter, Note, Registry};
 use pipeline::{Batch, BoxConsumer, ConsumeError, Consumer, Signal};
 use rand::Rng;
 
@@ -75,7 +75,28 @@ pub struct ExporterMetrics {
     sent: [Counter; 3],
     failed: [Counter; 3],
     enqueue_failed: [Counter; 3],
+    /// Attempts that failed, by class: retryable, throttled, permanent, timeout.
+    errors: [Counter; 4],
+    retries: Counter,
+    in_flight: Arc<AtomicU64>,
+    last_error: Note,
 }
+
+/// The classes attempts fail in, as `errors` counts them.
+const ERROR_CLASSES: [&str; 4] = ["retryable", "throttled", "permanent", "timeout"];
+
+fn class_slot(e: &ExportError) -> usize {
+    match e {
+        ExportError::Retryable(m) if m.starts_with(TIMED_OUT) => 3,
+        ExportError::Retryable(_) => 0,
+        ExportError::Throttled { .. } => 1,
+        ExportError::Permanent(_) => 2,
+        ExportError::Partly { error, .. } => class_slot(error),
+    }
+}
+
+/// How an attempt that ran out of `timeout` is worded (and recognised).
+const TIMED_OUT: &str = "export timed out after";
 
 fn slot(s: Signal) -> usize {
     s as usize
@@ -93,7 +114,29 @@ impl ExporterMetrics {
                 )
             })
         };
+        let in_flight = Arc::new(AtomicU64::new(0));
+        let probe = in_flight.clone();
+        metrics.gauge(
+            "observatory_exporter_in_flight_requests",
+            "Export attempts under way (waits between retries included).",
+            &[("exporter", id)],
+            move || probe.load(Ordering::Relaxed) as f64,
+        );
         ExporterMetrics {
+            errors: ERROR_CLASSES.map(|class| {
+                metrics.counter(
+                    "observatory_exporter_send_errors_total",
+                    "Export attempts that failed, by class (each retry counts again).",
+                    &[("exporter", id), ("class", class)],
+                )
+            }),
+            retries: metrics.counter(
+                "observatory_exporter_retries_total",
+                "Export attempts made again after a failure.",
+                &[("exporter", id)],
+            ),
+            in_flight,
+            last_error: metrics.note(id),
             sent: mk("sent", "Items the backend accepted."),
             failed: mk(
                 "send_failed",
@@ -128,6 +171,14 @@ impl Shared {
     /// Exports with retries; returns the failure that ended it, if any.
     /// After a partial success only what is left is tried again.
     async fn send(&self, batch: &Batch) -> Result<(), ExportError> {
+        let in_flight = &self.metrics.in_flight;
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        let result = self.send_with_retries(batch).await;
+        in_flight.fetch_sub(1, Ordering::Relaxed);
+        result
+    }
+
+    async fn send_with_retries(&self, batch: &Batch) -> Result<(), ExportError> {
         let started = Instant::now();
         let retry = &self.settings.retry;
         let mut interval = retry.initial_interval;
@@ -143,7 +194,7 @@ impl Shared {
                     .await
                     .unwrap_or_else(|_| {
                         Err(ExportError::Retryable(format!(
-                            "export timed out after {:?}",
+                            "{TIMED_OUT} {:?}",
                             self.settings.timeout
                         )))
                     })
@@ -168,6 +219,8 @@ impl Shared {
             if let Some(rest) = rest {
                 left = Some(rest);
             }
+            self.metrics.errors[class_slot(&err)].add(1);
+            self.metrics.last_error.set(err.to_string());
             let items = left.as_ref().unwrap_or(batch).items();
             let wait = match &err {
                 ExportError::Permanent(_) => None,
@@ -194,6 +247,7 @@ impl Shared {
                 Some(wait) => {
                     tracing::debug!(exporter = %self.id, error = %err, ?wait, "export failed; retrying");
                     tokio::time::sleep(wait).await;
+                    self.metrics.retries.add(1);
                     interval = interval.mul_f64(retry.multiplier).min(retry.max_interval);
                 }
                 None => {

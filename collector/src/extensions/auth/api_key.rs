@@ -16,7 +16,7 @@ use sha2::Digest;
 use tokio::task::JoinHandle;
 
 use super::{header, Watched};
-use crate::extensions::{ExtensionBuilder, ExtensionFactory, Health};
+use crate::extensions::{ExtensionBuilder, ExtensionFactory, Host};
 use crate::receivers::Stop;
 
 /// One key and whose it is.
@@ -151,7 +151,7 @@ impl ServerAuthenticator for Server {
 
 #[async_trait]
 impl ExtensionBuilder for ApiKeyConfig {
-    async fn start(&self, _: &Context, _: Health, _: Stop) -> Result<Vec<JoinHandle<()>>, String> {
+    async fn start(&self, _: &Context, _: &Host, _: Stop) -> Result<Vec<JoinHandle<()>>, String> {
         Ok(Vec::new())
     }
 

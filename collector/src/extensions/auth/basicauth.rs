@@ -17,7 +17,7 @@ use sha2::Digest;
 use tokio::task::JoinHandle;
 
 use super::{header, same_secret, Watched};
-use crate::extensions::{ExtensionBuilder, ExtensionFactory, Health};
+use crate::extensions::{ExtensionBuilder, ExtensionFactory, Host};
 use crate::receivers::Stop;
 
 /// `htpasswd`: where the users are.
@@ -245,7 +245,7 @@ impl ClientAuthenticator for Client {
 
 #[async_trait]
 impl ExtensionBuilder for BasicAuthConfig {
-    async fn start(&self, _: &Context, _: Health, _: Stop) -> Result<Vec<JoinHandle<()>>, String> {
+    async fn start(&self, _: &Context, _: &Host, _: Stop) -> Result<Vec<JoinHandle<()>>, String> {
         Ok(Vec::new())
     }
 

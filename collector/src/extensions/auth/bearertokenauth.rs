@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tokio::task::JoinHandle;
 
 use super::{header, same_secret, Watched};
-use crate::extensions::{ExtensionBuilder, ExtensionFactory, Health};
+use crate::extensions::{ExtensionBuilder, ExtensionFactory, Host};
 use crate::receivers::Stop;
 
 /// `bearertokenauth` config (otelcol's keys and defaults).
@@ -165,7 +165,7 @@ impl ClientAuthenticator for Bearer {
 
 #[async_trait]
 impl ExtensionBuilder for BearerTokenConfig {
-    async fn start(&self, _: &Context, _: Health, _: Stop) -> Result<Vec<JoinHandle<()>>, String> {
+    async fn start(&self, _: &Context, _: &Host, _: Stop) -> Result<Vec<JoinHandle<()>>, String> {
         Ok(Vec::new())
     }
 

@@ -11,7 +11,7 @@ use pipeline::component::{parse_config, ConfigError, Context, Validate};
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
-use crate::extensions::{ExtensionBuilder, ExtensionFactory, Health};
+use crate::extensions::{ExtensionBuilder, ExtensionFactory, Host};
 use crate::receivers::Stop;
 
 /// One header.
@@ -124,7 +124,7 @@ impl ClientAuthenticator for Setter {
 
 #[async_trait]
 impl ExtensionBuilder for HeadersSetterConfig {
-    async fn start(&self, _: &Context, _: Health, _: Stop) -> Result<Vec<JoinHandle<()>>, String> {
+    async fn start(&self, _: &Context, _: &Host, _: Stop) -> Result<Vec<JoinHandle<()>>, String> {
         Ok(Vec::new())
     }
 

@@ -6,6 +6,7 @@
 
 mod config;
 mod pricing;
+mod spend;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -18,12 +19,14 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 
 pub use config::{LlmCostConfig, Price};
 pub use pricing::PRICES_AS_OF;
+pub use spend::{Call, Origin, Spend};
 
 use crate::batch::{Batch, Signal};
 use crate::component::{parse_config, Context, ProcessorBuilder, ProcessorFactory};
 use crate::consumer::{BoxConsumer, ConsumeError, Consumer};
 use crate::fasthash::FastMap;
 use crate::rewrite::{replace_spans, rewrite_batch, Reach};
+use crate::scan::SpanEntry;
 use crate::telemetry::Counter;
 
 /// Input-token attributes, newest convention first.
@@ -184,6 +187,7 @@ struct LlmCost {
     unknown_seen: Mutex<HashSet<String>>,
     memo: Mutex<FastMap<Box<[u8]>, Option<Position>>>,
     id: String,
+    spend: Arc<Spend>,
 }
 
 /// What pricing needs from a span's attributes, read in place.
@@ -278,7 +282,13 @@ impl LlmCost {
     /// Prices a span given as its encoded field: reads the attributes in
     /// place and appends the cost. Falls back to a decode only when the
     /// span already carries the cost attribute (it must be replaced).
+    #[cfg(test)]
     fn price_field(&self, field: &[u8]) -> Option<Vec<u8>> {
+        self.price_field_from(field, &Origin::default())
+    }
+
+    /// [`LlmCost::price_field`], counting the call as coming from `origin`.
+    fn price_field_from(&self, field: &[u8], origin: &Origin) -> Option<Vec<u8>> {
         self.usage.find(field)?;
         let mut u = Usage::default();
         let cost_key = self.cost_attribute.as_bytes();
@@ -302,21 +312,30 @@ impl LlmCost {
         if u.has_cost {
             // Replacing a value inside the span means a decode; still only
             // attributes change, so the span's index entry holds.
-            return crate::rewrite::edit_span(field, |s| self.price(s));
+            return crate::rewrite::edit_span(field, |s| self.price_from(s, origin));
         }
         let price = self.lookup(model, u.provider.map(|p| p.1))?;
-        let usd = cost(
-            price,
-            u.input.map_or(0.0, |x| x.1),
-            u.output.map_or(0.0, |x| x.1),
-            u.cached.map_or(0.0, |x| x.1),
-        );
+        let (input, output) = (u.input.map_or(0.0, |x| x.1), u.output.map_or(0.0, |x| x.1));
+        let usd = cost(price, input, output, u.cached.map_or(0.0, |x| x.1));
         self.priced.add(1);
+        let call = Call {
+            model,
+            input,
+            output,
+            usd,
+        };
+        self.spend.record(&call, origin);
         crate::inplace::append_double_attribute(field, &self.cost_attribute, usd)
     }
 
     /// Prices one decoded span; true when it changed.
+    #[cfg(test)]
     fn price(&self, span: &mut Span) -> bool {
+        self.price_from(span, &Origin::default())
+    }
+
+    /// [`LlmCost::price`], counting the call as coming from `origin`.
+    fn price_from(&self, span: &mut Span, origin: &Origin) -> bool {
         let input = number(attr(span, &INPUT));
         let output = number(attr(span, &OUTPUT));
         if input.is_none() && output.is_none() {
@@ -330,12 +349,20 @@ impl LlmCost {
         else {
             return false;
         };
+        let (input, output) = (input.unwrap_or(0.0), output.unwrap_or(0.0));
         let usd = cost(
             price,
-            input.unwrap_or(0.0),
-            output.unwrap_or(0.0),
+            input,
+            output,
             number(attr(span, &CACHED)).unwrap_or(0.0),
         );
+        let call = Call {
+            model: model.as_bytes(),
+            input,
+            output,
+            usd,
+        };
+        self.spend.record(&call, origin);
         let value = Some(AnyValue {
             value: Some(Value::DoubleValue(usd)),
         });
@@ -356,14 +383,67 @@ impl LlmCost {
     }
 }
 
+/// Each resource's `service.name` in one request, read once per resource
+/// and only for resources with a priced span.
+struct Sources<'a> {
+    req: &'a crate::batch::Request,
+    names: Vec<Option<&'a [u8]>>,
+}
+
+impl<'a> Sources<'a> {
+    fn new(req: &'a crate::batch::Request) -> Sources<'a> {
+        Sources {
+            req,
+            names: Vec::new(),
+        }
+    }
+
+    fn of(&mut self, entry: &SpanEntry) -> &'a [u8] {
+        let req = self.req;
+        let Some(index) = req.index.as_ref() else {
+            return b"";
+        };
+        let Some(scope) = index.scopes.get(entry.scope as usize) else {
+            return b"";
+        };
+        let r = scope.resource as usize;
+        if self.names.len() <= r {
+            self.names.resize(index.resources.len().max(r + 1), None);
+        }
+        self.names[r].get_or_insert_with(|| {
+            let range = index.resources[r].resource;
+            let field = &req.bytes[range.0 as usize..range.1 as usize];
+            let mut name: &[u8] = b"";
+            crate::inplace::for_each_resource_attribute(field, |k, v| {
+                if k == b"service.name" {
+                    name = v.string_bytes().unwrap_or(b"");
+                }
+            });
+            name
+        })
+    }
+}
+
 #[async_trait]
 impl Consumer for LlmCost {
     async fn consume(&self, mut batch: Batch) -> Result<(), ConsumeError> {
         // Every usage attribute key contains "usage."; spans without it are
         // not even read attribute by attribute.
+        let minute = spend::now_minute();
         rewrite_batch(&mut batch, |req| {
-            replace_spans(req, Reach::AttributesOnly, |_, field| {
-                self.price_field(field)
+            let mut sources = Sources::new(req);
+            replace_spans(req, Reach::AttributesOnly, |entry, field| {
+                let origin = Origin {
+                    source: sources.of(entry),
+                    trace_id: entry.trace_id,
+                    seconds: entry
+                        .end_time_unix_nano
+                        .saturating_sub(entry.start_time_unix_nano)
+                        as f64
+                        / 1e9,
+                    minute,
+                };
+                self.price_field_from(field, &origin)
             })
         });
         self.next.consume(batch).await
@@ -391,6 +471,7 @@ impl ProcessorBuilder for LlmCostConfig {
             unknown_seen: Mutex::new(HashSet::new()),
             memo: Mutex::new(FastMap::default()),
             id: ctx.id.clone(),
+            spend: Spend::new(&ctx.metrics, &ctx.id),
         })
     }
 }

@@ -44,6 +44,7 @@ fn processor(book: PriceBook) -> LlmCost {
         unknown_seen: Mutex::new(HashSet::new()),
         memo: Mutex::new(FastMap::default()),
         id: "llm_cost".into(),
+        spend: Spend::new(&crate::telemetry::Registry::new(), "llm_cost"),
     }
 }
 

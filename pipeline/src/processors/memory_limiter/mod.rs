@@ -173,6 +173,20 @@ impl MemoryLimiterConfig {
                 })
             });
         }
+        for (name, help, v) in [
+            (
+                "observatory_processor_memory_limiter_limit_bytes",
+                "The hard limit (limit_mib or limit_percentage).",
+                hard,
+            ),
+            (
+                "observatory_processor_memory_limiter_soft_limit_bytes",
+                "The soft limit (the hard limit less the spike limit): above it data is refused.",
+                soft,
+            ),
+        ] {
+            ctx.metrics.gauge(name, help, &labels, move || v as f64);
+        }
         Arc::new(Limiter {
             next,
             state,

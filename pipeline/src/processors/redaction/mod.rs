@@ -9,7 +9,7 @@ mod config;
 mod presets;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -24,6 +24,7 @@ use crate::batch::{Batch, Request, Signal};
 use crate::component::{parse_config, ConfigError, Context, ProcessorBuilder, ProcessorFactory};
 use crate::consumer::{BoxConsumer, ConsumeError, Consumer};
 use crate::rewrite::{rewrite_decoded, rewrite_resources, rewrite_scopes, rewrite_spans};
+use crate::telemetry::Counter;
 use crate::wire::hex;
 
 /// GenAI content attributes (current and older conventions).
@@ -93,6 +94,49 @@ pub struct Redactor {
     key_rules: Vec<Mutex<KeyRules>>,
     /// The shortest value any preset can match.
     shortest: usize,
+    /// What each rule did, once a pipeline built this processor.
+    counts: OnceLock<RuleCounts>,
+}
+
+/// Self-metrics per rule: values masked by each `blocked_values` pattern
+/// and preset, whole values masked by key, keys removed and why.
+struct RuleCounts {
+    /// One per `blocked_values` pattern, then one per preset.
+    patterns: Vec<Counter>,
+    by_key: Counter,
+    not_allowed: Counter,
+    genai: Counter,
+}
+
+impl RuleCounts {
+    fn new(r: &Redactor, ctx: &Context) -> RuleCounts {
+        let id = ctx.id.as_str();
+        let masked = |rule: &str| {
+            ctx.metrics.counter(
+                "observatory_processor_redaction_masked_total",
+                "Values (or parts of values) masked, by the rule that matched.",
+                &[("processor", id), ("rule", rule)],
+            )
+        };
+        let removed = |reason: &str| {
+            ctx.metrics.counter(
+                "observatory_processor_redaction_removed_total",
+                "Attributes removed, by reason.",
+                &[("processor", id), ("reason", reason)],
+            )
+        };
+        RuleCounts {
+            patterns: r
+                .blocked_values
+                .iter()
+                .map(|re| masked(re.as_str()))
+                .chain(r.presets.iter().map(|p| masked(p.name)))
+                .collect(),
+            by_key: masked("blocked_key_patterns"),
+            not_allowed: removed("not_allowed_key"),
+            genai: removed("drop_genai_content"),
+        }
+    }
 }
 
 /// A two-way set-associative cache of key rules: a key's length and three
@@ -245,6 +289,7 @@ impl Redactor {
             drop_genai: cfg.drop_genai_content,
             key_rules: (0..SLOTS).map(|_| Mutex::default()).collect(),
             shortest,
+            counts: OnceLock::new(),
         })
     }
 
@@ -304,15 +349,16 @@ impl Redactor {
             return None;
         }
         // Collect the byte ranges to mask, then mask them in one pass.
-        let mut spans: Vec<(usize, usize)> = Vec::new();
-        for r in &self.blocked_values {
-            spans.extend(r.find_iter(s).map(|m| (m.start(), m.end())));
+        let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+        for (i, r) in self.blocked_values.iter().enumerate() {
+            spans.extend(r.find_iter(s).map(|m| (m.start(), m.end(), i)));
         }
-        for p in &self.presets {
+        let first_preset = self.blocked_values.len();
+        for (i, p) in self.presets.iter().enumerate() {
             for c in p.regex.captures_iter(s) {
                 if let Some(m) = c.get(p.group) {
                     if (p.check)(m.as_str()) {
-                        spans.push((m.start(), m.end()));
+                        spans.push((m.start(), m.end(), first_preset + i));
                     }
                 }
             }
@@ -323,9 +369,13 @@ impl Redactor {
         spans.sort_unstable();
         let mut out = String::with_capacity(s.len());
         let mut at = 0;
-        for (start, end) in spans {
+        let counts = self.counts.get();
+        for (start, end, rule) in spans {
             if start < at {
                 continue; // overlaps a part already masked
+            }
+            if let Some(c) = counts {
+                c.patterns[rule].add(1);
             }
             out.push_str(&s[at..start]);
             out.push_str(&self.mask(&s[start..end]));
@@ -333,6 +383,13 @@ impl Redactor {
         }
         out.push_str(&s[at..]);
         Some(out)
+    }
+
+    /// Adds one to the counter `which` picks, once metrics exist.
+    fn count(&self, which: impl FnOnce(&RuleCounts) -> &Counter) {
+        if let Some(c) = self.counts.get() {
+            which(c).add(1);
+        }
     }
 
     /// Scrubs a value and everything inside it; true if it changed.
@@ -353,6 +410,7 @@ impl Redactor {
                 let mut changed = false;
                 for kv in &mut kv.values {
                     if self.key_blocked(&kv.key) {
+                        self.count(|c| &c.by_key);
                         kv.value = Some(AnyValue {
                             value: Some(Value::StringValue(self.mask(&format!("{:?}", kv.value)))),
                         });
@@ -407,13 +465,14 @@ impl Redactor {
                 ignored += 1;
                 return true;
             }
-            if (self.drop_genai && genai_key(&kv.key))
-                || (!self.allow_all && !self.allowed.contains(&kv.key))
-            {
+            let genai = self.drop_genai && genai_key(&kv.key);
+            if genai || (!self.allow_all && !self.allowed.contains(&kv.key)) {
+                self.count(|c| if genai { &c.genai } else { &c.not_allowed });
                 redacted.push(kv.key.clone());
                 return false;
             }
             if self.key_blocked(&kv.key) {
+                self.count(|c| &c.by_key);
                 let text = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
                     Some(Value::StringValue(s)) => s.clone(),
                     other => format!("{other:?}"),
@@ -477,7 +536,8 @@ pub fn factory() -> ProcessorFactory {
 struct Builder(Arc<Redactor>);
 
 impl ProcessorBuilder for Builder {
-    fn build(&self, signal: Signal, next: BoxConsumer, _ctx: &Context) -> BoxConsumer {
+    fn build(&self, signal: Signal, next: BoxConsumer, ctx: &Context) -> BoxConsumer {
+        self.0.counts.get_or_init(|| RuleCounts::new(&self.0, ctx));
         Arc::new(Redaction {
             signal,
             r: self.0.clone(),

@@ -166,7 +166,9 @@ fn config_errors_are_named() {
 async fn spans_logs_and_genai_content_through_the_processor() {
     use opentelemetry_proto::tonic::trace::v1::span::Event;
     let yaml = "allow_all_keys: true\nblocked_value_presets: [email]\ndrop_genai_content: true\nsummary: info\n";
-    let Rig { p, sink, .. } = Rig::new(factory(), "redaction", yaml, Signal::Traces);
+    let Rig {
+        p, sink, metrics, ..
+    } = Rig::new(factory(), "redaction", yaml, Signal::Traces);
     let mut req = Generator::new(GeneratorOptions::default()).traces(2);
     let text = |s: &str| {
         Some(AnyValue {
@@ -213,6 +215,18 @@ async fn spans_logs_and_genai_content_through_the_processor() {
     }
     assert!(json.contains("\"retry\""), "other events stay");
     assert!(json.contains("redaction.redacted.count") && !json.contains("redaction.masked.count"));
+    // Each rule's work is counted: the event's address by the preset, the
+    // prompt by the GenAI switch.
+    let count = |name: &str, label: (&str, &str)| {
+        metrics
+            .value(name, &[("processor", "redaction"), label])
+            .unwrap()
+    };
+    let masked = "observatory_processor_redaction_masked_total";
+    let removed = "observatory_processor_redaction_removed_total";
+    assert_eq!(count(masked, ("rule", "email")), 1.0);
+    assert_eq!(count(removed, ("reason", "drop_genai_content")), 1.0);
+    assert_eq!(count(removed, ("reason", "not_allowed_key")), 0.0);
     // Log bodies: maps and arrays are scrubbed recursively.
     let Rig { p, sink, .. } = Rig::new(factory(), "redaction", yaml, Signal::Logs);
     let mut logs = Generator::new(GeneratorOptions::default()).logs(1);

@@ -546,6 +546,18 @@ impl ProcessorBuilder for TailSamplingConfig {
             sampler: Mutex::new(sampler),
             ready: Notify::new(),
         });
+        let probe = Arc::downgrade(&shared);
+        // Read at scrape time under the lock: once a second at most.
+        ctx.metrics.gauge(
+            "observatory_processor_tail_sampling_traces_held",
+            "Traces held, waiting for their decision.",
+            &[("processor", ctx.id.as_str())],
+            move || {
+                probe
+                    .upgrade()
+                    .map_or(0.0, |s| s.lock().traces.len() as f64)
+            },
+        );
         let (alive, closed) = oneshot::channel();
         ctx.tasks
             .add(&ctx.id, tokio::spawn(shared.clone().run(next, closed)));
