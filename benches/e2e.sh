@@ -15,7 +15,7 @@ CONCURRENCY=${CONCURRENCY:-4}
 BATCH=${BATCH:-512}
 RATE=${RATE:-0}
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop grpc-tls-batch-nop grpc-mtls-batch-nop lb-self-network lb-self-local fleet-full-chain fleet-no-affinity full-chain-spread llm-gateway-example unreachable-otlp http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb grpc-batch-parquet)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop grpc-tls-batch-nop grpc-mtls-batch-nop lb-self-network lb-self-local full-chain-ui-open fleet-full-chain fleet-no-affinity full-chain-spread llm-gateway-example unreachable-otlp http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb grpc-batch-parquet)
 
 cargo build --release -q -p observatory -p benches
 BIN=${OBSERVATORY_BIN:-target/release/observatory}
@@ -119,6 +119,8 @@ for s in "${SCENARIOS[@]}"; do
   cfgs=(--config "$cfg")
   # The example as shipped, with the bench's ports and nop exporters merged over it.
   [ "$s" = llm-gateway-example ] && cfgs=(--config examples/llm-gateway.yaml --config "$cfg")
+  # The full chain with the live page on and open in a browser.
+  [ "$s" = full-chain-ui-open ] && cfgs=(--config benches/configs/full-chain.yaml --config "$cfg")
   down=""
   if [[ "$s" == grpc-batch-otlp* ]]; then
     "$BIN" --config benches/configs/downstream-nop.yaml 2>"$TMP/down.log" &
@@ -153,7 +155,19 @@ for s in "${SCENARIOS[@]}"; do
   if [[ "$s" == full-chain* || "$s" == llm-gateway-example ]] && [ "$RATE" = 0 ]; then rate=150000; fi
   # The tail sampler must see new traces, as in real traffic, not the
   # loadgen pool's few thousand over and over.
-  if [ "$s" = full-chain ] || [ "$s" = llm-gateway-example ]; then extra+=(--unique-traces); fi
+  if [ "$s" = full-chain ] || [ "$s" = full-chain-ui-open ] || [ "$s" = llm-gateway-example ]; then extra+=(--unique-traces); fi
+  browser=""
+  if [ "$s" = full-chain-ui-open ]; then
+    # Debian's chromium, headless, with the page open (its event stream
+    # makes the collector build the view every second) for the whole run.
+    chromium --headless --no-sandbox --disable-gpu --no-zygote --disable-dev-shm-usage \
+      --remote-debugging-port=0 --user-data-dir="$TMP/chromium" http://127.0.0.1:25679/ 2>"$TMP/chromium.log" &
+    browser=$!
+    for _ in $(seq 1 100); do
+      ss -Htn state established '( sport = :25679 )' | grep -q . && break
+      sleep 0.1
+    done
+  fi
   # Each trace's spans in three requests a second apart, fresh trace ids.
   if [ "$s" = full-chain-spread ]; then extra+=(--spread 3 --spread-delay 1s --retry); fi
   c0=$(cpu_ticks "$pid"); d0=0; [ -n "$down" ] && d0=$(cpu_ticks "$down")
@@ -164,6 +178,11 @@ for s in "${SCENARIOS[@]}"; do
     --concurrency "$CONCURRENCY" --batch-size "$BATCH" --rate "$rate" "${extra[@]}" >"$TMP/sum" 2>"$TMP/loadgen.log"
   c1=$(cpu_ticks "$pid"); d1=0; [ -n "$down" ] && d1=$(cpu_ticks "$down")
   hwm=$(hwm_kib "$pid")
+  if [ -n "$browser" ]; then
+    open=$(ss -Htn state established '( sport = :25679 )' | wc -l)
+    kill "$browser" 2>/dev/null || true; wait "$browser" 2>/dev/null || true
+    echo "                 live page: $open connection(s) open to it at the end of the run"
+  fi
   kill "$sampler" 2>/dev/null || true
   accepted=$(sed -n 's/.* accepted=\([0-9]*\) .*/\1/p' "$TMP/sum")
   secs=$(sed -n 's/.* seconds=\([0-9.]*\) .*/\1/p' "$TMP/sum")

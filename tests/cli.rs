@@ -119,6 +119,7 @@ fn deploy_and_example_configs_validate() {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for rel in [
         "deploy/tempo/observatory.yaml",
+        "deploy/stack/observatory.yaml",
         "deploy/fleet/one-tier.yaml",
         "deploy/fleet/two-tier-gateway.yaml",
         "deploy/fleet/two-tier-sampler.yaml",

@@ -1,4 +1,7 @@
-//! The fleet's deployment files agree with its Observatory config: the
+//! The deployment files agree with the Observatory configs they run. The
+//! full compose stack (deploy/stack) mounts files that exist, publishes
+//! the ports its configs listen on, and its Observatory, Prometheus and
+//! Grafana point at each other's service names and ports. The fleet's: the
 //! Kubernetes manifests have the kinds the layout needs, expose the ports
 //! the config listens on, probe the health_check port, and the headless
 //! Service the DNS resolver reads has the peer port; the Compose file names
@@ -263,5 +266,152 @@ fn two_tier_compose_puts_gateways_behind_haproxy_and_samplers_under_one_name() {
                 .exists());
             assert!(svc["command"][1].as_str().unwrap().ends_with(file));
         }
+    }
+}
+
+/// `host:port` of a URL or address, without scheme or path.
+fn host_port(url: &str) -> (String, u64) {
+    let rest = url.split("://").last().unwrap();
+    let rest = rest.rsplit('@').next().unwrap();
+    let hp = rest.split('/').next().unwrap();
+    let (h, p) = hp.rsplit_once(':').unwrap();
+    (h.to_string(), p.parse().unwrap())
+}
+
+/// The container ports a compose service publishes.
+fn published(svc: &Value) -> BTreeSet<u64> {
+    svc["ports"]
+        .as_sequence()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| p.as_str().unwrap().rsplit(':').next().unwrap().parse().unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_compose_stack_wires_observatory_tempo_loki_timescaledb_prometheus_and_grafana() {
+    let compose: Value = serde_yaml::from_str(&repo("deploy/stack/compose.yaml")).unwrap();
+    let services = compose["services"].as_mapping().unwrap();
+    let names: BTreeSet<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["grafana", "loki", "observatory", "prometheus", "tempo", "timescaledb"]
+            .into_iter()
+            .collect()
+    );
+    let svc = |n: &str| &compose["services"][n];
+    // Every mounted file is in the repo, and each config the services read
+    // is one of them.
+    let stack = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/stack");
+    let mut mounted = BTreeSet::new();
+    for (name, s) in services {
+        for v in s["volumes"].as_sequence().into_iter().flatten() {
+            let src = v.as_str().unwrap().split(':').next().unwrap();
+            if src.starts_with('.') {
+                let path = stack.join(src);
+                assert!(path.exists(), "{name:?} mounts {src}, which is missing");
+                mounted.insert(src.to_string());
+            }
+        }
+    }
+    for f in ["./observatory.yaml", "../tempo/tempo.yaml", "./loki.yaml", "./prometheus.yml"] {
+        assert!(mounted.contains(f), "{f} is not mounted");
+    }
+
+    let obs: Value = serde_yaml::from_str(&repo("deploy/stack/observatory.yaml")).unwrap();
+    let listens = [
+        port_of(get(&obs, "receivers.otlp.protocols.grpc.endpoint")),
+        port_of(get(&obs, "receivers.otlp.protocols.http.endpoint")),
+        port_of(get(&obs, "extensions.health_check.endpoint")),
+        port_of(get(&obs, "extensions.observatory_ui.endpoint")),
+        port_of(get(&obs, "service.telemetry.metrics.address")),
+    ];
+    let obs_ports = published(svc("observatory"));
+    for p in listens {
+        assert!(obs_ports.contains(&p), "observatory listens on {p}, not published");
+    }
+    // Observatory's exporters reach the backends where they listen.
+    let tempo: Value = serde_yaml::from_str(&repo("deploy/tempo/tempo.yaml")).unwrap();
+    let tempo_otlp = port_of(get(&tempo, "distributor.receivers.otlp.protocols.grpc.endpoint"));
+    let tempo_http = get(&tempo, "server.http_listen_port").as_u64().unwrap();
+    let loki: Value = serde_yaml::from_str(&repo("deploy/stack/loki.yaml")).unwrap();
+    let loki_http = get(&loki, "server.http_listen_port").as_u64().unwrap();
+    let exporters = &obs["exporters"];
+    let at = |id: &str| host_port(exporters[id]["endpoint"].as_str().unwrap());
+    assert_eq!(at("otlp/tempo"), ("tempo".into(), tempo_otlp));
+    assert_eq!(at("loki"), ("loki".into(), loki_http));
+    assert_eq!(at("timescaledb"), ("timescaledb".into(), 5432));
+    // The database, user and password are the ones the database is made with.
+    let db = &svc("timescaledb")["environment"];
+    let url = exporters["timescaledb"]["endpoint"].as_str().unwrap();
+    assert!(url.starts_with(&format!("postgres://{}:", db["POSTGRES_USER"].as_str().unwrap())));
+    assert!(url.ends_with(&format!("/{}", db["POSTGRES_DB"].as_str().unwrap())));
+    assert!(url.contains("${env:POSTGRES_PASSWORD"));
+    assert!(svc("observatory")["environment"]["POSTGRES_PASSWORD"] == db["POSTGRES_PASSWORD"]);
+
+    // Prometheus scrapes Observatory's metrics port.
+    let prom: Value = serde_yaml::from_str(&repo("deploy/stack/prometheus.yml")).unwrap();
+    let target = prom["scrape_configs"][0]["static_configs"][0]["targets"][0]
+        .as_str()
+        .unwrap();
+    assert_eq!(host_port(target), ("observatory".into(), listens[4]));
+
+    // Grafana: every data source points at a service where it listens, and
+    // every dashboard is mounted where the provider reads and names only
+    // provisioned data sources.
+    let ds: Value = serde_yaml::from_str(&repo(
+        "deploy/grafana/provisioning/datasources/observatory.yaml",
+    ))
+    .unwrap();
+    let mut uids = BTreeSet::new();
+    for d in ds["datasources"].as_sequence().unwrap() {
+        let (host, port) = host_port(d["url"].as_str().unwrap());
+        let want = match host.as_str() {
+            "prometheus" => *published(svc("prometheus")).iter().next().unwrap(),
+            "timescaledb" => 5432,
+            "tempo" => tempo_http,
+            "loki" => loki_http,
+            other => panic!("data source at unknown service {other}"),
+        };
+        assert_eq!(port, want, "{}", d["name"].as_str().unwrap());
+        uids.insert(d["uid"].as_str().unwrap().to_string());
+    }
+    let provider: Value = serde_yaml::from_str(&repo(
+        "deploy/grafana/provisioning/dashboards/observatory.yaml",
+    ))
+    .unwrap();
+    let dir = provider["providers"][0]["options"]["path"].as_str().unwrap();
+    let grafana_mounts: Vec<&str> = svc("grafana")["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for dash in ["llm-dashboard.json", "pipeline-health.json"] {
+        let mount = format!("../grafana/{dash}:{dir}/{dash}:ro");
+        assert!(grafana_mounts.contains(&mount.as_str()), "{mount} missing");
+        let d: serde_json::Value =
+            serde_json::from_str(&repo(&format!("deploy/grafana/{dash}"))).unwrap();
+        let text = d.to_string();
+        assert!(!text.contains("${DS_"), "{dash} needs an import input");
+        let mut used = BTreeSet::new();
+        let mut walk = vec![&d];
+        while let Some(v) = walk.pop() {
+            if let Some(uid) = v["datasource"]["uid"].as_str() {
+                used.insert(uid.to_string());
+            }
+            match v {
+                serde_json::Value::Array(a) => walk.extend(a),
+                serde_json::Value::Object(o) => walk.extend(o.values()),
+                _ => {}
+            }
+        }
+        assert!(!used.is_empty() && used.is_subset(&uids), "{dash}: {used:?} vs {uids:?}");
+    }
+    for sub in ["datasources", "dashboards"] {
+        let mount = format!("../grafana/provisioning/{sub}:/etc/grafana/provisioning/{sub}:ro");
+        assert!(grafana_mounts.contains(&mount.as_str()), "{mount} missing");
     }
 }

@@ -1,7 +1,9 @@
 //! The live page and `observatory top` against the real binary under load
 //! from the real `loadgen`: the page in headless Chromium (Debian's
 //! `chromium`, driven over the DevTools protocol), `top` in a tmux pane.
-//! Both must show every configured component and numbers that move.
+//! Both must show every configured component and numbers that move. The
+//! pipeline-health dashboard's queries are checked against the same
+//! collector's live `/metrics`.
 
 mod common;
 
@@ -57,19 +59,26 @@ service:
       exporters: [nop, otlp/down]
     metrics:
       receivers: [otlp]
-      processors: [batch]
+      processors: [memory_limiter, batch]
+      exporters: [nop]
+    logs:
+      receivers: [otlp]
+      processors: [memory_limiter, batch]
       exporters: [nop]
 "#;
 
 /// Every node the graph must show for [`CONFIG`].
-const NODES: [&str; 9] = [
+const NODES: [&str; 12] = [
     "receiver:otlp",
     "processor:traces:memory_limiter",
     "processor:traces:redaction",
     "processor:traces:llm_cost",
     "processor:traces:tail_sampling",
     "processor:traces:batch",
+    "processor:metrics:memory_limiter",
     "processor:metrics:batch",
+    "processor:logs:memory_limiter",
+    "processor:logs:batch",
     "exporter:nop",
     "exporter:otlp/down",
 ];
@@ -452,6 +461,9 @@ fn top_shows_every_component_moving_numbers_and_quits_on_q() {
         "tail_sampling (traces)",
         "batch (traces)",
         "batch (metrics)",
+        "memory_limiter (metrics)",
+        "memory_limiter (logs)",
+        "batch (logs)",
         "nop",
         "otlp/down",
     ];
@@ -541,4 +553,60 @@ fn top_says_what_is_wrong_when_nothing_answers() {
         assert!(Instant::now() < deadline, "top did not quit on q");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Metric names in a live `/metrics`, each with the label keys its series carry.
+fn exported(c: &Collector) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let (_, body) = http_get(c.metrics, "/metrics").expect("/metrics");
+    let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for line in body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let (name, rest) = line.split_once(['{', ' ']).unwrap();
+        let keys = out.entry(name.to_string()).or_default();
+        if let Some((labels, _)) = rest.split_once('}') {
+            for pair in labels.split("\",") {
+                if let Some((k, _)) = pair.split_once('=') {
+                    keys.insert(k.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_pipeline_health_dashboard_queries_only_metrics_the_collector_exports() {
+    let (c, _) = start();
+    // llm_cost's series per model appear with the first priced call.
+    let mut loadgen = load(&c, 3);
+    assert!(loadgen.wait().unwrap().success());
+    let live = exported(&c);
+    let dash: Value = serde_json::from_str(include_str!("../deploy/grafana/pipeline-health.json")).unwrap();
+    let panels = dash["panels"].as_array().unwrap();
+    assert!(panels.len() >= 10, "{}", panels.len());
+    let name = regex::Regex::new(r"\bobservatory_[a-z_]+\b").unwrap();
+    let by = regex::Regex::new(r"by \(([a-z_, ]+)\)").unwrap();
+    let mut checked = 0;
+    for p in panels {
+        let title = p["title"].as_str().unwrap();
+        assert_eq!(p["datasource"]["uid"], "observatory-prometheus", "{title}");
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            let names: Vec<&str> = name.find_iter(expr).map(|m| m.as_str()).collect();
+            assert!(!names.is_empty(), "{title}: {expr} reads no metric");
+            for n in &names {
+                assert!(live.contains_key(*n), "{title}: {n} is not in /metrics");
+            }
+            for labels in by.captures_iter(expr) {
+                for l in labels[1].split(',').map(str::trim) {
+                    assert!(
+                        names.iter().any(|n| live[*n].contains(l)),
+                        "{title}: no metric of {expr} has the label {l}"
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    println!("{checked} PromQL queries checked against a live /metrics");
 }
