@@ -160,7 +160,8 @@ for s in "${SCENARIOS[@]}"; do
   if [ "$s" = full-chain-ui-open ]; then
     # Debian's chromium, headless, with the page open (its event stream
     # makes the collector build the view every second) for the whole run.
-    chromium --headless --no-sandbox --disable-gpu --no-zygote --disable-dev-shm-usage \
+    # Its own process group, so the renderers it starts go with it.
+    setsid chromium --headless --no-sandbox --disable-gpu --no-zygote --disable-dev-shm-usage \
       --remote-debugging-port=0 --user-data-dir="$TMP/chromium" http://127.0.0.1:25679/ 2>"$TMP/chromium.log" &
     browser=$!
     for _ in $(seq 1 100); do
@@ -180,7 +181,7 @@ for s in "${SCENARIOS[@]}"; do
   hwm=$(hwm_kib "$pid")
   if [ -n "$browser" ]; then
     open=$(ss -Htn state established '( sport = :25679 )' | wc -l)
-    kill "$browser" 2>/dev/null || true; wait "$browser" 2>/dev/null || true
+    kill -TERM -- "-$browser" 2>/dev/null || true; wait "$browser" 2>/dev/null || true
     echo "                 live page: $open connection(s) open to it at the end of the run"
   fi
   kill "$sampler" 2>/dev/null || true
