@@ -124,6 +124,7 @@ fn deploy_and_example_configs_validate() {
         "deploy/fleet/two-tier-gateway.yaml",
         "deploy/fleet/two-tier-sampler.yaml",
         "examples/llm-gateway.yaml",
+        "examples/llm-filelog.yaml",
     ] {
         let (code, out, err) = run(&["validate", "--config", rel], &repo);
         assert_eq!(code, 0, "{rel}: {err}");

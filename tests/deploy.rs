@@ -284,7 +284,15 @@ fn published(svc: &Value) -> BTreeSet<u64> {
         .as_sequence()
         .map(|ps| {
             ps.iter()
-                .map(|p| p.as_str().unwrap().rsplit(':').next().unwrap().parse().unwrap())
+                .map(|p| {
+                    p.as_str()
+                        .unwrap()
+                        .rsplit(':')
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap()
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -297,9 +305,16 @@ fn the_compose_stack_wires_observatory_tempo_loki_timescaledb_prometheus_and_gra
     let names: BTreeSet<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["grafana", "loki", "observatory", "prometheus", "tempo", "timescaledb"]
-            .into_iter()
-            .collect()
+        [
+            "grafana",
+            "loki",
+            "observatory",
+            "prometheus",
+            "tempo",
+            "timescaledb"
+        ]
+        .into_iter()
+        .collect()
     );
     let svc = |n: &str| &compose["services"][n];
     // Every mounted file is in the repo, and each config the services read
@@ -316,7 +331,12 @@ fn the_compose_stack_wires_observatory_tempo_loki_timescaledb_prometheus_and_gra
             }
         }
     }
-    for f in ["./observatory.yaml", "../tempo/tempo.yaml", "./loki.yaml", "./prometheus.yml"] {
+    for f in [
+        "./observatory.yaml",
+        "../tempo/tempo.yaml",
+        "./loki.yaml",
+        "./prometheus.yml",
+    ] {
         assert!(mounted.contains(f), "{f} is not mounted");
     }
 
@@ -330,11 +350,17 @@ fn the_compose_stack_wires_observatory_tempo_loki_timescaledb_prometheus_and_gra
     ];
     let obs_ports = published(svc("observatory"));
     for p in listens {
-        assert!(obs_ports.contains(&p), "observatory listens on {p}, not published");
+        assert!(
+            obs_ports.contains(&p),
+            "observatory listens on {p}, not published"
+        );
     }
     // Observatory's exporters reach the backends where they listen.
     let tempo: Value = serde_yaml::from_str(&repo("deploy/tempo/tempo.yaml")).unwrap();
-    let tempo_otlp = port_of(get(&tempo, "distributor.receivers.otlp.protocols.grpc.endpoint"));
+    let tempo_otlp = port_of(get(
+        &tempo,
+        "distributor.receivers.otlp.protocols.grpc.endpoint",
+    ));
     let tempo_http = get(&tempo, "server.http_listen_port").as_u64().unwrap();
     let loki: Value = serde_yaml::from_str(&repo("deploy/stack/loki.yaml")).unwrap();
     let loki_http = get(&loki, "server.http_listen_port").as_u64().unwrap();
@@ -346,7 +372,10 @@ fn the_compose_stack_wires_observatory_tempo_loki_timescaledb_prometheus_and_gra
     // The database, user and password are the ones the database is made with.
     let db = &svc("timescaledb")["environment"];
     let url = exporters["timescaledb"]["endpoint"].as_str().unwrap();
-    assert!(url.starts_with(&format!("postgres://{}:", db["POSTGRES_USER"].as_str().unwrap())));
+    assert!(url.starts_with(&format!(
+        "postgres://{}:",
+        db["POSTGRES_USER"].as_str().unwrap()
+    )));
     assert!(url.ends_with(&format!("/{}", db["POSTGRES_DB"].as_str().unwrap())));
     assert!(url.contains("${env:POSTGRES_PASSWORD"));
     assert!(svc("observatory")["environment"]["POSTGRES_PASSWORD"] == db["POSTGRES_PASSWORD"]);
@@ -382,7 +411,9 @@ fn the_compose_stack_wires_observatory_tempo_loki_timescaledb_prometheus_and_gra
         "deploy/grafana/provisioning/dashboards/observatory.yaml",
     ))
     .unwrap();
-    let dir = provider["providers"][0]["options"]["path"].as_str().unwrap();
+    let dir = provider["providers"][0]["options"]["path"]
+        .as_str()
+        .unwrap();
     let grafana_mounts: Vec<&str> = svc("grafana")["volumes"]
         .as_sequence()
         .unwrap()
@@ -408,7 +439,10 @@ fn the_compose_stack_wires_observatory_tempo_loki_timescaledb_prometheus_and_gra
                 _ => {}
             }
         }
-        assert!(!used.is_empty() && used.is_subset(&uids), "{dash}: {used:?} vs {uids:?}");
+        assert!(
+            !used.is_empty() && used.is_subset(&uids),
+            "{dash}: {used:?} vs {uids:?}"
+        );
     }
     for sub in ["datasources", "dashboards"] {
         let mount = format!("../grafana/provisioning/{sub}:/etc/grafana/provisioning/{sub}:ro");

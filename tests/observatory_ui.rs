@@ -556,11 +556,16 @@ fn top_says_what_is_wrong_when_nothing_answers() {
 }
 
 /// Metric names in a live `/metrics`, each with the label keys its series carry.
-fn exported(c: &Collector) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+fn exported(
+    c: &Collector,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
     let (_, body) = http_get(c.metrics, "/metrics").expect("/metrics");
     let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
         Default::default();
-    for line in body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let (name, rest) = line.split_once(['{', ' ']).unwrap();
         let keys = out.entry(name.to_string()).or_default();
         if let Some((labels, _)) = rest.split_once('}') {
@@ -581,7 +586,8 @@ fn the_pipeline_health_dashboard_queries_only_metrics_the_collector_exports() {
     let mut loadgen = load(&c, 3);
     assert!(loadgen.wait().unwrap().success());
     let live = exported(&c);
-    let dash: Value = serde_json::from_str(include_str!("../deploy/grafana/pipeline-health.json")).unwrap();
+    let dash: Value =
+        serde_json::from_str(include_str!("../deploy/grafana/pipeline-health.json")).unwrap();
     let panels = dash["panels"].as_array().unwrap();
     assert!(panels.len() >= 10, "{}", panels.len());
     let name = regex::Regex::new(r"\bobservatory_[a-z_]+\b").unwrap();

@@ -146,22 +146,19 @@ impl Registry {
 
     /// The counter `name{labels}`, created on first use.
     pub fn counter(&self, name: &str, help: &'static str, pairs: &[(&str, &str)]) -> Counter {
-        let labels = render_labels(pairs);
-        let mut series = self.series.lock().unwrap();
-        for s in series.iter() {
-            if let (true, Source::Counter(c)) = (s.name == name && s.labels == labels, &s.source) {
-                return c.clone();
-            }
-        }
-        let c = Counter::default();
-        series.push(Series {
-            name: name.to_string(),
+        self.find_or_add(
+            name,
             help,
-            labels,
-            pairs: owned(pairs),
-            source: Source::Counter(c.clone()),
-        });
-        c
+            pairs,
+            |s| match s {
+                Source::Counter(c) => Some(c.clone()),
+                _ => None,
+            },
+            || {
+                let c = Counter::default();
+                (c.clone(), Source::Counter(c))
+            },
+        )
     }
 
     /// The fractional counter `name{labels}`, created on first use.
@@ -171,22 +168,58 @@ impl Registry {
         help: &'static str,
         pairs: &[(&str, &str)],
     ) -> FloatCounter {
+        self.find_or_add(
+            name,
+            help,
+            pairs,
+            |s| match s {
+                Source::Float(c) => Some(c.clone()),
+                _ => None,
+            },
+            || {
+                let c = FloatCounter::default();
+                (c.clone(), Source::Float(c))
+            },
+        )
+    }
+
+    /// The series `name{pairs}` that `pick` accepts, else a new one from
+    /// `make`; under one lock, so two callers never make it twice.
+    fn find_or_add<T>(
+        &self,
+        name: &str,
+        help: &'static str,
+        pairs: &[(&str, &str)],
+        pick: impl Fn(&Source) -> Option<T>,
+        make: impl FnOnce() -> (T, Source),
+    ) -> T {
         let labels = render_labels(pairs);
         let mut series = self.series.lock().unwrap();
-        for s in series.iter() {
-            if let (true, Source::Float(c)) = (s.name == name && s.labels == labels, &s.source) {
-                return c.clone();
-            }
-        }
-        let c = FloatCounter::default();
-        series.push(Series {
+        let found = series
+            .iter()
+            .filter(|s| s.name == name && s.labels == labels)
+            .find_map(|s| pick(&s.source));
+        found.unwrap_or_else(|| {
+            let (t, source) = make();
+            series.push(Series {
+                name: name.to_string(),
+                help,
+                labels,
+                pairs: owned(pairs),
+                source,
+            });
+            t
+        })
+    }
+
+    fn add(&self, name: &str, help: &'static str, pairs: &[(&str, &str)], source: Source) {
+        self.series.lock().unwrap().push(Series {
             name: name.to_string(),
             help,
-            labels,
+            labels: render_labels(pairs),
             pairs: owned(pairs),
-            source: Source::Float(c.clone()),
+            source,
         });
-        c
     }
 
     /// The note of component `id` (one per id), created on first use.
@@ -254,13 +287,7 @@ impl Registry {
         labels: &[(&str, &str)],
         f: impl Fn() -> f64 + Send + Sync + 'static,
     ) {
-        self.series.lock().unwrap().push(Series {
-            name: name.to_string(),
-            help,
-            labels: render_labels(labels),
-            pairs: owned(labels),
-            source: Source::Gauge(Box::new(f)),
-        });
+        self.add(name, help, labels, Source::Gauge(Box::new(f)));
     }
 
     /// The value of a series, for tests and the load generator's summary.

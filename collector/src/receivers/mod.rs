@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod conn;
+pub mod filelog;
 pub mod identify;
 pub mod otlp;
 pub mod tls;

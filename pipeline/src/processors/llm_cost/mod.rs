@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 
 pub use config::{LlmCostConfig, Price};
 pub use pricing::PRICES_AS_OF;
-pub use spend::{Call, Origin, Spend};
+pub use spend::{Call, Origin, Spend, Tally};
 
 use crate::batch::{Batch, Signal};
 use crate::component::{parse_config, Context, ProcessorBuilder, ProcessorFactory};
@@ -284,11 +284,20 @@ impl LlmCost {
     /// span already carries the cost attribute (it must be replaced).
     #[cfg(test)]
     fn price_field(&self, field: &[u8]) -> Option<Vec<u8>> {
-        self.price_field_from(field, &Origin::default())
+        let mut tally = Tally::default();
+        let out = self.price_field_from(field, &Origin::default(), &mut tally);
+        self.spend.flush(&mut tally, 0);
+        out
     }
 
-    /// [`LlmCost::price_field`], counting the call as coming from `origin`.
-    fn price_field_from(&self, field: &[u8], origin: &Origin) -> Option<Vec<u8>> {
+    /// [`LlmCost::price_field`], counting the call in `tally` as coming
+    /// from `origin`.
+    fn price_field_from(
+        &self,
+        field: &[u8],
+        origin: &Origin,
+        tally: &mut Tally,
+    ) -> Option<Vec<u8>> {
         self.usage.find(field)?;
         let mut u = Usage::default();
         let cost_key = self.cost_attribute.as_bytes();
@@ -312,7 +321,7 @@ impl LlmCost {
         if u.has_cost {
             // Replacing a value inside the span means a decode; still only
             // attributes change, so the span's index entry holds.
-            return crate::rewrite::edit_span(field, |s| self.price_from(s, origin));
+            return crate::rewrite::edit_span(field, |s| self.price_from(s, origin, tally));
         }
         let price = self.lookup(model, u.provider.map(|p| p.1))?;
         let (input, output) = (u.input.map_or(0.0, |x| x.1), u.output.map_or(0.0, |x| x.1));
@@ -324,18 +333,22 @@ impl LlmCost {
             output,
             usd,
         };
-        self.spend.record(&call, origin);
+        tally.add(&call, origin);
         crate::inplace::append_double_attribute(field, &self.cost_attribute, usd)
     }
 
     /// Prices one decoded span; true when it changed.
     #[cfg(test)]
     fn price(&self, span: &mut Span) -> bool {
-        self.price_from(span, &Origin::default())
+        let mut tally = Tally::default();
+        let changed = self.price_from(span, &Origin::default(), &mut tally);
+        self.spend.flush(&mut tally, 0);
+        changed
     }
 
-    /// [`LlmCost::price`], counting the call as coming from `origin`.
-    fn price_from(&self, span: &mut Span, origin: &Origin) -> bool {
+    /// [`LlmCost::price`], counting the call in `tally` as coming from
+    /// `origin`.
+    fn price_from(&self, span: &mut Span, origin: &Origin, tally: &mut Tally) -> bool {
         let input = number(attr(span, &INPUT));
         let output = number(attr(span, &OUTPUT));
         if input.is_none() && output.is_none() {
@@ -362,7 +375,7 @@ impl LlmCost {
             output,
             usd,
         };
-        self.spend.record(&call, origin);
+        tally.add(&call, origin);
         let value = Some(AnyValue {
             value: Some(Value::DoubleValue(usd)),
         });
@@ -430,6 +443,7 @@ impl Consumer for LlmCost {
         // Every usage attribute key contains "usage."; spans without it are
         // not even read attribute by attribute.
         let minute = spend::now_minute();
+        let mut tally = Tally::default();
         rewrite_batch(&mut batch, |req| {
             let mut sources = Sources::new(req);
             replace_spans(req, Reach::AttributesOnly, |entry, field| {
@@ -443,9 +457,10 @@ impl Consumer for LlmCost {
                         / 1e9,
                     minute,
                 };
-                self.price_field_from(field, &origin)
+                self.price_field_from(field, &origin, &mut tally)
             })
         });
+        self.spend.flush(&mut tally, minute);
         self.next.consume(batch).await
     }
 }

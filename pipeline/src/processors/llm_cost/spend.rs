@@ -34,7 +34,8 @@ pub struct Origin<'a> {
     pub trace_id: [u8; 16],
     /// The span's duration in seconds.
     pub seconds: f64,
-    /// Unix minute it was priced in.
+    /// Unix minute it was priced in (used by [`Spend::record`] only; a
+    /// [`Tally`] is flushed with its batch's minute).
     pub minute: u64,
 }
 
@@ -52,6 +53,8 @@ pub struct Call<'a> {
 }
 
 struct Row {
+    /// The model label, shared by the traces that name it.
+    model: Arc<str>,
     calls: Counter,
     input: Counter,
     output: Counter,
@@ -70,6 +73,134 @@ struct TraceCost {
 struct Minute {
     at: u64,
     traces: FastMap<[u8; 16], TraceCost>,
+}
+
+/// The newest minute, started (and the one before closed down to its
+/// costliest traces) when `minute` is new.
+fn current_minute(minutes: &mut VecDeque<Minute>, minute: u64) -> &mut Minute {
+    if minutes.back().is_none_or(|m| m.at != minute) {
+        if let Some(done) = minutes.back_mut() {
+            keep_top(&mut done.traces, TOP_PER_MINUTE);
+        }
+        minutes.push_back(Minute {
+            at: minute,
+            traces: FastMap::default(),
+        });
+        while minutes.len() as u64 > MINUTES {
+            minutes.pop_front();
+        }
+    }
+    minutes.back_mut().expect("pushed above")
+}
+
+impl Minute {
+    /// Adds a trace's calls of one batch.
+    fn add(&mut self, t: &TraceSum, model: &Arc<str>) {
+        match self.traces.get_mut(&t.id) {
+            Some(c) => {
+                c.usd += t.usd;
+                if t.costliest > c.costliest {
+                    c.costliest = t.costliest;
+                    c.model = model.clone();
+                }
+            }
+            None => {
+                if self.traces.len() >= TRACES_PER_MINUTE {
+                    keep_top(&mut self.traces, TRACES_PER_MINUTE / 8);
+                }
+                self.traces.insert(
+                    t.id,
+                    TraceCost {
+                        usd: t.usd,
+                        model: model.clone(),
+                        costliest: t.costliest,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// One (model, source) pair's calls in a batch.
+struct PairSum {
+    /// model, NUL, source.
+    key: Vec<u8>,
+    model_len: usize,
+    calls: u64,
+    input: f64,
+    output: f64,
+    usd: f64,
+    seconds: f64,
+}
+
+/// One trace's calls in a batch (consecutive spans of a trace merge).
+struct TraceSum {
+    id: [u8; 16],
+    usd: f64,
+    /// The pair of its costliest call, in [`Tally::pairs`].
+    pair: usize,
+    costliest: f64,
+}
+
+/// What one batch priced, summed before it reaches the shared counters.
+#[derive(Default)]
+pub struct Tally {
+    pairs: Vec<PairSum>,
+    traces: Vec<TraceSum>,
+}
+
+impl Tally {
+    /// Adds a priced call.
+    pub fn add(&mut self, call: &Call, origin: &Origin) {
+        // A batch names a handful of pairs: a scan beats hashing.
+        let pair = match self.pairs.iter().position(|p| {
+            p.model_len == call.model.len()
+                && p.key[..p.model_len] == *call.model
+                && p.key[p.model_len + 1..] == *origin.source
+        }) {
+            Some(i) => i,
+            None => {
+                let mut key = Vec::with_capacity(call.model.len() + 1 + origin.source.len());
+                key.extend_from_slice(call.model);
+                key.push(0);
+                key.extend_from_slice(origin.source);
+                self.pairs.push(PairSum {
+                    key,
+                    model_len: call.model.len(),
+                    calls: 0,
+                    input: 0.0,
+                    output: 0.0,
+                    usd: 0.0,
+                    seconds: 0.0,
+                });
+                self.pairs.len() - 1
+            }
+        };
+        let p = &mut self.pairs[pair];
+        p.calls += 1;
+        p.input += call.input;
+        p.output += call.output;
+        p.usd += call.usd;
+        p.seconds += origin.seconds;
+        if call.usd <= 0.0 || origin.trace_id == [0; 16] {
+            return;
+        }
+        match self.traces.last_mut() {
+            Some(t) if t.id == origin.trace_id => {
+                t.usd += call.usd;
+                if call.usd > t.costliest {
+                    t.costliest = call.usd;
+                    t.pair = pair;
+                }
+            }
+            _ => self.traces.push(TraceSum {
+                id: origin.trace_id,
+                usd: call.usd,
+                pair,
+                costliest: call.usd,
+            }),
+        }
+    }
 }
 
 /// The spend of one `llm_cost` processor.
@@ -146,6 +277,7 @@ impl Spend {
             )
         };
         Row {
+            model: model.into(),
             calls: c(
                 "calls",
                 "Priced LLM calls (spans), by model and source (service.name).",
@@ -160,83 +292,69 @@ impl Spend {
         }
     }
 
-    /// Counts a priced call.
+    /// Counts one priced call at once (tests; the processor sums a
+    /// batch's calls in a [`Tally`] first).
+    #[cfg(test)]
     pub fn record(&self, call: &Call, origin: &Origin) {
-        // (model, NUL, source) names the row, built on the stack: this runs
-        // for every priced span. Longer pairs count as `other`.
-        let mut buf = [0u8; KEY_BYTES];
-        let len = call.model.len() + 1 + origin.source.len();
-        let key: &[u8] = if len <= KEY_BYTES {
-            buf[..call.model.len()].copy_from_slice(call.model);
-            buf[call.model.len() + 1..len].copy_from_slice(origin.source);
-            &buf[..len]
-        } else {
-            OTHER.as_bytes()
-        };
-        let row = {
-            let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
-            match rows.get(key) {
-                Some(r) => r.clone(),
-                None => {
-                    let other = rows.len() >= MAX_PAIRS || key == OTHER.as_bytes();
-                    let (k, row) = if other {
-                        (OTHER.as_bytes(), self.row(OTHER, OTHER))
-                    } else {
-                        (key, self.row(&text(call.model), &text(origin.source)))
-                    };
-                    rows.entry(k.into())
-                        .or_insert_with(|| Arc::new(row))
-                        .clone()
-                }
-            }
-        };
-        row.calls.add(1);
-        row.input.add(call.input.max(0.0) as u64);
-        row.output.add(call.output.max(0.0) as u64);
-        row.usd.add(call.usd);
-        row.seconds.add(origin.seconds);
-        if call.usd > 0.0 && origin.trace_id != [0; 16] {
-            self.add_trace(call, origin);
-        }
+        let mut t = Tally::default();
+        t.add(call, origin);
+        self.flush(&mut t, origin.minute);
     }
 
-    fn add_trace(&self, call: &Call, origin: &Origin) {
-        let mut minutes = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
-        if minutes.back().is_none_or(|m| m.at != origin.minute) {
-            if let Some(done) = minutes.back_mut() {
-                keep_top(&mut done.traces, TOP_PER_MINUTE);
-            }
-            minutes.push_back(Minute {
-                at: origin.minute,
-                traces: FastMap::default(),
-            });
-            while minutes.len() as u64 > MINUTES {
-                minutes.pop_front();
+    /// The row of (model, source) `key`, created on first use; `other`
+    /// beyond [`MAX_PAIRS`] or for keys over [`KEY_BYTES`].
+    fn row_of(
+        &self,
+        rows: &mut FastMap<Box<[u8]>, Arc<Row>>,
+        key: &[u8],
+        model_len: usize,
+    ) -> Arc<Row> {
+        if let Some(r) = rows.get(key) {
+            return r.clone();
+        }
+        let other = rows.len() >= MAX_PAIRS || key.len() > KEY_BYTES;
+        let (k, row) = if other {
+            (OTHER.as_bytes(), self.row(OTHER, OTHER))
+        } else {
+            let (model, source) = (&key[..model_len], &key[model_len + 1..]);
+            (key, self.row(&text(model), &text(source)))
+        };
+        rows.entry(k.into())
+            .or_insert_with(|| Arc::new(row))
+            .clone()
+    }
+
+    /// Adds what `tally` summed to the counters and the minute's traces,
+    /// and empties it: one lock each per batch, not per call, since every
+    /// core prices spans at once.
+    pub fn flush(&self, tally: &mut Tally, minute: u64) {
+        if tally.pairs.is_empty() {
+            return;
+        }
+        let rows: Vec<Arc<Row>> = {
+            let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+            tally
+                .pairs
+                .iter()
+                .map(|p| self.row_of(&mut rows, &p.key, p.model_len))
+                .collect()
+        };
+        for (p, row) in tally.pairs.iter().zip(&rows) {
+            row.calls.add(p.calls);
+            row.input.add(p.input.max(0.0) as u64);
+            row.output.add(p.output.max(0.0) as u64);
+            row.usd.add(p.usd);
+            row.seconds.add(p.seconds);
+        }
+        if !tally.traces.is_empty() {
+            let mut minutes = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
+            let now = current_minute(&mut minutes, minute);
+            for t in &tally.traces {
+                now.add(t, &rows[t.pair].model);
             }
         }
-        let now = minutes.back_mut().expect("pushed above");
-        match now.traces.get_mut(&origin.trace_id) {
-            Some(t) => {
-                t.usd += call.usd;
-                if call.usd > t.costliest {
-                    t.costliest = call.usd;
-                    t.model = text(call.model).into();
-                }
-            }
-            None => {
-                if now.traces.len() >= TRACES_PER_MINUTE {
-                    keep_top(&mut now.traces, TRACES_PER_MINUTE / 8);
-                }
-                now.traces.insert(
-                    origin.trace_id,
-                    TraceCost {
-                        usd: call.usd,
-                        model: text(call.model).into(),
-                        costliest: call.usd,
-                    },
-                );
-            }
-        }
+        tally.pairs.clear();
+        tally.traces.clear();
     }
 
     /// The costliest traces of the 15 minutes up to `minute`, costliest
@@ -345,6 +463,30 @@ mod tests {
         assert_eq!(s.top_traces(115).len(), 1);
         let tables = reg.tables();
         assert_eq!(tables[0].0, "llm_cost_top_traces/llm_cost");
+    }
+
+    #[test]
+    fn a_batch_tally_counts_as_its_calls_one_by_one() {
+        let calls = [
+            (call("a", 0.5), origin("x", 1, 5)),
+            (call("a", 0.25), origin("x", 1, 5)),
+            (call("b", 2.0), origin("x", 2, 5)),
+            (call("a", 1.0), origin("y", 1, 5)),
+        ];
+        let (one, batched) = (Registry::new(), Registry::new());
+        let s1 = Spend::new(&one, "p");
+        let s2 = Spend::new(&batched, "p");
+        let mut t = Tally::default();
+        for (c, o) in &calls {
+            s1.record(c, o);
+            t.add(c, o);
+        }
+        s2.flush(&mut t, 5);
+        assert!(t.pairs.is_empty() && t.traces.is_empty());
+        assert_eq!(one.render(), batched.render());
+        assert_eq!(s1.top_traces(5), s2.top_traces(5));
+        assert_eq!(s2.top_traces(5)[0]["cost_usd"], 2.0);
+        assert_eq!(s2.top_traces(5)[1]["cost_usd"], 1.75);
     }
 
     #[test]
