@@ -227,7 +227,8 @@ pub fn read_plain(k: &mut Known, c: Cutting, now: Instant, seen: bool) -> std::i
         k.pending = None;
     }
     f.seek(SeekFrom::Start(k.offset))?;
-    let mut buf = Vec::new();
+    // Sized for what is there, so reading does not grow and copy it.
+    let mut buf = Vec::with_capacity(((len - k.offset) as usize).min(READ_PER_FILE) + 1);
     f.take(READ_PER_FILE as u64).read_to_end(&mut buf)?;
     let start = k.offset;
     Ok(cut(&buf, start, c, k, false, now))

@@ -338,20 +338,25 @@ async fn run(
         let taken = if pending.entries.is_empty() {
             true
         } else {
-            let bytes = otlp::encode(&pending.entries);
-            match Batch::parse(Signal::Logs, bytes.into()) {
-                Ok(batch) => match reader.metrics.deliver(&next, batch).await {
-                    Ok(()) => true,
-                    Err(ConsumeError::Permanent(why)) => {
-                        tracing::error!(receiver = %reader.id, %why, entries = pending.entries.len(), "the pipeline refused these lines for good; they are skipped");
-                        true
-                    }
-                    Err(_) => false,
-                },
-                Err(e) => {
-                    tracing::error!(receiver = %reader.id, error = %e, "could not build a logs request; skipping these lines");
+            // Encoded here from entries, so it needs no second validation.
+            let items = pending.entries.len();
+            let request = pipeline::batch::Request {
+                bytes: otlp::encode(pending.entries).into(),
+                items,
+                index: None,
+                client: None,
+            };
+            match reader
+                .metrics
+                .deliver(&next, Batch::new(Signal::Logs, request))
+                .await
+            {
+                Ok(()) => true,
+                Err(ConsumeError::Permanent(why)) => {
+                    tracing::error!(receiver = %reader.id, %why, entries = items, "the pipeline refused these lines for good; they are skipped");
                     true
                 }
+                Err(_) => false,
             }
         };
         if taken {

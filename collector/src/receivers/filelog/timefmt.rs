@@ -3,7 +3,8 @@
 //! Go layouts (`gotime`), and `epoch` numbers; `location` `Local` (the
 //! default) or `UTC`.
 
-use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::format::{Item, Parsed, StrftimeItems};
+use chrono::{DateTime, Local, NaiveTime, TimeZone, Utc};
 use serde_json::Value;
 
 /// A checked timestamp layout.
@@ -12,7 +13,7 @@ pub enum Layout {
     /// A chrono format translated from strptime or Go; `utc` when the
     /// location is UTC.
     Format {
-        chrono: String,
+        items: Vec<Item<'static>>,
         utc: bool,
         rfc3339: bool,
     },
@@ -110,13 +111,13 @@ impl Layout {
         };
         match layout_type {
             "strptime" | "" => Ok(Layout::Format {
-                chrono: from_strptime(layout)?,
+                items: items(&from_strptime(layout)?)?,
                 utc,
                 rfc3339: false,
             }),
             "gotime" => Ok(Layout::Format {
                 rfc3339: layout.contains("Z07:00"),
-                chrono: from_gotime(layout)?,
+                items: items(&from_gotime(layout)?)?,
                 utc,
             }),
             "epoch" => Ok(Layout::Epoch(match layout {
@@ -170,7 +171,7 @@ impl Layout {
                     .ok_or_else(bad)
             }
             Layout::Format {
-                chrono,
+                items,
                 utc,
                 rfc3339,
             } => {
@@ -180,15 +181,17 @@ impl Layout {
                         return nanos(t.with_timezone(&Utc));
                     }
                 }
-                if let Ok(t) = DateTime::parse_from_str(s, chrono) {
+                let mut p = Parsed::new();
+                chrono::format::parse(&mut p, s, items.iter())
+                    .map_err(|e| format!("{s:?} does not match the layout: {e}"))?;
+                if p.offset.is_some() || p.timestamp.is_some() {
+                    let t = p.to_datetime().map_err(|e| format!("{s:?}: {e}"))?;
                     return nanos(t.with_timezone(&Utc));
                 }
-                let naive = NaiveDateTime::parse_from_str(s, chrono)
-                    .or_else(|_| {
-                        NaiveDate::parse_from_str(s, chrono)
-                            .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight"))
-                    })
-                    .map_err(|e| format!("{s:?} does not match the layout: {e}"))?;
+                // A date alone is midnight.
+                let date = p.to_naive_date().map_err(|e| format!("{s:?}: {e}"))?;
+                let time = p.to_naive_time().unwrap_or(NaiveTime::MIN);
+                let naive = date.and_time(time);
                 let t = if *utc {
                     Utc.from_utc_datetime(&naive)
                 } else {
@@ -202,6 +205,13 @@ impl Layout {
             }
         }
     }
+}
+
+/// A chrono format's items, checked once.
+fn items(format: &str) -> Result<Vec<Item<'static>>, String> {
+    StrftimeItems::new(format)
+        .parse_to_owned()
+        .map_err(|e| format!("invalid layout: {e}"))
 }
 
 /// otelcol's default severity mapping of a level name.
