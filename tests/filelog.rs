@@ -268,9 +268,14 @@ fn start_at_end_skips_what_was_there_and_unsupported_keys_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     for (key, yaml) in [
         ("multiline", "multiline: {line_start_pattern: x}"),
+        ("operators.0.type", "operators: [{type: key_value_parser}]"),
         (
-            "operators.0.type",
-            "operators: [{type: router, routes: []}]",
+            "operators.0.if",
+            "operators: [{type: remove, field: body.x, if: 'body.x != nil'}]",
+        ),
+        (
+            "operators.0.routes.0.expr",
+            "operators: [{type: router, routes: [{output: b, expr: 'len(body) > 2'}]}, {type: noop, id: b}]",
         ),
     ] {
         let path = dir.path().join("c.yaml");
@@ -289,4 +294,83 @@ fn start_at_end_skips_what_was_there_and_unsupported_keys_are_refused() {
         assert_eq!(o.status.code(), Some(2), "{err}");
         assert!(err.contains(&format!("receivers.filelog.{key}")), "{err}");
     }
+}
+
+#[test]
+fn router_and_recombine_join_stack_traces_and_parse_json_lines() {
+    let logs = tempfile::tempdir().unwrap();
+    let cfg = r#"
+receivers:
+  filelog:
+    include: [@LOGS@/*.log]
+    start_at: beginning
+    preserve_leading_whitespaces: true
+    poll_interval: 50ms
+    operators:
+      - type: router
+        routes:
+          - output: json
+            expr: 'body matches "^\\{"'
+        default: joiner
+      - type: json_parser
+        id: json
+        severity: {parse_from: attributes.level}
+        output: done
+      - type: recombine
+        id: joiner
+        combine_field: body
+        is_first_entry: 'body matches "^[^\\s]"'
+        force_flush_period: 300ms
+      - type: regex_parser
+        regex: '^(?P<level>[A-Z]+) (?P<first_line>[^\n]*)'
+        severity: {parse_from: attributes.level}
+      - type: add
+        id: done
+        field: attributes.parsed
+        value: true
+exporters:
+  file:
+    path: @DIR@/out.jsonl
+service:
+  pipelines:
+    logs:
+      receivers: [filelog]
+      exporters: [file]
+"#
+    .replace("@LOGS@", logs.path().to_str().unwrap());
+    let c = Collector::start(&cfg);
+    append(
+        &logs.path().join("app.log"),
+        "ERROR request failed\n  at handler (app.js:10)\n  at main (app.js:1)\n{\"level\": \"info\", \"msg\": \"ok\"}\nWARN slow call\n",
+    );
+    // The last trace has no next first line: force_flush_period sends it.
+    let lines = wait_for_lines(&c.path("out.jsonl"), count_records, 3);
+    let mut got: Vec<(String, i32, bool)> = Vec::new();
+    for rl in logs_from(&lines).resource_logs {
+        for r in rl.scope_logs.into_iter().flat_map(|s| s.log_records) {
+            let body = match r.body.and_then(|b| b.value) {
+                Some(Any::StringValue(s)) => s,
+                other => panic!("{other:?}"),
+            };
+            let parsed = r.attributes.iter().any(|k| k.key == "parsed");
+            got.push((body, r.severity_number, parsed));
+        }
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "ERROR request failed\n  at handler (app.js:10)\n  at main (app.js:1)".to_string(),
+                17,
+                true
+            ),
+            ("WARN slow call".to_string(), 13, true),
+            (
+                "{\"level\": \"info\", \"msg\": \"ok\"}".to_string(),
+                9,
+                true
+            ),
+        ]
+    );
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use pipeline::component::{ConfigError, Validate};
 use serde::{Deserialize, Deserializer};
 
-use super::operators::{Operator, OperatorConfig};
+use super::chain::Chain;
+use super::operators::OperatorConfig;
 
 /// A size written as otelcol's stanza writes it: a number of bytes, or a
 /// number with `kb`/`KiB`, `mb`/`MiB`, `gb`/`GiB` (all powers of 1024).
@@ -74,6 +75,12 @@ pub struct FilelogConfig {
     /// Text encoding: `utf-8` (invalid bytes replaced), `ascii` or `nop`.
     #[serde(default = "d_encoding")]
     pub encoding: String,
+    /// Keep whitespace at the start of each line (trimmed by default).
+    #[serde(default)]
+    pub preserve_leading_whitespaces: bool,
+    /// Keep whitespace at the end of each line (trimmed by default).
+    #[serde(default)]
+    pub preserve_trailing_whitespaces: bool,
     /// Adds `log.file.name`.
     #[serde(default = "d_true")]
     pub include_file_name: bool,
@@ -125,10 +132,6 @@ pub struct FilelogConfig {
     #[serde(default)]
     include_file_record_number: Option<serde_yaml::Value>,
     #[serde(default)]
-    preserve_leading_whitespaces: Option<serde_yaml::Value>,
-    #[serde(default)]
-    preserve_trailing_whitespaces: Option<serde_yaml::Value>,
-    #[serde(default)]
     acquire_fs_lock: Option<serde_yaml::Value>,
     #[serde(default)]
     polls_to_archive: Option<serde_yaml::Value>,
@@ -154,13 +157,9 @@ fn d_fingerprint() -> usize {
 }
 
 impl FilelogConfig {
-    /// The operators, checked and compiled.
-    pub fn chain(&self) -> Result<Vec<Operator>, ConfigError> {
-        self.operators
-            .iter()
-            .enumerate()
-            .map(|(i, o)| Operator::new(o).map_err(|e| e.under(&format!("operators.{i}"))))
-            .collect()
+    /// The operators, checked and wired.
+    pub fn chain(&self) -> Result<Chain, ConfigError> {
+        Chain::new(&self.operators)
     }
 
     /// Whether files found at start-up are read from their beginning.
@@ -175,7 +174,7 @@ impl Validate for FilelogConfig {
             (
                 "multiline",
                 self.multiline.is_some(),
-                "use the recombine operator's documented subset, or pre-join lines",
+                "use the recombine operator",
             ),
             (
                 "exclude_older_than",
@@ -222,16 +221,6 @@ impl Validate for FilelogConfig {
                 "include_file_record_number",
                 self.include_file_record_number.is_some(),
                 "not supported yet",
-            ),
-            (
-                "preserve_leading_whitespaces",
-                self.preserve_leading_whitespaces.is_some(),
-                "not supported yet (whitespace around lines is trimmed)",
-            ),
-            (
-                "preserve_trailing_whitespaces",
-                self.preserve_trailing_whitespaces.is_some(),
-                "not supported yet (whitespace around lines is trimmed)",
             ),
             (
                 "acquire_fs_lock",

@@ -129,10 +129,22 @@ pub struct Cutting {
     /// `ascii`: bytes over 0x7f become U+FFFD; `utf-8` (and `nop`)
     /// replace invalid sequences.
     pub ascii: bool,
+    /// Keep whitespace at the start of lines (otelcol's
+    /// `preserve_leading_whitespaces`).
+    pub keep_leading: bool,
+    /// Keep whitespace at the end of lines.
+    pub keep_trailing: bool,
 }
 
 fn decode(bytes: &[u8], c: Cutting) -> String {
-    let trimmed = bytes.trim_ascii();
+    // A line's own \r (CRLF files) goes whatever is kept.
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    let trimmed = match (c.keep_leading, c.keep_trailing) {
+        (false, false) => bytes.trim_ascii(),
+        (true, false) => bytes.trim_ascii_end(),
+        (false, true) => bytes.trim_ascii_start(),
+        (true, true) => bytes,
+    };
     if c.ascii {
         trimmed
             .iter()
@@ -150,13 +162,13 @@ fn push_line(out: &mut Read1, line: &[u8], c: Cutting) {
         let (piece, more) = rest.split_at(c.max_log_size);
         out.cut += 1;
         let text = decode(piece, c);
-        if !text.is_empty() {
+        if !text.trim().is_empty() {
             out.lines.push(text);
         }
         rest = more;
     }
     let text = decode(rest, c);
-    if !text.is_empty() {
+    if !text.trim().is_empty() {
         out.lines.push(text);
     }
 }
@@ -294,6 +306,8 @@ mod tests {
             max_log_size: 8,
             force_flush: Duration::from_millis(500),
             ascii: false,
+            keep_leading: false,
+            keep_trailing: false,
         }
     }
 
@@ -339,6 +353,13 @@ mod tests {
         let mut k = known();
         let r = cut(b"x\ny", 0, c(), &mut k, true, t0);
         assert_eq!((r.lines.len(), r.consumed), (2, 3));
+        // Leading whitespace kept when asked (stack traces for recombine).
+        let keep = Cutting {
+            keep_leading: true,
+            ..c()
+        };
+        let r = cut(b"  at x\r\n", 0, keep, &mut k, false, t0);
+        assert_eq!(r.lines, ["  at x"]);
         // Blank lines move the offset on with no entry.
         let r = cut(b"\n \n", 7, c(), &mut k, false, t0);
         assert_eq!((r.lines.len(), r.consumed), (0, 10));

@@ -5,8 +5,10 @@
 //! once the pipeline took it, so a refusal (back-pressure) re-reads them
 //! at the next poll and nothing is lost.
 
+mod chain;
 mod checkpoint;
 mod config;
+mod expr;
 mod field;
 mod files;
 mod glob;
@@ -29,7 +31,7 @@ pub use config::FilelogConfig;
 use field::Entry;
 use files::{Cutting, Known, Tracker};
 
-use operators::{OnError, Operator};
+use operators::OnError;
 
 use super::{ReceiverBuilder, ReceiverFactory, ReceiverMetrics, SignalConsumers, Stop};
 
@@ -60,7 +62,7 @@ struct Reader {
     cfg: FilelogConfig,
     include: Vec<glob::Glob>,
     exclude: Vec<glob::Glob>,
-    ops: Vec<Operator>,
+    chain: chain::Chain,
     cutting: Cutting,
     checkpoint: Option<checkpoint::Checkpoint>,
     metrics: ReceiverMetrics,
@@ -147,6 +149,11 @@ impl Reader {
                 }
             }
         }
+        // What recombine held long enough goes out.
+        self.chain
+            .tick(now, &mut out.entries, &mut |step, err, on_error| {
+                self.failed(step, err, on_error)
+            });
         out
     }
 
@@ -177,14 +184,13 @@ impl Reader {
         }
         let path = k.path.clone();
         for line in read.lines {
-            if let Some(e) = self.entry(line, &path) {
-                out.entries.push(e);
-            }
+            self.entry(line, &path, now, &mut out.entries);
         }
     }
 
-    /// A line through the operators; `None` when one dropped it.
-    fn entry(&self, line: String, path: &std::path::Path) -> Option<Entry> {
+    /// A line through the operators, into `out` (none if an operator
+    /// dropped it or `recombine` holds it).
+    fn entry(&self, line: String, path: &std::path::Path, now: Instant, out: &mut Vec<Entry>) {
         let mut e = Entry {
             body: serde_json::Value::String(line),
             ..Default::default()
@@ -208,23 +214,24 @@ impl Reader {
             e.resource
                 .insert(yaml_key(k), serde_json::to_value(v).unwrap_or_default());
         }
-        for (op, errors) in self.ops.iter().zip(&self.op_errors) {
-            if let Err(err) = op.apply(&mut e) {
-                errors.add(1);
-                match op.on_error {
-                    OnError::Send => {
-                        tracing::warn!(receiver = %self.id, operator = %op.name, error = %err, "operator failed; the entry goes on unchanged")
-                    }
-                    OnError::Drop => {
-                        tracing::warn!(receiver = %self.id, operator = %op.name, error = %err, "operator failed; the entry is dropped");
-                        return None;
-                    }
-                    OnError::DropQuiet => return None,
-                    OnError::SendQuiet => {}
-                }
+        self.chain.run(e, now, out, &mut |step, err, on_error| {
+            self.failed(step, err, on_error)
+        });
+    }
+
+    /// Counts (and, unless quiet, logs) an operator's failure.
+    fn failed(&self, step: usize, err: &str, on_error: OnError) {
+        self.op_errors[step].add(1);
+        let op = &self.chain.names[step];
+        match on_error {
+            OnError::Send => {
+                tracing::warn!(receiver = %self.id, operator = %op, error = %err, "operator failed; the entry goes on as the operator left it")
             }
+            OnError::Drop => {
+                tracing::warn!(receiver = %self.id, operator = %op, error = %err, "operator failed; the entry is dropped")
+            }
+            OnError::SendQuiet | OnError::DropQuiet => {}
         }
-        Some(e)
     }
 }
 
@@ -258,7 +265,7 @@ impl ReceiverBuilder for FilelogConfig {
                 Some(checkpoint::Checkpoint::new(spec, &ctx.id)?)
             }
         };
-        let ops = self.chain().map_err(|e| e.to_string())?;
+        let chain = self.chain().map_err(|e| e.to_string())?;
         let id = ctx.id.as_str();
         let reader = Arc::new(Reader {
             id: ctx.id.clone(),
@@ -276,6 +283,8 @@ impl ReceiverBuilder for FilelogConfig {
                 max_log_size: self.max_log_size,
                 force_flush: self.force_flush_period,
                 ascii: self.encoding.eq_ignore_ascii_case("ascii"),
+                keep_leading: self.preserve_leading_whitespaces,
+                keep_trailing: self.preserve_trailing_whitespaces,
             },
             metrics: ReceiverMetrics::new(&ctx.metrics, id, "file"),
             cut: ctx.metrics.counter(
@@ -283,18 +292,19 @@ impl ReceiverBuilder for FilelogConfig {
                 "Lines longer than max_log_size, sent as several entries.",
                 &[("receiver", id)],
             ),
-            op_errors: ops
+            op_errors: chain
+                .names
                 .iter()
                 .enumerate()
-                .map(|(i, o)| {
+                .map(|(i, name)| {
                     ctx.metrics.counter(
                         "observatory_receiver_filelog_operator_errors_total",
                         "Entries an operator failed on (then sent on or dropped per on_error).",
-                        &[("receiver", id), ("operator", &format!("{i}:{}", o.name))],
+                        &[("receiver", id), ("operator", &format!("{i}:{name}"))],
                     )
                 })
                 .collect(),
-            ops,
+            chain,
             checkpoint,
             cfg: self.clone(),
         });

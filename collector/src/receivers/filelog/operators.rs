@@ -1,8 +1,8 @@
-//! The operator chain in otelcol's syntax. Supported: `json_parser`,
-//! `regex_parser`, `move`, `copy`, `add`, `remove`, `flatten`,
-//! `severity_parser`, `time_parser`, each with `on_error`. `router`,
-//! `recombine`, the other operators, and `if` conditions are refused by
-//! name (they need otelcol's expression language).
+//! The operators that change one entry, in otelcol's syntax:
+//! `json_parser`, `regex_parser`, `move`, `copy`, `add`, `remove`,
+//! `flatten`, `severity_parser`, `time_parser`, each with `on_error`
+//! (`router` and `recombine` are in `chain.rs`). Other operator types and
+//! `if` conditions are refused by name.
 
 use pipeline::component::ConfigError;
 use serde::Deserialize;
@@ -74,8 +74,6 @@ enum Kind {
 /// A checked operator.
 #[derive(Debug, Clone)]
 pub struct Operator {
-    /// `type` (for errors and logs).
-    pub name: String,
     kind: Kind,
     timestamp: Option<Timestamp>,
     severity: Option<Field>,
@@ -86,7 +84,8 @@ pub struct Operator {
 /// Keys every operator may have.
 const COMMON: [&str; 4] = ["type", "id", "output", "on_error"];
 
-fn text(m: &serde_yaml::Mapping, key: &str) -> Result<Option<String>, ConfigError> {
+/// A string key of an operator's config.
+pub fn text(m: &serde_yaml::Mapping, key: &str) -> Result<Option<String>, ConfigError> {
     match m.get(key) {
         None => Ok(None),
         Some(serde_yaml::Value::String(s)) => Ok(Some(s.clone())),
@@ -189,12 +188,6 @@ impl Operator {
                 ))
             }
         };
-        if text(m, "output")?.is_some() {
-            return Err(ConfigError::new(
-                "output",
-                "is not supported yet: operators run in the order listed",
-            ));
-        }
         let parser = ["parse_from", "parse_to", "timestamp", "severity"];
         let mut timestamp_step = None;
         let mut severity_step = None;
@@ -297,12 +290,6 @@ impl Operator {
                     })?,
                 )
             }
-            "router" | "recombine" => {
-                return Err(ConfigError::new(
-                    "type",
-                    format!("{ty} is not supported yet (it needs otelcol's expression language)"),
-                ))
-            }
             other => {
                 return Err(ConfigError::new(
                     "type",
@@ -311,7 +298,6 @@ impl Operator {
             }
         };
         Ok(Operator {
-            name: ty,
             kind,
             timestamp: timestamp_step,
             severity: severity_step,
@@ -486,8 +472,9 @@ mod tests {
     #[test]
     fn what_is_not_supported_is_refused_by_name() {
         let err = |y: &str| op(y).unwrap_err();
-        assert_eq!(err("type: router\nroutes: []").path, "type");
-        assert!(err("type: recombine").message.contains("not supported yet"));
+        assert!(err("type: key_value_parser")
+            .message
+            .contains("not supported yet"));
         assert_eq!(
             err("type: move\nfrom: body\nto: attributes.x\nif: 'body != nil'").path,
             "if"
