@@ -71,7 +71,6 @@ struct Reader {
 }
 
 /// What a poll read, waiting to be taken by the pipeline.
-#[derive(Default)]
 struct Pending {
     entries: Vec<Entry>,
     /// (index in the tracker, offset once taken).
@@ -96,9 +95,12 @@ impl Reader {
     /// what is left in files renamed out of sight since the last poll.
     fn poll(&self, t: &mut Tracker, first: bool, now: Instant) -> Pending {
         t.age();
-        let mut out = Pending::default();
+        let mut out = Pending {
+            entries: Vec::new(),
+            moves: Vec::new(),
+            done: Vec::new(),
+        };
         let gz = self.cfg.compression == "gzip";
-        let mut wanted: Vec<(usize, bool)> = Vec::new();
         for path in self
             .matched()
             .into_iter()
@@ -138,19 +140,15 @@ impl Reader {
                     continue;
                 }
             }
-            if !wanted.iter().any(|(w, _)| *w == i) {
-                wanted.push((i, true));
-            }
+            self.read(t, i, true, now, &mut out);
         }
         if !gz {
-            // Files renamed out of sight: what is left in them.
-            for (i, k) in t.known.iter().enumerate() {
-                if k.unseen > 0 && k.file.is_some() {
-                    wanted.push((i, false));
+            for i in 0..t.known.len() {
+                if t.known[i].unseen > 0 && t.known[i].file.is_some() {
+                    self.read(t, i, false, now, &mut out);
                 }
             }
         }
-        self.read_all(t, &wanted, now, &mut out);
         // What recombine held long enough goes out.
         self.chain
             .tick(now, &mut out.entries, &mut |step, err, on_error| {
@@ -159,59 +157,12 @@ impl Reader {
         out
     }
 
-    /// Reads the `wanted` files (index, still matched) on up to as many
-    /// threads as there are cores: parsing lines is most of the work.
-    fn read_all(&self, t: &mut Tracker, wanted: &[(usize, bool)], now: Instant, out: &mut Pending) {
-        let seen_of = |i: usize| wanted.iter().find(|(w, _)| *w == i).map(|(_, s)| *s);
-        let mut files: Vec<(usize, &mut Known, bool)> = t
-            .known
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, k)| seen_of(i).map(|s| (i, k, s)))
-            .collect();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(files.len())
-            .max(1);
-        let per = files.len().div_ceil(threads).max(1);
-        let taken = std::sync::atomic::AtomicUsize::new(0);
-        let parts: Vec<Pending> = std::thread::scope(|scope| {
-            let handles: Vec<_> = files
-                .chunks_mut(per)
-                .map(|chunk| {
-                    let taken = &taken;
-                    scope.spawn(move || {
-                        let mut part = Pending::default();
-                        for (i, k, seen) in chunk.iter_mut() {
-                            // A backlog goes out in requests of MAX_ENTRIES or so.
-                            if taken.load(std::sync::atomic::Ordering::Relaxed) >= MAX_ENTRIES {
-                                break;
-                            }
-                            let before = part.entries.len();
-                            self.read(k, *i, *seen, now, &mut part);
-                            taken.fetch_add(
-                                part.entries.len() - before,
-                                std::sync::atomic::Ordering::Relaxed,
-                            );
-                        }
-                        part
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
-        for p in parts {
-            out.entries.extend(p.entries);
-            out.moves.extend(p.moves);
-            out.done.extend(p.done);
+    /// Reads file `i` of `t` into `out`, unless `out` is full.
+    fn read(&self, t: &mut Tracker, i: usize, seen: bool, now: Instant, out: &mut Pending) {
+        if out.entries.len() >= MAX_ENTRIES {
+            return;
         }
-    }
-
-    /// Reads file `i` (`k`) into `out`.
-    fn read(&self, k: &mut Known, i: usize, seen: bool, now: Instant, out: &mut Pending) {
+        let k = &mut t.known[i];
         let read = if self.cfg.compression == "gzip" {
             files::read_gzip(k, self.cutting, now).map(|(r, len)| {
                 out.done.push((i, len));
