@@ -6,7 +6,7 @@ use pipeline::component::ProcessorFactory;
 
 use crate::extensions::auth::{api_key, basicauth, bearertokenauth, headers_setter};
 use crate::extensions::{file_storage, health_check, observatory_ui, ExtensionFactory};
-use crate::receivers::{filelog, otlp, ReceiverFactory};
+use crate::receivers::{filelog, kafka, otlp, ReceiverFactory};
 
 /// The component types this build knows.
 pub struct Registry {
@@ -24,7 +24,7 @@ impl Registry {
     /// Every built-in type.
     pub fn builtin() -> Registry {
         Registry {
-            receivers: [otlp::factory()]
+            receivers: [otlp::factory(), kafka::factory()]
                 .into_iter()
                 .chain(filelog::factories())
                 .collect(),

@@ -7,6 +7,7 @@ pub mod debug;
 pub mod engine;
 pub mod file;
 pub mod grpc_codec;
+pub mod kafka;
 pub mod loadbalancing;
 pub mod loki;
 pub mod nop;
@@ -50,6 +51,7 @@ pub fn factories() -> Vec<ExporterFactory> {
     let mut all = vec![
         debug::factory(),
         file::factory(),
+        kafka::factory(),
         loki::factory(),
         nop::factory(),
         otlp::factory(),

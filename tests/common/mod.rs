@@ -8,6 +8,7 @@ pub mod dns;
 pub mod loki;
 pub mod pki;
 pub mod postgres;
+pub mod tansu;
 
 use std::io::Write;
 use std::net::TcpListener;

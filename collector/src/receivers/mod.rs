@@ -5,6 +5,7 @@ pub mod admission;
 pub mod conn;
 pub mod filelog;
 pub mod identify;
+pub mod kafka;
 pub mod otlp;
 pub mod tls;
 

@@ -7,7 +7,7 @@
 
 mod config;
 mod dns;
-mod keys;
+pub(crate) mod keys;
 mod resolve;
 mod ring;
 

@@ -1,0 +1,392 @@
+//! `kafka`: writes each batch to a Kafka topic as otelcol-contrib's
+//! exporter does, so an otelcol `kafka` receiver (or ours) reads it back.
+//! `otlp_proto` messages are the requests' bytes as they are (no decode);
+//! `partition_traces_by_id` cuts traces apart from the span index and puts
+//! each on otelcol's partition for its id. Requests larger than
+//! `producer.max_message_bytes` are split until they fit.
+
+pub mod client;
+mod config;
+pub mod partition;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use pipeline::batch::{log_count, point_count};
+use pipeline::component::{ConfigError, Context};
+use pipeline::split::{select_spans_merged, split_request};
+use pipeline::{Batch, BoxConsumer, Request, Signal};
+use prost::Message;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+pub use config::{ExporterKeys, KafkaExporterConfig, ProducerConfig, RECORD_OVERHEAD};
+
+use crate::engine::{self, ExportError, Exporter, Sent};
+use crate::{ExporterBuilder, ExporterFactory};
+use client::Encoding;
+
+/// The registry entry.
+pub fn factory() -> ExporterFactory {
+    ExporterFactory {
+        type_name: "kafka",
+        signals: &Signal::ALL,
+        parse: |v| {
+            let (client, keys) = client::parse_with_client(v)?;
+            Ok(Arc::new(KafkaExporterConfig { client, keys }))
+        },
+    }
+}
+
+impl ExporterBuilder for KafkaExporterConfig {
+    fn build(&self, ctx: &Context) -> Result<BoxConsumer, ConfigError> {
+        let mut props = self.client.properties();
+        self.keys.producer_properties(&mut props);
+        let producer: FutureProducer = props.create().map_err(|e| {
+            ConfigError::new("brokers", format!("creating the Kafka producer: {e}"))
+        })?;
+        let exporter = KafkaExporter {
+            producer,
+            keys: self.keys.clone(),
+            partitions: Mutex::new(HashMap::new()),
+        };
+        engine::start(ctx, self.keys.engine(), Arc::new(exporter))
+    }
+}
+
+struct KafkaExporter {
+    producer: FutureProducer,
+    keys: ExporterKeys,
+    /// Partition counts by topic, and when they were learned.
+    partitions: Mutex<HashMap<String, (i32, Instant)>>,
+}
+
+/// How long a topic's partition count is trusted.
+const PARTITIONS_TTL: Duration = Duration::from_secs(30);
+
+/// One message to send: its key (for keyed partitioning) and the request
+/// it carries, kept to resend what failed.
+struct Outgoing {
+    key: Option<Vec<u8>>,
+    request: Request,
+}
+
+impl KafkaExporter {
+    /// The messages of a batch, before size splitting.
+    fn messages(&self, batch: &Batch) -> Result<Vec<Outgoing>, ExportError> {
+        let k = &self.keys;
+        let keyed = match batch.signal {
+            Signal::Traces => k.partition_traces_by_id,
+            Signal::Logs => k.partition_logs_by_resource_attributes,
+            Signal::Metrics => k.partition_metrics_by_resource_attributes,
+        };
+        if !keyed {
+            // Encoded requests concatenate into one valid request.
+            let request = if batch.requests.len() == 1 {
+                batch.requests[0].clone()
+            } else {
+                merged(batch)
+            };
+            return Ok(vec![Outgoing { key: None, request }]);
+        }
+        match batch.signal {
+            Signal::Traces => Ok(by_trace_id(&batch.requests)),
+            signal => by_resource(signal, &batch.requests).map_err(ExportError::Permanent),
+        }
+    }
+
+    /// The encoded value of a message.
+    fn value(&self, signal: Signal, req: &Request) -> Result<Vec<u8>, ExportError> {
+        match self.keys.topic_of(signal).1 {
+            Encoding::OtlpProto => Ok(req.bytes.to_vec()),
+            Encoding::OtlpJson => crate::otlphttp::json_body(&Batch::new(signal, req.clone()))
+                .map(|(v, _)| v)
+                .map_err(ExportError::Permanent),
+        }
+    }
+
+    /// Messages cut so each fits `max_message_bytes`; items that cannot
+    /// fit alone are counted in `too_large`.
+    fn fit(
+        &self,
+        signal: Signal,
+        out: Outgoing,
+        fitted: &mut Vec<(Outgoing, Vec<u8>)>,
+        too_large: &mut usize,
+    ) -> Result<(), ExportError> {
+        let limit = self.keys.producer.max_message_bytes;
+        let value = self.value(signal, &out.request)?;
+        let size = value.len() + out.key.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD;
+        if size <= limit {
+            fitted.push((out, value));
+            return Ok(());
+        }
+        if out.request.items <= 1 {
+            *too_large += out.request.items.max(1);
+            return Ok(());
+        }
+        let whole = if signal == Signal::Traces && out.request.index.is_none() {
+            Request::parse(signal, out.request.bytes.clone())
+                .map_err(|e| ExportError::Permanent(format!("re-scanning a merged request: {e}")))?
+        } else {
+            out.request
+        };
+        let (head, rest) = split_request(signal, &whole, whole.items / 2);
+        for request in [head, rest] {
+            let part = Outgoing {
+                key: out.key.clone(),
+                request,
+            };
+            self.fit(signal, part, fitted, too_large)?;
+        }
+        Ok(())
+    }
+
+    /// The partition count of `topic`, from metadata at most
+    /// [`PARTITIONS_TTL`] old.
+    async fn partition_count(&self, topic: &str) -> Result<i32, ExportError> {
+        if let Some((n, at)) = self.partitions.lock().unwrap().get(topic) {
+            if at.elapsed() < PARTITIONS_TTL {
+                return Ok(*n);
+            }
+        }
+        let (producer, name) = (self.producer.clone(), topic.to_string());
+        let timeout = self.keys.timeout;
+        let n = tokio::task::spawn_blocking(move || {
+            let md = producer
+                .client()
+                .fetch_metadata(Some(&name), timeout)
+                .map_err(|e| format!("reading metadata of topic {name}: {e}"))?;
+            let t = md.topics().iter().find(|t| t.name() == name);
+            match t {
+                Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                    Ok(t.partitions().len() as i32)
+                }
+                Some(t) => Err(format!(
+                    "topic {name} has no partitions yet ({:?})",
+                    t.error()
+                )),
+                None => Err(format!("topic {name} is not in the broker's metadata")),
+            }
+        })
+        .await
+        .map_err(|e| ExportError::Retryable(e.to_string()))?
+        .map_err(ExportError::Retryable)?;
+        self.partitions
+            .lock()
+            .unwrap()
+            .insert(topic.to_string(), (n, Instant::now()));
+        Ok(n)
+    }
+}
+
+/// The batch's requests as one: their encodings concatenate into one valid
+/// request. Traces lose their index here; [`KafkaExporter::fit`] scans
+/// again the rare merged request that must be split.
+fn merged(batch: &Batch) -> Request {
+    Request {
+        bytes: batch.to_bytes(),
+        items: batch.items(),
+        index: None,
+        client: batch.requests[0].client.clone(),
+    }
+}
+
+/// One message per trace id, keyed by the id in hex (otelcol's key).
+fn by_trace_id(reqs: &[Request]) -> Vec<Outgoing> {
+    // Per trace: (request, positions of its spans there), in first-seen order.
+    let mut order: Vec<[u8; 16]> = Vec::new();
+    let mut picks: HashMap<[u8; 16], Vec<(usize, Vec<u32>)>> = HashMap::new();
+    let mut out = Vec::new();
+    for (ri, req) in reqs.iter().enumerate() {
+        let Some(index) = req.index.as_ref() else {
+            // Every traces request is indexed at intake; one that is not is
+            // sent whole, unkeyed, rather than lost.
+            out.push(Outgoing {
+                key: None,
+                request: req.clone(),
+            });
+            continue;
+        };
+        for (i, s) in index.spans.iter().enumerate() {
+            let list = picks.entry(s.trace_id).or_insert_with(|| {
+                order.push(s.trace_id);
+                Vec::new()
+            });
+            match list.last_mut() {
+                Some((r, p)) if *r == ri => p.push(i as u32),
+                _ => list.push((ri, vec![i as u32])),
+            }
+        }
+    }
+    for id in order {
+        let list = &picks[&id];
+        let group: Vec<(&Request, &[u32])> = list
+            .iter()
+            .map(|(ri, p)| (&reqs[*ri], p.as_slice()))
+            .collect();
+        out.push(Outgoing {
+            key: Some(pipeline::wire::hex(&id).into_bytes()),
+            request: select_spans_merged(&group),
+        });
+    }
+    out
+}
+
+/// One message per resource (same attributes, same message), keyed by the
+/// resource's attributes as sorted `key=value|` text.
+fn by_resource(signal: Signal, reqs: &[Request]) -> Result<Vec<Outgoing>, String> {
+    let mut logs: BTreeMap<Vec<u8>, ExportLogsServiceRequest> = BTreeMap::new();
+    let mut metrics: BTreeMap<Vec<u8>, ExportMetricsServiceRequest> = BTreeMap::new();
+    for req in reqs {
+        if signal == Signal::Logs {
+            let d =
+                ExportLogsServiceRequest::decode(req.bytes.clone()).map_err(|e| e.to_string())?;
+            for rl in d.resource_logs {
+                let key = crate::loadbalancing::keys::resource(rl.resource.as_ref());
+                logs.entry(key).or_default().resource_logs.push(rl);
+            }
+        } else {
+            let d = ExportMetricsServiceRequest::decode(req.bytes.clone())
+                .map_err(|e| e.to_string())?;
+            for rm in d.resource_metrics {
+                let key = crate::loadbalancing::keys::resource(rm.resource.as_ref());
+                metrics.entry(key).or_default().resource_metrics.push(rm);
+            }
+        }
+    }
+    let client = reqs.first().and_then(|r| r.client.clone());
+    let mk = |key: Vec<u8>, bytes: Vec<u8>, items: usize| Outgoing {
+        key: Some(key),
+        request: Request {
+            bytes: bytes.into(),
+            items,
+            index: None,
+            client: client.clone(),
+        },
+    };
+    Ok(logs
+        .into_iter()
+        .map(|(k, r)| mk(k, r.encode_to_vec(), log_count(&r)))
+        .chain(
+            metrics
+                .into_iter()
+                .map(|(k, r)| mk(k, r.encode_to_vec(), point_count(&r))),
+        )
+        .collect())
+}
+
+/// Whether resending can help.
+fn classify(e: &KafkaError) -> ExportError {
+    let code = e.rdkafka_error_code();
+    let permanent = matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+                | RDKafkaErrorCode::InvalidTopic
+                | RDKafkaErrorCode::MessageBatchTooLarge
+        )
+    );
+    if permanent {
+        ExportError::Permanent(format!("kafka: {e}"))
+    } else {
+        ExportError::Retryable(format!("kafka: {e}"))
+    }
+}
+
+#[async_trait]
+impl Exporter for KafkaExporter {
+    async fn export(&self, batch: &Batch) -> Result<Sent, ExportError> {
+        let signal = batch.signal;
+        let (topic, _) = self.keys.topic_of(signal);
+        let mut fitted = Vec::new();
+        let mut too_large = 0;
+        for m in self.messages(batch)? {
+            self.fit(signal, m, &mut fitted, &mut too_large)?;
+        }
+        let count = if fitted.iter().any(|(m, _)| m.key.is_some()) {
+            Some(self.partition_count(&topic).await?)
+        } else {
+            None
+        };
+        let mut pending = Vec::with_capacity(fitted.len());
+        let mut failed: Vec<(Request, ExportError)> = Vec::new();
+        for (m, value) in &fitted {
+            let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(&topic).payload(value);
+            if let (Some(key), Some(n)) = (&m.key, count) {
+                record = record
+                    .key(key)
+                    .partition(partition::sarama_partition(key, n));
+            }
+            match self.producer.send_result(record) {
+                Ok(delivery) => pending.push((m, delivery)),
+                Err((e, _)) => failed.push((m.request.clone(), classify(&e))),
+            }
+        }
+        let mut delivered = 0usize;
+        for (m, delivery) in pending {
+            match delivery.await {
+                Ok(Ok(_)) => delivered += 1,
+                Ok(Err((e, _))) => failed.push((m.request.clone(), classify(&e))),
+                Err(_) => failed.push((
+                    m.request.clone(),
+                    ExportError::Retryable("kafka: the producer dropped the message".into()),
+                )),
+            }
+        }
+        if failed.is_empty() {
+            let message = if too_large > 0 {
+                format!(
+                    "{too_large} items are each larger than producer.max_message_bytes ({}) on their own",
+                    self.keys.producer.max_message_bytes
+                )
+            } else {
+                String::new()
+            };
+            return Ok(Sent {
+                rejected: too_large,
+                message,
+            });
+        }
+        // Resend only what failed, unless every failure is permanent.
+        let first = failed
+            .iter()
+            .find(|(_, e)| !matches!(e, ExportError::Permanent(_)))
+            .map(|(_, e)| e.clone());
+        let Some(error) = first else {
+            return Err(failed.swap_remove(0).1);
+        };
+        if delivered == 0 && too_large == 0 {
+            return Err(error);
+        }
+        let left: Vec<Request> = failed
+            .into_iter()
+            .filter(|(_, e)| !matches!(e, ExportError::Permanent(_)))
+            .map(|(r, _)| r)
+            .collect();
+        Err(ExportError::Partly {
+            left: Box::new(Batch {
+                signal,
+                requests: left,
+            }),
+            error: Box::new(error),
+        })
+    }
+
+    async fn shutdown(&self) {
+        let p = self.producer.clone();
+        let _ = tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(5))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests;
