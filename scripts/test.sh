@@ -17,6 +17,9 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 # The timescaledb tests start a real PostgreSQL server in a temp dir.
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+# The Kafka client builds librdkafka from source and links OpenSSL.
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+[ -e /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -q && apt-get install -y -q "${need[@]}"
@@ -31,6 +34,12 @@ scripts/install-timescaledb.sh
 
 # The parquet exporter's S3 test runs against moto's S3 server (PyPI).
 python3 -c "import moto.server" 2>/dev/null || python3 -m pip install -q 'moto[server]'
+
+# The Kafka tests run a real Kafka-protocol broker (tansu, cached outside the
+# repo) and read messages back with kafka-python, which shares no code with
+# our client.
+scripts/install-tansu.sh
+python3 -c "import kafka" 2>/dev/null || python3 -m pip install -q kafka-python
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
