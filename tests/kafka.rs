@@ -330,3 +330,68 @@ async fn broker_down_for_30s_the_exporter_retries_and_nothing_is_lost() {
     assert_eq!(failed, Some(0.0));
     eprintln!("broker down 30 s: {retries} retries, {duplicates} spans written twice");
 }
+
+/// The processor's next hop refuses (it is down, and the exporter neither
+/// queues nor retries): the receiver keeps retrying the same message, so
+/// the backlog waits in Kafka, and all of it arrives once the hop is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_pipeline_pauses_consumption_and_drops_nothing() {
+    const FORWARDER: &str = r#"
+receivers:
+  kafka:
+    brokers: [@BROKER@]
+    group_id: @PREFIX@-forwarders
+    initial_offset: earliest
+    message_marking: {after: true}
+    traces: {topic: @PREFIX@_spans}
+exporters:
+  otlp:
+    endpoint: 127.0.0.1:@NEXT@
+    tls: {insecure: true}
+    sending_queue: {enabled: false}
+    retry_on_failure: {enabled: false}
+service:
+  pipelines:
+    traces: {receivers: [kafka], exporters: [otlp]}
+"#;
+    let kafka = with_topics("pause").await;
+    let next_port = free_port();
+    let forwarder = Collector::start_with(
+        FORWARDER,
+        &[
+            ("BROKER", kafka.broker()),
+            ("PREFIX", "pause".to_string()),
+            ("NEXT", next_port.to_string()),
+        ],
+    );
+    let gateway = start(GATEWAY, &kafka, "pause");
+    let sent = send_traces(gateway.grpc, 31, 10, 100, Duration::from_millis(10)).await;
+    let refused =
+        "observatory_receiver_refused_spans_total{receiver=\"kafka\",transport=\"kafka\"}";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while forwarder.metric(refused).unwrap_or(0.0) < 10.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no refusals seen:\n{}",
+            forwarder.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The next hop comes up on the port the forwarder sends to.
+    let next = Collector::start_with(&FILE_CONFIG.replace("@GRPC@", &next_port.to_string()), &[]);
+    let (missing, _) = wait_all(&[next.path("traces.jsonl")], &sent, Duration::from_secs(60));
+    assert_eq!(
+        missing,
+        0,
+        "of {}; forwarder:\n{}",
+        sent.len(),
+        forwarder.logs()
+    );
+    let accepted =
+        "observatory_receiver_accepted_spans_total{receiver=\"kafka\",transport=\"kafka\"}";
+    assert_eq!(
+        forwarder.metric(accepted),
+        Some(sent.len() as f64),
+        "each message taken once"
+    );
+}

@@ -252,7 +252,14 @@ impl Shared {
                 }
                 None => {
                     self.metrics.failed(batch.signal, items);
-                    tracing::error!(exporter = %self.id, error = %err, items, "export failed; data dropped");
+                    if self.settings.queue.enabled {
+                        tracing::error!(exporter = %self.id, error = %err, items, "export failed; data dropped");
+                    } else {
+                        // Without a queue the caller has the batch and the
+                        // error (a receiver answers its client, `kafka`
+                        // retries the message).
+                        tracing::warn!(exporter = %self.id, error = %err, items, "export failed; the error goes back to the sender");
+                    }
                     return Err(err);
                 }
             }

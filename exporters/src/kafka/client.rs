@@ -18,7 +18,9 @@ pub struct ClientConfig {
     pub brokers: Vec<String>,
     /// Resolve each broker name to its canonical name first (Kerberos setups).
     pub resolve_canonical_bootstrap_servers_only: bool,
-    /// The Kafka version assumed when the broker cannot say (`2.1.0`).
+    /// Sarama's protocol version. librdkafka asks each broker for the API
+    /// versions it speaks (Kafka 0.10 and later answer), so it is checked
+    /// and needs no setting.
     pub protocol_version: String,
     /// Sent with every request, for the broker's logs and quotas.
     pub client_id: String,
@@ -242,7 +244,6 @@ impl ClientConfig {
         let mut p = Properties::new();
         p.set("bootstrap.servers", self.brokers.join(","));
         p.set("client.id", &self.client_id);
-        p.set("broker.version.fallback", &self.protocol_version);
         p.set(
             "topic.metadata.refresh.interval.ms",
             self.metadata.refresh_interval.as_millis().to_string(),
