@@ -125,6 +125,8 @@ fn deploy_and_example_configs_validate() {
         "deploy/fleet/two-tier-sampler.yaml",
         "examples/llm-gateway.yaml",
         "examples/llm-filelog.yaml",
+        "examples/kafka-gateway.yaml",
+        "examples/kafka-processor.yaml",
     ] {
         let (code, out, err) = run(&["validate", "--config", rel], &repo);
         assert_eq!(code, 0, "{rel}: {err}");

@@ -395,3 +395,25 @@ service:
         "each message taken once"
     );
 }
+
+/// With the broker frozen (connections open, no answers), both tiers still
+/// stop on SIGTERM: the receiver's last commit and goodbye to the group and
+/// the producer's flush wait for brokers, and those waits are bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_tiers_stop_promptly_when_the_broker_hangs() {
+    let kafka = with_topics("stop").await;
+    let mut processor = start(PROCESSOR, &kafka, "stop");
+    let mut gateway = start(GATEWAY, &kafka, "stop");
+    let sent = send_traces(gateway.grpc, 41, 3, 100, Duration::ZERO).await;
+    wait_all(
+        &[processor.path("traces.jsonl")],
+        &sent,
+        Duration::from_secs(30),
+    );
+    kafka.freeze();
+    let started = Instant::now();
+    assert_eq!(processor.terminate(), 0, "{}", processor.logs());
+    assert_eq!(gateway.terminate(), 0, "{}", gateway.logs());
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}

@@ -76,7 +76,12 @@ fn main() -> ExitCode {
         .thread_name("observatory")
         .build()
         .expect("building the tokio runtime");
-    match runtime.block_on(service::run(checked, service::signal())) {
+    let result = runtime.block_on(service::run(checked, service::signal()));
+    // The pipelines have drained; a blocking task still waiting on a peer
+    // that stopped answering (a Kafka client's goodbye) must not hold the
+    // exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

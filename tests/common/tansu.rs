@@ -101,6 +101,17 @@ impl Tansu {
         }
     }
 
+    /// Freezes the broker (SIGSTOP): connections stay open and nothing
+    /// answers, as with a hung broker or a network that drops packets.
+    pub fn freeze(&self) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        assert!(Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
     /// What the broker logged.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()

@@ -85,13 +85,10 @@ impl KafkaExporter {
             Signal::Metrics => k.partition_metrics_by_resource_attributes,
         };
         if !keyed {
-            // Encoded requests concatenate into one valid request.
-            let request = if batch.requests.len() == 1 {
-                batch.requests[0].clone()
-            } else {
-                merged(batch)
-            };
-            return Ok(vec![Outgoing { key: None, request }]);
+            return Ok(packed(&batch.requests, self.room(None))
+                .into_iter()
+                .map(|request| Outgoing { key: None, request })
+                .collect());
         }
         match batch.signal {
             Signal::Traces => Ok(by_trace_id(&batch.requests)),
@@ -99,12 +96,19 @@ impl KafkaExporter {
         }
     }
 
-    /// The encoded value of a message.
-    fn value(&self, signal: Signal, req: &Request) -> Result<Vec<u8>, ExportError> {
+    /// Bytes a message's value may take beside `key`.
+    fn room(&self, key: Option<&[u8]>) -> usize {
+        let used = key.map_or(0, <[u8]>::len) + RECORD_OVERHEAD;
+        self.keys.producer.max_message_bytes.saturating_sub(used)
+    }
+
+    /// The encoded value of a message: `None` for `otlp_proto`, whose value
+    /// is the request's own bytes.
+    fn value(&self, signal: Signal, req: &Request) -> Result<Option<Vec<u8>>, ExportError> {
         match self.keys.topic_of(signal).1 {
-            Encoding::OtlpProto => Ok(req.bytes.to_vec()),
+            Encoding::OtlpProto => Ok(None),
             Encoding::OtlpJson => crate::otlphttp::json_body(&Batch::new(signal, req.clone()))
-                .map(|(v, _)| v)
+                .map(|(v, _)| Some(v))
                 .map_err(ExportError::Permanent),
         }
     }
@@ -115,13 +119,12 @@ impl KafkaExporter {
         &self,
         signal: Signal,
         out: Outgoing,
-        fitted: &mut Vec<(Outgoing, Vec<u8>)>,
+        fitted: &mut Vec<(Outgoing, Option<Vec<u8>>)>,
         too_large: &mut usize,
     ) -> Result<(), ExportError> {
-        let limit = self.keys.producer.max_message_bytes;
         let value = self.value(signal, &out.request)?;
-        let size = value.len() + out.key.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD;
-        if size <= limit {
+        let size = value.as_ref().map_or(out.request.bytes.len(), Vec::len);
+        if size <= self.room(out.key.as_deref()) {
             fitted.push((out, value));
             return Ok(());
         }
@@ -184,16 +187,43 @@ impl KafkaExporter {
     }
 }
 
-/// The batch's requests as one: their encodings concatenate into one valid
-/// request. Traces lose their index here; [`KafkaExporter::fit`] scans
-/// again the rare merged request that must be split.
-fn merged(batch: &Batch) -> Request {
-    Request {
-        bytes: batch.to_bytes(),
-        items: batch.items(),
-        index: None,
-        client: batch.requests[0].client.clone(),
+/// Consecutive requests packed into as few messages of at most `room`
+/// bytes as their order allows: encoded requests concatenate into one
+/// valid request, so a message is one copy and no re-encoding. A request
+/// larger than `room` alone goes as it is, for [`KafkaExporter::fit`] to
+/// split. Packed traces lose their index; `fit` scans again the rare one
+/// that must be split (an `otlp_json` value larger than the proto).
+fn packed(reqs: &[Request], room: usize) -> Vec<Request> {
+    let mut out = Vec::new();
+    let mut group: Vec<&Request> = Vec::new();
+    let mut size = 0;
+    let flush = |group: &mut Vec<&Request>, out: &mut Vec<Request>| match group.len() {
+        0 => {}
+        1 => out.push(group.pop().expect("one").clone()),
+        _ => {
+            let mut bytes = Vec::with_capacity(group.iter().map(|r| r.bytes.len()).sum());
+            for r in group.iter() {
+                bytes.extend_from_slice(&r.bytes);
+            }
+            out.push(Request {
+                bytes: bytes.into(),
+                items: group.iter().map(|r| r.items).sum(),
+                index: None,
+                client: group[0].client.clone(),
+            });
+            group.clear();
+        }
+    };
+    for r in reqs {
+        if !group.is_empty() && size + r.bytes.len() > room {
+            flush(&mut group, &mut out);
+            size = 0;
+        }
+        size += r.bytes.len();
+        group.push(r);
     }
+    flush(&mut group, &mut out);
+    out
 }
 
 /// One message per trace id, keyed by the id in hex (otelcol's key).
@@ -321,7 +351,8 @@ impl Exporter for KafkaExporter {
         let mut pending = Vec::with_capacity(fitted.len());
         let mut failed: Vec<(Request, ExportError)> = Vec::new();
         for (m, value) in &fitted {
-            let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(&topic).payload(value);
+            let payload: &[u8] = value.as_deref().unwrap_or(&m.request.bytes);
+            let mut record = FutureRecord::<Vec<u8>, [u8]>::to(&topic).payload(payload);
             if let (Some(key), Some(n)) = (&m.key, count) {
                 record = record
                     .key(key)
@@ -383,6 +414,8 @@ impl Exporter for KafkaExporter {
     }
 
     async fn shutdown(&self) {
+        // Every export waited for its acknowledgements, so nothing is
+        // outstanding; flushing is bounded all the same.
         let p = self.producer.clone();
         let _ = tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(5))).await;
     }

@@ -85,11 +85,32 @@ fn large_requests_are_split_to_fit_max_message_bytes() {
     assert!(fitted.len() >= 6, "{} messages", fitted.len());
     let mut seen = BTreeSet::new();
     for (m, value) in &fitted {
-        assert!(value.len() + RECORD_OVERHEAD <= 65536, "{}", value.len());
+        assert!(value.is_none(), "otlp_proto sends the request's bytes");
+        assert!(
+            m.request.bytes.len() + RECORD_OVERHEAD <= 65536,
+            "{}",
+            m.request.bytes.len()
+        );
         seen.extend(ids(&m.request));
     }
     let want: BTreeSet<_> = batch.requests.iter().flat_map(ids).collect();
     assert_eq!(seen, want);
+}
+
+#[test]
+fn small_requests_are_packed_into_few_messages_in_order() {
+    let reqs: Vec<Request> = (0..10).map(|i| traces_request(10 + i, 100)).collect();
+    let each = reqs[0].bytes.len();
+    let out = packed(&reqs, each * 3 + each / 2);
+    assert!(out.len() >= 4 && out.len() <= 5, "{} messages", out.len());
+    let bytes: Vec<u8> = out.iter().flat_map(|r| r.bytes.to_vec()).collect();
+    let want: Vec<u8> = reqs.iter().flat_map(|r| r.bytes.to_vec()).collect();
+    assert_eq!(bytes, want, "the same bytes, in order");
+    assert_eq!(out.iter().map(|r| r.items).sum::<usize>(), 1000);
+    for r in &out {
+        let again = Request::parse(Signal::Traces, r.bytes.clone()).unwrap();
+        assert_eq!(again.items, r.items, "each message is a valid request");
+    }
 }
 
 #[test]

@@ -55,6 +55,9 @@ const MAX_DECODED: u64 = 128 << 20;
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// How long shutdown waits for the last commit and for leaving the group.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Where each topic's messages go.
 struct Route {
     signal: Signal,
@@ -159,9 +162,20 @@ impl Reader {
                 self.mark(&consumer, &msg);
             }
         }
-        // What was marked is committed before the group is left.
-        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(receiver = %self.id, "kafka: final commit: {e}");
+        // What was marked is committed before the group is left; both wait
+        // on the brokers, which may be gone: the wait is bounded.
+        let id = self.id.clone();
+        let closing = tokio::task::spawn_blocking(move || {
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::debug!(receiver = %id, "kafka: final commit: {e}");
+            }
+            drop(consumer);
+        });
+        if tokio::time::timeout(CLOSE_TIMEOUT, closing).await.is_err() {
+            tracing::warn!(
+                receiver = %self.id,
+                "kafka: the brokers did not answer within {CLOSE_TIMEOUT:?} at shutdown; messages marked since the last commit will be read again"
+            );
         }
     }
 
