@@ -417,3 +417,62 @@ async fn both_tiers_stop_promptly_when_the_broker_hangs() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(20), "took {took:?}");
 }
+
+/// SASL/SCRAM-SHA-512 (the mechanism tansu implements) on both tiers; a
+/// wrong password is an error the exporter counts, not a silent loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_scram_authenticates_both_tiers_and_a_wrong_password_is_counted() {
+    let mut kafka = with_topics("sasl").await;
+    kafka.require_authentication(&[("gateway", "gw-secret"), ("processor", "pr-secret")]);
+    let auth = |user: &str, password: &str| {
+        format!("\n    auth:\n      sasl: {{username: {user}, password: {password}, mechanism: SCRAM-SHA-512}}")
+    };
+    let with_auth = |template: &str, auth: String| {
+        template.replacen(
+            "    brokers: [@BROKER@]",
+            &format!("    brokers: [@BROKER@]{auth}"),
+            1,
+        )
+    };
+    let processor = start(
+        &with_auth(PROCESSOR, auth("processor", "pr-secret")),
+        &kafka,
+        "sasl",
+    );
+    let gateway = start(
+        &with_auth(GATEWAY, auth("gateway", "gw-secret")),
+        &kafka,
+        "sasl",
+    );
+    let sent = send_traces(gateway.grpc, 51, 3, 100, Duration::ZERO).await;
+    let (missing, _) = wait_all(
+        &[processor.path("traces.jsonl")],
+        &sent,
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        missing,
+        0,
+        "gateway:\n{}\nprocessor:\n{}",
+        gateway.logs(),
+        processor.logs()
+    );
+
+    let wrong = start(
+        &with_auth(GATEWAY, auth("gateway", "not-it")).replace(
+            "partition_traces_by_id: true",
+            "partition_traces_by_id: true\n    retry_on_failure: {max_elapsed_time: 3s}",
+        ),
+        &kafka,
+        "sasl",
+    );
+    send_traces(wrong.grpc, 52, 1, 100, Duration::ZERO).await;
+    let failed = wrong
+        .metric_when(
+            "observatory_exporter_send_failed_spans_total{exporter=\"kafka\"}",
+            100.0,
+        )
+        .await;
+    assert_eq!(failed, Some(100.0), "{}", wrong.logs());
+    assert!(wrong.logs().contains("uthentication"), "{}", wrong.logs());
+}

@@ -20,6 +20,8 @@ pub struct Tansu {
     dir: tempfile::TempDir,
     /// Its Kafka port on 127.0.0.1.
     pub port: u16,
+    /// Whether clients must authenticate (SASL/SCRAM-SHA-512).
+    authentication: bool,
 }
 
 /// The tansu binary: `TANSU_BIN`, else where the install script puts it.
@@ -53,6 +55,7 @@ impl Tansu {
             child: None,
             dir: tempfile::tempdir().unwrap(),
             port: free_port(),
+            authentication: false,
         };
         t.up();
         t
@@ -74,6 +77,7 @@ impl Tansu {
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let child = Command::new(binary())
             .arg("broker")
+            .args(self.authentication.then_some("--authentication"))
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
             .args(["--storage-engine", &self.pg.url()])
             .stdout(log.try_clone().unwrap())
@@ -99,6 +103,27 @@ impl Tansu {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Adds SCRAM-SHA-512 users and restarts the broker requiring clients
+    /// to authenticate (tansu's CLI cannot add users to a broker that
+    /// already requires it).
+    pub fn require_authentication(&mut self, users: &[(&str, &str)]) {
+        for (user, password) in users {
+            let out = Command::new(binary())
+                .args(["user", "create", user, password])
+                .args(["--broker", &format!("tcp://{}", self.broker())])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "creating user {user}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        self.down();
+        self.authentication = true;
+        self.up();
     }
 
     /// Freezes the broker (SIGSTOP): connections stay open and nothing
