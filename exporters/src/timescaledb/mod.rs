@@ -144,7 +144,20 @@ impl Exporter for Timescale {
             }
             Signal::Traces => {
                 let mut rows = Rows::default();
-                let d = batch.for_each_decoded(|r: ExportTraceServiceRequest| {
+                // Requests carry their span index from intake: model calls
+                // are found and read in place. One without an index (none
+                // today) is decoded.
+                let mut unindexed = Batch {
+                    signal: batch.signal,
+                    requests: Vec::new(),
+                };
+                for r in &batch.requests {
+                    match &r.index {
+                        Some(index) => llm_calls::add_rows_indexed(&r.bytes, index, &mut rows),
+                        None => unindexed.requests.push(r.clone()),
+                    }
+                }
+                let d = unindexed.for_each_decoded(|r: ExportTraceServiceRequest| {
                     llm_calls::add_rows(&r, &mut rows)
                 });
                 skipped = (d.skipped_items, d.skipped_message());
