@@ -15,7 +15,7 @@ CONCURRENCY=${CONCURRENCY:-4}
 BATCH=${BATCH:-512}
 RATE=${RATE:-0}
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop grpc-tls-batch-nop grpc-mtls-batch-nop lb-self-network lb-self-local full-chain-ui-open fleet-full-chain fleet-no-affinity full-chain-spread llm-gateway-example unreachable-otlp http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb grpc-batch-parquet)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop grpc-tls-batch-nop grpc-mtls-batch-nop lb-self-network lb-self-local full-chain-ui-open fleet-full-chain fleet-no-affinity full-chain-spread llm-gateway-example unreachable-otlp http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb grpc-batch-timescaledb-llm grpc-batch-parquet)
 
 cargo build --release -q -p observatory -p benches
 BIN=${OBSERVATORY_BIN:-target/release/observatory}
@@ -45,6 +45,7 @@ pg_rows() {
   as_pg psql -h 127.0.0.1 -p 25432 -U postgres -tAc \
     "SELECT (SELECT count(*) FROM observatory.metric_gauge) + (SELECT count(*) FROM observatory.metric_sum) + (SELECT count(*) FROM observatory.metric_histogram)"
 }
+pg_calls() { as_pg psql -h 127.0.0.1 -p 25432 -U postgres -tAc "SELECT count(*) FROM observatory.llm_calls"; }
 # A CA, a server certificate for 127.0.0.1 and a client certificate, for
 # the TLS scenarios (ECDSA P-256, as most deployments now issue).
 make_certs() {
@@ -127,7 +128,7 @@ for s in "${SCENARIOS[@]}"; do
     down=$!; PIDS+=("$down")
     wait_healthy 23134
   fi
-  if [[ "$s" == *-timescaledb ]]; then pg_start; fi
+  if [[ "$s" == *-timescaledb* ]]; then pg_start; fi
   if [ "$s" = grpc-batch-loki ]; then
     "$LOKISINK" --listen 127.0.0.1:25100 >"$TMP/sink.out" 2>"$TMP/sink.log" &
     down=$!; PIDS+=("$down")
@@ -142,6 +143,8 @@ for s in "${SCENARIOS[@]}"; do
   proto=grpc; endpoint=127.0.0.1:24317; extra=(); unit=spans
   if [[ "$s" == *-loki ]]; then extra=(--signal logs); unit=records; fi
   if [[ "$s" == *-timescaledb ]]; then extra=(--signal metrics --retry); unit=points; fi
+  # Traces: only the model calls among them become llm_calls rows.
+  if [[ "$s" == *-timescaledb-llm ]]; then extra=(--retry); fi
   if [[ "$s" == *-parquet ]]; then extra=(--retry); fi
   if [[ "$s" == http-* ]]; then proto=http; endpoint=http://127.0.0.1:24318; fi
   if [[ "$s" == *tls* ]]; then extra+=(--ca-file "$TMP/tls/ca.pem"); fi
@@ -212,5 +215,6 @@ for s in "${SCENARIOS[@]}"; do
   # The rows in PostgreSQL after the collector drained, against what was accepted.
   if [[ "$s" == *-parquet ]]; then echo "                 parquet: $("$PQROWS" "$TMP/archive") (accepted $accepted)"; fi
   if [[ "$s" == *-timescaledb ]]; then echo "                 postgres: rows=$(pg_rows) (accepted $accepted)"; pg_stop; fi
+  if [[ "$s" == *-timescaledb-llm ]]; then echo "                 postgres: llm_calls rows=$(pg_calls) (accepted spans $accepted)"; pg_stop; fi
   PIDS=()
 done
