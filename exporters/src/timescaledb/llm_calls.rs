@@ -24,7 +24,7 @@ struct Call<'a> {
     cost: Option<f64>,
 }
 
-fn int(v: AttrValue) -> Option<i64> {
+fn int(v: AttrValue<'_>) -> Option<i64> {
     match v {
         AttrValue::Int(i) => Some(i),
         AttrValue::Double(d) => Some(d as i64),
@@ -33,7 +33,7 @@ fn int(v: AttrValue) -> Option<i64> {
     }
 }
 
-fn string(v: AttrValue) -> Option<&str> {
+fn string(v: AttrValue<'_>) -> Option<&str> {
     match v {
         AttrValue::Str(s) => Some(s),
         _ => None,
