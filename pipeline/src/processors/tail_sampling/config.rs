@@ -199,6 +199,10 @@ pub struct PolicyConfig {
     pub composite: Option<Composite>,
 }
 
+/// `maximum_held_bytes` by default: 1 GiB of encoded spans, above the
+/// ~640 MB a 10 s hold of 150k LLM spans/s takes.
+pub const DEFAULT_MAXIMUM_HELD_BYTES: usize = 1 << 30;
+
 /// `tail_sampling` processor config.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -215,6 +219,10 @@ pub struct TailSamplingConfig {
     pub decision_cache: DecisionCache,
     /// A trace holding more encoded bytes than this is decided early; 0 = no cap.
     pub maximum_trace_size_bytes: usize,
+    /// Ours: encoded span bytes held across all traces; past it the oldest
+    /// traces are decided early, so the hold's memory has a bound in bytes
+    /// as well as in traces. 0 = no cap.
+    pub maximum_held_bytes: usize,
     /// The policies.
     pub policies: Vec<PolicyConfig>,
 }
@@ -227,6 +235,7 @@ impl Default for TailSamplingConfig {
             expected_new_traces_per_sec: 0,
             decision_cache: DecisionCache::default(),
             maximum_trace_size_bytes: 0,
+            maximum_held_bytes: DEFAULT_MAXIMUM_HELD_BYTES,
             policies: Vec::new(),
         }
     }

@@ -5,9 +5,10 @@
 //! span bytes in place.
 //!
 //! Late spans follow the cached decision (`decision_cache`); without a
-//! cache entry they start a new trace. At `num_traces` the oldest trace is
-//! decided early, as is a trace over `maximum_trace_size_bytes`; both are
-//! counted, never silently dropped.
+//! cache entry they start a new trace. At `num_traces` (or past
+//! `maximum_held_bytes` of held spans) the oldest trace is decided early, as
+//! is a trace over `maximum_trace_size_bytes`; all are counted, never
+//! silently dropped.
 
 mod config;
 mod policy;
@@ -163,6 +164,7 @@ struct Metrics {
     traces_not_sampled: Counter,
     early_num_traces: Counter,
     early_size: Counter,
+    early_held_bytes: Counter,
     late_spans: Counter,
     dropped: Counter,
 }
@@ -202,6 +204,7 @@ impl Metrics {
             traces_not_sampled: traces("not_sampled"),
             early_num_traces: early("num_traces"),
             early_size: early("maximum_trace_size_bytes"),
+            early_held_bytes: early("maximum_held_bytes"),
             late_spans: reg.counter(
                 "observatory_processor_tail_sampling_late_spans_total",
                 "Spans of already decided traces, handled by the cached decision.",
@@ -222,6 +225,8 @@ struct Sampler {
     policies: Vec<Policy>,
     tests: AttrTests,
     traces: FastMap<[u8; 16], Held>,
+    /// Encoded bytes of every held span.
+    held_bytes: usize,
     arrivals: VecDeque<([u8; 16], Instant)>,
     sampled: Remembered,
     not_sampled: Remembered,
@@ -298,6 +303,7 @@ impl Sampler {
                 });
                 groups.push_members(g, &req, &mut held.spans);
                 held.bytes += bytes as usize;
+                self.held_bytes += bytes as usize;
                 held.hits |= hits;
                 let over = self.cfg.maximum_trace_size_bytes > 0
                     && held.bytes > self.cfg.maximum_trace_size_bytes;
@@ -308,13 +314,17 @@ impl Sampler {
             }
             self.groups = groups;
             while self.traces.len() > self.cfg.num_traces {
-                let Some((oldest, at)) = self.arrivals.pop_front() else {
+                if !self.decide_oldest() {
                     break;
-                };
-                if self.traces.get(&oldest).is_some_and(|h| h.first == at) {
-                    self.metrics.early_num_traces.add(1);
-                    self.decide(oldest);
                 }
+                self.metrics.early_num_traces.add(1);
+            }
+            let cap = self.cfg.maximum_held_bytes;
+            while cap > 0 && self.held_bytes > cap {
+                if !self.decide_oldest() {
+                    break;
+                }
+                self.metrics.early_held_bytes.add(1);
             }
         }
     }
@@ -340,10 +350,22 @@ impl Sampler {
         false
     }
 
+    /// Decides the oldest held trace early; false when none is held.
+    fn decide_oldest(&mut self) -> bool {
+        while let Some((oldest, at)) = self.arrivals.pop_front() {
+            if self.traces.get(&oldest).is_some_and(|h| h.first == at) {
+                self.decide(oldest);
+                return true;
+            }
+        }
+        false
+    }
+
     fn decide(&mut self, id: [u8; 16]) {
         let Some(held) = self.traces.remove(&id) else {
             return;
         };
+        self.held_bytes -= held.bytes;
         let spans: Vec<_> = held
             .spans
             .iter()
@@ -534,6 +556,7 @@ impl ProcessorBuilder for TailSamplingConfig {
             policies,
             tests,
             traces: FastMap::with_capacity_and_hasher(self.initial_capacity(), Default::default()),
+            held_bytes: 0,
             arrivals: VecDeque::new(),
             sampled: Remembered::new(self.decision_cache.sampled_cache_size),
             not_sampled: Remembered::new(self.decision_cache.non_sampled_cache_size),
@@ -557,6 +580,13 @@ impl ProcessorBuilder for TailSamplingConfig {
                     .upgrade()
                     .map_or(0.0, |s| s.lock().traces.len() as f64)
             },
+        );
+        let probe = Arc::downgrade(&shared);
+        ctx.metrics.gauge(
+            "observatory_processor_tail_sampling_held_bytes",
+            "Encoded bytes of the spans held (maximum_held_bytes caps it).",
+            &[("processor", ctx.id.as_str())],
+            move || probe.upgrade().map_or(0.0, |s| s.lock().held_bytes as f64),
         );
         let (alive, closed) = oneshot::channel();
         ctx.tasks

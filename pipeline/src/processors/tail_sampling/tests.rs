@@ -301,6 +301,66 @@ policies:
     assert_eq!(emitted(&sink).len(), 25 * 5, "the rest go out at shutdown");
 }
 
+#[tokio::test]
+async fn past_maximum_held_bytes_the_oldest_traces_are_decided_early() {
+    let req = Batch::parse(
+        Signal::Traces,
+        Generator::new(GeneratorOptions::default())
+            .traces(40)
+            .encode_to_vec()
+            .into(),
+    )
+    .unwrap();
+    let spans: usize = req.requests[0]
+        .index
+        .as_ref()
+        .unwrap()
+        .spans
+        .iter()
+        .map(|s| (s.range.1 - s.range.0) as usize)
+        .sum();
+    // Room for about a quarter of the traces.
+    let cap = spans / 4;
+    let c = ctx();
+    let sink = Arc::new(Sink::default());
+    let input = cfg(&format!(
+        "decision_wait: 60s\nmaximum_held_bytes: {cap}\npolicies:\n  - {{name: all, type: always_sample}}\n"
+    ))
+    .build(Signal::Traces, sink.clone(), &c);
+    send(&input, req).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let early = c
+        .metrics
+        .value(
+            "observatory_processor_tail_sampling_early_decisions_total",
+            &[
+                ("processor", "tail_sampling"),
+                ("reason", "maximum_held_bytes"),
+            ],
+        )
+        .unwrap();
+    assert!((28.0..=31.0).contains(&early), "{early} decided early");
+    let held = c
+        .metrics
+        .value(
+            "observatory_processor_tail_sampling_held_bytes",
+            &[("processor", "tail_sampling")],
+        )
+        .unwrap();
+    assert!(held > 0.0 && held <= cap as f64, "held {held} of {cap}");
+    assert_eq!(emitted(&sink).len(), early as usize * 5, "decided whole");
+    drain(input, &c).await;
+    assert_eq!(emitted(&sink).len(), 40 * 5, "the rest go out at shutdown");
+}
+
+#[test]
+fn maximum_held_bytes_defaults_to_a_gibibyte_and_zero_turns_it_off() {
+    let d = cfg("policies:\n  - {name: all, type: always_sample}\n");
+    assert_eq!(d.maximum_held_bytes, 1 << 30);
+    let off = cfg("maximum_held_bytes: 0\npolicies:\n  - {name: all, type: always_sample}\n");
+    assert_eq!(off.maximum_held_bytes, 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_stuck_next_stage_turns_into_refusals_and_loses_nothing() {
     let c = ctx();
