@@ -46,6 +46,9 @@ pub enum ExportError {
         left: Box<Batch>,
         /// Why.
         error: Box<ExportError>,
+        /// Items of the batch refused for good in this attempt: counted as
+        /// failed, neither sent nor retried.
+        given_up: usize,
     },
 }
 
@@ -209,9 +212,17 @@ impl Shared {
                     }
                     return Ok(());
                 }
-                Err(ExportError::Partly { left, error }) => {
+                Err(ExportError::Partly {
+                    left,
+                    error,
+                    given_up,
+                }) => {
+                    let given_up = given_up.min(items.saturating_sub(left.items()));
                     self.metrics
-                        .sent(batch.signal, items.saturating_sub(left.items()));
+                        .sent(batch.signal, items.saturating_sub(left.items()) - given_up);
+                    if given_up > 0 {
+                        self.metrics.failed(batch.signal, given_up);
+                    }
                     (*error, Some(*left))
                 }
                 Err(e) => (e, None),

@@ -171,15 +171,37 @@ async fn partial_success_counts_rejected_items_as_failed() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn items_given_up_in_a_partial_send_are_counted_failed_not_sent() {
+    let exp = scripted(vec![Err(ExportError::Partly {
+        left: Box::new(batch(4)),
+        error: Box::new(ExportError::Retryable("broker away".into())),
+        given_up: 2,
+    })]);
+    let c = ctx();
+    let input = start(&c, settings(true), exp.clone()).unwrap();
+    input.consume(batch(10)).await.unwrap();
+    drain(input, &c).await;
+    // 10 tried: 4 sent, 2 refused for good, 4 left and sent on the retry.
+    assert_eq!(*exp.items.lock().unwrap(), vec![10, 4]);
+    assert_eq!(value(&c, "observatory_exporter_sent_spans_total"), 8.0);
+    assert_eq!(
+        value(&c, "observatory_exporter_send_failed_spans_total"),
+        2.0
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn after_a_partial_send_only_what_is_left_is_retried() {
     let exp = scripted(vec![
         Err(ExportError::Partly {
             left: Box::new(batch(4)),
             error: Box::new(ExportError::Retryable("one backend down".into())),
+            given_up: 0,
         }),
         Err(ExportError::Partly {
             left: Box::new(batch(1)),
             error: Box::new(ExportError::Permanent("refused".into())),
+            given_up: 0,
         }),
     ]);
     let c = ctx();

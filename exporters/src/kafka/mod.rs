@@ -388,28 +388,32 @@ impl Exporter for KafkaExporter {
                 message,
             });
         }
-        // Resend only what failed, unless every failure is permanent.
-        let first = failed
-            .iter()
-            .find(|(_, e)| !matches!(e, ExportError::Permanent(_)))
-            .map(|(_, e)| e.clone());
-        let Some(error) = first else {
-            return Err(failed.swap_remove(0).1);
+        // Only the retryable failures are sent again; what was refused for
+        // good (or cannot fit) is counted as failed.
+        let (retry, given_up): (Vec<_>, Vec<_>) = failed
+            .into_iter()
+            .partition(|(_, e)| !matches!(e, ExportError::Permanent(_)));
+        let given_up_items = too_large + given_up.iter().map(|(r, _)| r.items).sum::<usize>();
+        let Some(error) = retry.first().map(|(_, e)| e.clone()) else {
+            let (_, why) = &given_up[0];
+            if delivered == 0 && too_large == 0 {
+                return Err(why.clone());
+            }
+            return Ok(Sent {
+                rejected: given_up_items,
+                message: why.to_string(),
+            });
         };
-        if delivered == 0 && too_large == 0 {
+        if delivered == 0 && given_up_items == 0 {
             return Err(error);
         }
-        let left: Vec<Request> = failed
-            .into_iter()
-            .filter(|(_, e)| !matches!(e, ExportError::Permanent(_)))
-            .map(|(r, _)| r)
-            .collect();
         Err(ExportError::Partly {
             left: Box::new(Batch {
                 signal,
-                requests: left,
+                requests: retry.into_iter().map(|(r, _)| r).collect(),
             }),
             error: Box::new(error),
+            given_up: given_up_items,
         })
     }
 

@@ -150,6 +150,7 @@ impl Unrouted {
             ExportError::Partly {
                 left: Box::new(self.left),
                 error: Box::new(error),
+                given_up: 0,
             }
         }
     }
