@@ -461,7 +461,7 @@ async fn sasl_scram_authenticates_both_tiers_and_a_wrong_password_is_counted() {
     let wrong = start(
         &with_auth(GATEWAY, auth("gateway", "not-it")).replace(
             "partition_traces_by_id: true",
-            "partition_traces_by_id: true\n    retry_on_failure: {max_elapsed_time: 3s}",
+            "partition_traces_by_id: true\n    timeout: 2s\n    retry_on_failure: {max_elapsed_time: 3s}",
         ),
         &kafka,
         "sasl",
