@@ -2,13 +2,13 @@
 //! nothing is decoded.
 
 mod config;
+mod framing;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use pipeline::component::{parse_config, ConfigError, Context};
 use pipeline::{Batch, BoxConsumer, Signal};
-use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -18,7 +18,7 @@ pub use config::OtlpConfig;
 
 use crate::client::{partial_success, Compression};
 use crate::engine::{self, ExportError, Exporter, Sent};
-use crate::grpc_codec::{export_path, RawCodec};
+use crate::grpc_codec::export_path;
 use crate::{ExporterBuilder, ExporterFactory};
 
 /// The registry entry.
@@ -47,16 +47,11 @@ impl OtlpConfig {
                 MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes()).expect("validated");
             headers.insert(key, MetadataValue::try_from(v.as_str()).expect("validated"));
         }
-        let compression = match self.compression {
-            Compression::None => None,
-            Compression::Gzip => Some(CompressionEncoding::Gzip),
-            Compression::Zstd => Some(CompressionEncoding::Zstd),
-        };
         Ok(Arc::new(OtlpGrpc {
             auth: crate::client::client_auth(self.auth.as_ref(), ctx)?,
             channel,
             headers,
-            compression,
+            compression: self.compression,
         }))
     }
 }
@@ -65,7 +60,7 @@ struct OtlpGrpc {
     auth: crate::client::ClientAuth,
     channel: Channel,
     headers: MetadataMap,
-    compression: Option<CompressionEncoding>,
+    compression: Compression,
 }
 
 /// Sorts a gRPC failure per the OTLP specification's retryable codes.
@@ -97,28 +92,17 @@ pub fn classify(status: &Status) -> ExportError {
 #[async_trait]
 impl Exporter for OtlpGrpc {
     async fn export(&self, batch: &Batch) -> Result<Sent, ExportError> {
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone())
-            .accept_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(4 << 20);
-        if let Some(c) = self.compression {
-            grpc = grpc.send_compressed(c);
-        }
-        grpc.ready()
-            .await
-            .map_err(|e| ExportError::Retryable(format!("connecting: {e}")))?;
-        let parts = batch.requests.iter().map(|r| r.bytes.clone()).collect();
-        let mut req = tonic::Request::new(parts);
-        *req.metadata_mut() = self.headers.clone();
+        let message = match batch.requests.as_slice() {
+            [one] => one.bytes.clone(),
+            _ => batch.to_bytes(),
+        };
+        let mut headers = self.headers.clone().into_headers();
         for (k, v) in crate::client::auth_headers(&self.auth, batch)? {
-            let key = MetadataKey::from_bytes(k.as_str().as_bytes())
-                .map_err(|e| ExportError::Permanent(format!("auth header {k}: {e}")))?;
-            let value = MetadataValue::try_from(v.as_bytes())
-                .map_err(|e| ExportError::Permanent(format!("auth header {k}: {e}")))?;
-            req.metadata_mut().insert(key, value);
+            headers.insert(k, v);
         }
-        let path = http::uri::PathAndQuery::from_static(export_path(batch.signal));
-        match grpc.unary(req, path, RawCodec).await {
-            Ok(resp) => Ok(partial_success(batch.signal, &resp.into_inner())),
+        let path = export_path(batch.signal);
+        match framing::unary(&self.channel, path, &message, self.compression, headers).await {
+            Ok(resp) => Ok(partial_success(batch.signal, &resp)),
             Err(status) => Err(classify(&status)),
         }
     }
