@@ -97,6 +97,19 @@ async fn otlp_grpc_exporter_round_trip() {
 }
 
 #[tokio::test]
+async fn otlp_grpc_exporter_round_trip_with_zstd_and_none() {
+    for codec in ["zstd", "none"] {
+        let back = Collector::start(FILE_CONFIG);
+        let f = Collector::start(&front(&format!(
+            "  otlp/back:\n    endpoint: 127.0.0.1:{}\n    tls:\n      insecure: true\n    compression: {codec}\n",
+            back.grpc
+        )));
+        let sent = send_all(f.grpc).await;
+        check_back(&back, &sent);
+    }
+}
+
+#[tokio::test]
 async fn otlphttp_exporter_round_trip_in_proto_and_json() {
     for encoding in ["proto", "json"] {
         let back = Collector::start(FILE_CONFIG);

@@ -35,7 +35,11 @@ pub async fn unary(
         c => {
             let packed = crate::otlphttp::compress(message, c)
                 .map_err(|e| Status::internal(format!("compressing: {e}")))?;
-            let name = if c == Compression::Gzip { "gzip" } else { "zstd" };
+            let name = if c == Compression::Gzip {
+                "gzip"
+            } else {
+                "zstd"
+            };
             (1u8, Some(packed), Some(name))
         }
     };
@@ -46,7 +50,9 @@ pub async fn unary(
     frame.extend_from_slice(payload);
 
     let mut req = http::Request::post(path)
-        .body(tonic::body::Body::new(http_body_util::Full::new(Bytes::from(frame))))
+        .body(tonic::body::Body::new(http_body_util::Full::new(
+            Bytes::from(frame),
+        )))
         .map_err(|e| Status::internal(e.to_string()))?;
     *req.headers_mut() = headers;
     let h = req.headers_mut();
@@ -168,7 +174,10 @@ mod tests {
         assert!(status_in(&h).is_none());
         h.insert("grpc-status", HeaderValue::from_static("14"));
         h.insert("grpc-message", HeaderValue::from_static("down%20now"));
-        h.insert("grpc-status-details-bin", HeaderValue::from_static("!!not base64!!"));
+        h.insert(
+            "grpc-status-details-bin",
+            HeaderValue::from_static("!!not base64!!"),
+        );
         let s = status_in(&h).unwrap();
         assert_eq!(s.code(), Code::Unavailable);
         assert_eq!(s.message(), "down now");
@@ -187,9 +196,18 @@ mod tests {
         gz.extend_from_slice(&(packed.len() as u32).to_be_bytes());
         gz.extend_from_slice(&packed);
         let enc = HeaderValue::from_static("gzip");
-        assert_eq!(read_frame(Bytes::from(gz.clone()), Some(&enc)).unwrap(), &msg[..]);
-        assert!(read_frame(Bytes::from(gz), None).is_err(), "compressed without an encoding");
+        assert_eq!(
+            read_frame(Bytes::from(gz.clone()), Some(&enc)).unwrap(),
+            &msg[..]
+        );
+        assert!(
+            read_frame(Bytes::from(gz), None).is_err(),
+            "compressed without an encoding"
+        );
         assert!(read_frame(Bytes::from_static(&[0, 0, 0, 1]), None).is_err());
-        assert!(read_frame(Bytes::from_static(&[0, 0, 0, 0, 9]), None).is_err(), "length past the data");
+        assert!(
+            read_frame(Bytes::from_static(&[0, 0, 0, 0, 9]), None).is_err(),
+            "length past the data"
+        );
     }
 }
