@@ -15,7 +15,7 @@ CONCURRENCY=${CONCURRENCY:-4}
 BATCH=${BATCH:-512}
 RATE=${RATE:-0}
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop grpc-tls-batch-nop grpc-mtls-batch-nop lb-self-network lb-self-local full-chain-ui-open fleet-full-chain fleet-no-affinity full-chain-spread llm-gateway-example unreachable-otlp http-batch-nop grpc-batch-otlp grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb grpc-batch-timescaledb-llm grpc-batch-parquet)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop grpc-tls-batch-nop grpc-mtls-batch-nop lb-self-network lb-self-local full-chain-ui-open fleet-full-chain fleet-no-affinity full-chain-spread llm-gateway-example unreachable-otlp http-batch-nop grpc-batch-otlp grpc-batch-otlp-zstd grpc-batch-otlp-none grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb grpc-batch-timescaledb-llm grpc-batch-parquet)
 
 cargo build --release -q -p observatory -p benches
 BIN=${OBSERVATORY_BIN:-target/release/observatory}
