@@ -18,9 +18,9 @@ pub struct ClientConfig {
     pub brokers: Vec<String>,
     /// Resolve each broker name to its canonical name first (Kerberos setups).
     pub resolve_canonical_bootstrap_servers_only: bool,
-    /// Sarama's protocol version. librdkafka asks each broker for the API
-    /// versions it speaks (Kafka 0.10 and later answer), so it is checked
-    /// and needs no setting.
+    /// The oldest broker version spoken to. From 0.10.0 brokers list their
+    /// API versions and librdkafka uses the highest both know (what Sarama
+    /// does from that version on); older ones are spoken to as this version.
     pub protocol_version: String,
     /// Sent with every request, for the broker's logs and quotas.
     pub client_id: String,
@@ -71,9 +71,8 @@ pub struct SaslConfig {
     pub password: Secret,
     /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
     pub mechanism: String,
-    /// SASL handshake version (0 or 1); librdkafka negotiates it itself.
-    #[serde(default)]
-    pub version: i32,
+    // otelcol's `version` (the SASL handshake) is not accepted: librdkafka
+    // uses the one the broker offers.
 }
 
 /// `auth.plain_text`.
@@ -204,9 +203,6 @@ impl Validate for ClientConfig {
                     ),
                 ));
             }
-            if !matches!(s.version, 0 | 1) {
-                return Err(ConfigError::new("auth.sasl.version", "must be 0 or 1"));
-            }
         }
         if self.auth.sasl.is_some() && self.auth.plain_text.is_some() {
             return Err(ConfigError::new(
@@ -235,6 +231,23 @@ impl Validate for ClientConfig {
 }
 
 impl ClientConfig {
+    /// `protocol_version` when it is older than 0.10.0, as librdkafka names
+    /// those versions.
+    fn pre_0_10(&self) -> Option<&'static str> {
+        let mut parts = self
+            .protocol_version
+            .split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(0), Some(8), Some(0)) => Some("0.8.0"),
+            (Some(0), Some(8), Some(1)) => Some("0.8.1"),
+            (Some(0), Some(8), _) => Some("0.8.2"),
+            (Some(0), Some(9), _) => Some("0.9.0"),
+            (Some(0), Some(m), _) if m < 8 => Some("0.8.0"),
+            _ => None,
+        }
+    }
+
     fn tls(&self) -> Option<&TlsConfig> {
         self.tls.as_ref().or(self.auth.tls.as_ref())
     }
@@ -252,6 +265,11 @@ impl ClientConfig {
             "topic.metadata.refresh.sparse",
             (!self.metadata.full).to_string(),
         );
+        if let Some(old) = self.pre_0_10() {
+            // These brokers cannot say which versions they speak.
+            p.set("api.version.request", "false");
+            p.set("broker.version.fallback", old);
+        }
         if self.resolve_canonical_bootstrap_servers_only {
             p.set(
                 "client.dns.lookup",
@@ -365,6 +383,26 @@ mod tests {
         assert_eq!(p.get("client.id"), Some("otel-collector"));
         assert_eq!(p.get("security.protocol"), Some("plaintext"));
         assert_eq!(p.get("topic.metadata.refresh.interval.ms"), Some("600000"));
+        assert_eq!(
+            p.get("api.version.request"),
+            None,
+            "negotiated from 0.10.0 on"
+        );
+    }
+
+    #[test]
+    fn a_pre_0_10_protocol_version_is_spoken_as_such() {
+        let p = props("protocol_version: 0.9.0.1");
+        assert_eq!(p.get("api.version.request"), Some("false"));
+        assert_eq!(p.get("broker.version.fallback"), Some("0.9.0"));
+        assert_eq!(
+            props("protocol_version: 0.8.2.2").get("broker.version.fallback"),
+            Some("0.8.2")
+        );
+        assert_eq!(
+            props("protocol_version: 2.0.0").get("broker.version.fallback"),
+            None
+        );
     }
 
     #[test]
@@ -405,6 +443,14 @@ mod tests {
             "auth.sasl.mechanism"
         );
         assert_eq!(bad("protocol_version: latest"), "protocol_version");
+        let version = parse_config::<ClientConfig>(
+            serde_yaml::from_str(
+                "auth: {sasl: {username: u, password: p, mechanism: PLAIN, version: 1}}",
+            )
+            .unwrap(),
+        )
+        .unwrap_err();
+        assert!(version.to_string().contains("version"), "{version}");
         assert_eq!(bad("tls: {cert_file: /c.pem}"), "tls.key_file");
         let unknown =
             parse_config::<ClientConfig>(serde_yaml::from_str("auth: {kerberos: {}}").unwrap())
