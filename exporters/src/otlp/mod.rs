@@ -92,16 +92,13 @@ pub fn classify(status: &Status) -> ExportError {
 #[async_trait]
 impl Exporter for OtlpGrpc {
     async fn export(&self, batch: &Batch) -> Result<Sent, ExportError> {
-        let message = match batch.requests.as_slice() {
-            [one] => one.bytes.clone(),
-            _ => batch.to_bytes(),
-        };
+        let parts: Vec<bytes::Bytes> = batch.requests.iter().map(|r| r.bytes.clone()).collect();
         let mut headers = self.headers.clone().into_headers();
         for (k, v) in crate::client::auth_headers(&self.auth, batch)? {
             headers.insert(k, v);
         }
         let path = export_path(batch.signal);
-        match framing::unary(&self.channel, path, &message, self.compression, headers).await {
+        match framing::unary(&self.channel, path, &parts, self.compression, headers).await {
             Ok(resp) => Ok(partial_success(batch.signal, &resp)),
             Err(status) => Err(classify(&status)),
         }
