@@ -203,6 +203,18 @@ pub struct PolicyConfig {
 /// ~640 MB a 10 s hold of 150k LLM spans/s takes.
 pub const DEFAULT_MAXIMUM_HELD_BYTES: usize = 1 << 30;
 
+/// How requests held past `compress_after` are kept (ours).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HeldCompression {
+    /// LZ4 block format: the cheapest to compress.
+    Lz4,
+    /// zstd at level 1: smaller, dearer.
+    Zstd,
+    /// Kept as received.
+    None,
+}
+
 /// `tail_sampling` processor config.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -223,6 +235,12 @@ pub struct TailSamplingConfig {
     /// traces are decided early, so the hold's memory has a bound in bytes
     /// as well as in traces. 0 = no cap.
     pub maximum_held_bytes: usize,
+    /// Ours: the codec for held requests older than `compress_after`
+    /// (only traces that are kept are inflated again).
+    pub held_compression: HeldCompression,
+    /// Ours: how long a request is held as received before it is compressed.
+    #[serde(with = "crate::duration")]
+    pub compress_after: Duration,
     /// The policies.
     pub policies: Vec<PolicyConfig>,
 }
@@ -236,6 +254,8 @@ impl Default for TailSamplingConfig {
             decision_cache: DecisionCache::default(),
             maximum_trace_size_bytes: 0,
             maximum_held_bytes: DEFAULT_MAXIMUM_HELD_BYTES,
+            held_compression: HeldCompression::Lz4,
+            compress_after: Duration::from_secs(1),
             policies: Vec::new(),
         }
     }

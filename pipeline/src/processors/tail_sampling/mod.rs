@@ -11,6 +11,7 @@
 //! silently dropped.
 
 mod config;
+mod held;
 mod policy;
 
 use std::collections::VecDeque;
@@ -21,7 +22,8 @@ use async_trait::async_trait;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
-pub use config::{PolicyConfig, TailSamplingConfig};
+pub use config::{HeldCompression, PolicyConfig, TailSamplingConfig};
+use held::HeldRequests;
 pub use policy::{
     final_decision, salted_hash, trace_state_has, AttrTests, Policy, SpanRef, Tally, TraceView,
     Verdict,
@@ -40,8 +42,13 @@ const OUT_SPANS: usize = 1 << 18;
 /// Small enough for a test to reach without generating 10^5 spans.
 #[cfg(test)]
 const OUT_SPANS: usize = 1_000;
-/// A held span: the request it came in and its position there.
+/// A decided span: the request it came in and its position there.
 type SpanAt = (Arc<Request>, u32);
+/// A held span: its request's slot in [`HeldRequests`] and its position.
+type HeldSpan = (u32, u32);
+/// Requests compressed between yields (~1 ms of a core each at 200 KB):
+/// the sampler's task shares its worker with receivers.
+const PACK_ROUND: usize = 4;
 
 /// Traces decided under one hold of the lock, so receivers wait little.
 const DECISION_ROUND: usize = 2048;
@@ -87,7 +94,7 @@ impl Remembered {
 }
 
 struct Held {
-    spans: Vec<SpanAt>,
+    spans: Vec<HeldSpan>,
     first: Instant,
     bytes: usize,
     /// Attribute-test bits its spans and their resources passed.
@@ -145,13 +152,13 @@ impl Groups {
         g.hits |= hits;
     }
 
-    /// Appends the spans of group `g` of `req` to `to`, in request order.
-    fn push_members(&self, g: usize, req: &Arc<Request>, to: &mut Vec<SpanAt>) {
+    /// Appends the spans of group `g`, in request order, as `f` makes them.
+    fn push_members<T>(&self, g: usize, to: &mut Vec<T>, f: impl Fn(u32) -> T) {
         let group = &self.list[g];
         to.reserve(group.count as usize);
         let mut at = group.first;
         while at != u32::MAX {
-            to.push((req.clone(), at));
+            to.push(f(at));
             at = self.next[at as usize];
         }
     }
@@ -225,7 +232,9 @@ struct Sampler {
     policies: Vec<Policy>,
     tests: AttrTests,
     traces: FastMap<[u8; 16], Held>,
-    /// Encoded bytes of every held span.
+    /// The requests held spans lie in.
+    held: HeldRequests,
+    /// Encoded bytes of every held span (counted uncompressed).
     held_bytes: usize,
     arrivals: VecDeque<([u8; 16], Instant)>,
     sampled: Remembered,
@@ -263,6 +272,9 @@ impl Sampler {
             // trace and request instead of once per span.
             let mut groups = std::mem::take(&mut self.groups);
             groups.clear();
+            // Taken on the first held span; intake's own reference keeps it
+            // while an early decision releases the spans before it.
+            let mut slot = None;
             for (i, span) in index.spans.iter().enumerate() {
                 let hits = if self.tests.is_empty() {
                     0
@@ -282,7 +294,7 @@ impl Sampler {
                 } = groups.list[g];
                 if self.sampled.set.contains(&id) {
                     self.metrics.late_spans.add(count);
-                    groups.push_members(g, &req, &mut self.out);
+                    groups.push_members(g, &mut self.out, |i| (req.clone(), i));
                     continue;
                 }
                 if self.not_sampled.set.contains(&id) {
@@ -301,7 +313,9 @@ impl Sampler {
                         hits: 0,
                     }
                 });
-                groups.push_members(g, &req, &mut held.spans);
+                let at = *slot.get_or_insert_with(|| self.held.add(req.clone(), now));
+                self.held.retain(at, count as u32);
+                groups.push_members(g, &mut held.spans, |i| (at, i));
                 held.bytes += bytes as usize;
                 self.held_bytes += bytes as usize;
                 held.hits |= hits;
@@ -313,6 +327,9 @@ impl Sampler {
                 }
             }
             self.groups = groups;
+            if let Some(at) = slot {
+                self.held.release(at, 1);
+            }
             while self.traces.len() > self.cfg.num_traces {
                 if !self.decide_oldest() {
                     break;
@@ -369,16 +386,20 @@ impl Sampler {
         let spans: Vec<_> = held
             .spans
             .iter()
-            .map(|(req, i)| {
+            .map(|&(slot, i)| {
+                let req = self.held.request(slot);
                 let index = req.index.as_ref().expect("traces requests carry an index");
-                let entry = &index.spans[*i as usize];
+                let entry = &index.spans[i as usize];
                 let resource =
                     index.resources[index.scopes[entry.scope as usize].resource as usize].resource;
+                // Compressed requests have no bytes here: only policies that
+                // read none (`reads_span_bytes`) run on them.
                 let bytes = &req.bytes[..];
+                let part = |r: crate::scan::Span32| bytes.get(r.0 as usize..r.1 as usize);
                 SpanRef {
                     entry,
-                    field: &bytes[entry.range.0 as usize..entry.range.1 as usize],
-                    resource: &bytes[resource.0 as usize..resource.1 as usize],
+                    field: part(entry.range).unwrap_or_default(),
+                    resource: part(resource).unwrap_or_default(),
                 }
             })
             .collect();
@@ -403,11 +424,36 @@ impl Sampler {
         if tally.keep() {
             self.metrics.traces_sampled.add(1);
             self.sampled.insert(id);
-            self.out.extend(held.spans);
+            for &(slot, i) in &held.spans {
+                match self.held.plain(slot) {
+                    Some(req) => self.out.push((req, i)),
+                    None => {
+                        tracing::error!(
+                            "tail_sampling: a held request did not inflate; its span is dropped"
+                        );
+                        self.metrics.dropped.add(1);
+                    }
+                }
+            }
         } else {
             self.metrics.traces_not_sampled.add(1);
             self.not_sampled.insert(id);
             self.metrics.dropped.add(held.spans.len() as u64);
+        }
+        // A trace's spans usually share a request: release each run once.
+        let mut run: Option<(u32, u32)> = None;
+        for &(slot, _) in &held.spans {
+            match &mut run {
+                Some((s, n)) if *s == slot => *n += 1,
+                _ => {
+                    if let Some((s, n)) = run.replace((slot, 1)) {
+                        self.held.release(s, n);
+                    }
+                }
+            }
+        }
+        if let Some((s, n)) = run {
+            self.held.release(s, n);
         }
     }
 }
@@ -464,6 +510,35 @@ impl Shared {
         (std::mem::take(&mut s.out), more)
     }
 
+    /// Compresses the requests held past `compress_after`, a round at a
+    /// time; the lock is not held while compressing.
+    async fn pack_due(&self, scratch: &mut Vec<u8>) {
+        loop {
+            let (todo, codec) = {
+                let mut s = self.lock();
+                let after = s.cfg.compress_after;
+                (
+                    s.held.due(Instant::now(), after, PACK_ROUND),
+                    s.held.codec(),
+                )
+            };
+            if todo.is_empty() {
+                return;
+            }
+            let packed: Vec<_> = todo
+                .iter()
+                .map(|t| HeldRequests::compress(codec, &t.req.bytes, scratch))
+                .collect();
+            {
+                let mut s = self.lock();
+                for (t, p) in todo.into_iter().zip(packed) {
+                    s.held.store(t, p);
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
     async fn run(self: Arc<Self>, next: BoxConsumer, mut closed: oneshot::Receiver<()>) {
         // Decisions are made at most this long after they are due. Short
         // ticks keep each round of decisions small: a second's worth of
@@ -477,6 +552,7 @@ impl Shared {
         };
         let mut ticker = tokio::time::interval(tick);
         let mut backlog = false;
+        let mut scratch = Vec::new();
         loop {
             // A burst of due traces (all arrived together) is decided in
             // rounds, between which the receivers get the lock, so intake
@@ -495,6 +571,7 @@ impl Shared {
             let (out, more) = self.take_due(false);
             backlog = more;
             flush(out, &next, &dropped).await;
+            self.pack_due(&mut scratch).await;
         }
     }
 }
@@ -539,6 +616,13 @@ impl ProcessorBuilder for TailSamplingConfig {
             .map(|(i, p)| Policy::new(p, &format!("policies.{i}")).expect("validated"))
             .collect();
         let tests = AttrTests::assign(&mut policies);
+        // Policies that read span bytes at decision time would inflate every
+        // request again: their requests are kept as received.
+        let codec = if policies.iter().any(Policy::reads_span_bytes) {
+            HeldCompression::None
+        } else {
+            self.held_compression
+        };
         let names: Vec<String> = self
             .policies
             .iter()
@@ -556,6 +640,7 @@ impl ProcessorBuilder for TailSamplingConfig {
             policies,
             tests,
             traces: FastMap::with_capacity_and_hasher(self.initial_capacity(), Default::default()),
+            held: HeldRequests::new(codec),
             held_bytes: 0,
             arrivals: VecDeque::new(),
             sampled: Remembered::new(self.decision_cache.sampled_cache_size),
@@ -587,6 +672,17 @@ impl ProcessorBuilder for TailSamplingConfig {
             "Encoded bytes of the spans held (maximum_held_bytes caps it).",
             &[("processor", ctx.id.as_str())],
             move || probe.upgrade().map_or(0.0, |s| s.lock().held_bytes as f64),
+        );
+        let probe = Arc::downgrade(&shared);
+        ctx.metrics.gauge(
+            "observatory_processor_tail_sampling_compressed_bytes",
+            "Bytes of the held requests kept compressed (held_compression).",
+            &[("processor", ctx.id.as_str())],
+            move || {
+                probe
+                    .upgrade()
+                    .map_or(0.0, |s| s.lock().held.packed_bytes as f64)
+            },
         );
         let (alive, closed) = oneshot::channel();
         ctx.tasks

@@ -433,6 +433,21 @@ fn need<T: Clone>(v: &Option<T>, at: &str, kind: &str) -> Result<T, ConfigError>
 }
 
 impl Policy {
+    /// Whether deciding reads span bytes rather than the index and the
+    /// intake's attribute bits: `trace_state`, or an attribute test past
+    /// the 64 that get a bit.
+    pub fn reads_span_bytes(&self) -> bool {
+        match self {
+            Policy::TraceState(..) => true,
+            Policy::Numeric(key, ..) | Policy::Str(key, ..) | Policy::Bool(key, ..) => {
+                key.bit.is_none()
+            }
+            Policy::And(subs) | Policy::Drop(subs) => subs.iter().any(Policy::reads_span_bytes),
+            Policy::Composite(_, shares) => shares.iter().any(|s| s.policy.reads_span_bytes()),
+            _ => false,
+        }
+    }
+
     /// Checks a policy config at `at` (`policies.2`).
     pub fn new(p: &PolicyConfig, at: &str) -> Result<Policy, ConfigError> {
         let kind = p.kind.as_str();

@@ -749,3 +749,131 @@ async fn sampled_spans_keep_the_context_of_the_request_that_brought_them() {
     }
     assert_eq!(seen, 20);
 }
+
+/// span id -> its encoded span field, for every span of `reqs`.
+fn span_fields<'a>(reqs: impl IntoIterator<Item = &'a Request>) -> HashMap<[u8; 8], Vec<u8>> {
+    let mut out = HashMap::new();
+    for r in reqs {
+        for s in &r.index.as_ref().unwrap().spans {
+            let field = r.bytes[s.range.0 as usize..s.range.1 as usize].to_vec();
+            out.insert(s.span_id, field);
+        }
+    }
+    out
+}
+
+fn compressed_bytes(c: &Context) -> f64 {
+    c.metrics
+        .value(
+            "observatory_processor_tail_sampling_compressed_bytes",
+            &[("processor", "tail_sampling")],
+        )
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn held_requests_wait_compressed_and_kept_traces_come_out_byte_for_byte() {
+    for codec in ["lz4", "zstd", "none"] {
+        let c = ctx();
+        let sink = Arc::new(Sink::default());
+        let input = cfg(&format!(
+            "decision_wait: 10s\nheld_compression: {codec}\ncompress_after: 1s\npolicies:\n  - {{name: errors, type: status_code, status_code: {{status_codes: [ERROR]}}}}\n"
+        ))
+        .build(Signal::Traces, sink.clone(), &c);
+        let mut g = Generator::new(GeneratorOptions {
+            seed: 5,
+            error_rate: 0.2,
+            slow_rate: 0.0,
+        });
+        let (mut sent, mut failed, mut encoded) = (HashMap::new(), HashMap::new(), 0);
+        let mut trace_of = HashMap::new();
+        for _ in 0..20 {
+            let req = g.traces(40);
+            for s in req
+                .resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .flat_map(|ss| &ss.spans)
+            {
+                let id: [u8; 16] = s.trace_id.clone().try_into().unwrap();
+                let span: [u8; 8] = s.span_id.clone().try_into().unwrap();
+                trace_of.insert(span, id);
+                *failed.entry(id).or_insert(false) |=
+                    s.status.as_ref().is_some_and(|st| st.code == 2);
+            }
+            let batch = Batch::parse(Signal::Traces, req.encode_to_vec().into()).unwrap();
+            encoded += batch.requests[0].bytes.len();
+            sent.extend(span_fields(&batch.requests));
+            send(&input, batch).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            compressed_bytes(&c),
+            0.0,
+            "{codec}: young requests stay as received"
+        );
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let packed = compressed_bytes(&c);
+        if codec == "none" {
+            assert_eq!(packed, 0.0);
+        } else {
+            assert!(
+                packed > 0.0 && packed < encoded as f64 / 3.0,
+                "{codec}: {packed} compressed bytes for {encoded} received"
+            );
+        }
+        assert!(
+            sink.batches.lock().unwrap().is_empty(),
+            "nothing decided yet"
+        );
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(
+            compressed_bytes(&c),
+            0.0,
+            "{codec}: decided requests are freed"
+        );
+        drain(input, &c).await;
+
+        let out = emitted(&sink);
+        let batches = sink.batches.lock().unwrap();
+        let fields = span_fields(batches.iter().flat_map(|b| &b.requests));
+        let errors = failed.values().filter(|e| **e).count();
+        assert!(errors > 50, "{errors} failed traces");
+        for (span, trace) in &trace_of {
+            if failed[trace] {
+                assert_eq!(
+                    fields.get(span),
+                    sent.get(span),
+                    "{codec}: spans of failed traces come out byte for byte"
+                );
+            } else {
+                assert!(!out.contains_key(span), "{codec}: only failed traces");
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn policies_that_read_span_bytes_keep_requests_as_received() {
+    let c = ctx();
+    let sink = Arc::new(Sink::default());
+    let input = cfg(
+        "decision_wait: 5s\nheld_compression: zstd\ncompress_after: 0s\npolicies:\n  - {name: ts, type: trace_state, trace_state: {key: k, values: [v]}}\n",
+    )
+    .build(Signal::Traces, sink.clone(), &c);
+    let mut req = Generator::new(GeneratorOptions::default()).traces(20);
+    let marked = &mut req.resource_spans[0].scope_spans[0].spans[0];
+    marked.trace_state = "k=v".into();
+    let marked: [u8; 16] = marked.trace_id.clone().try_into().unwrap();
+    send(
+        &input,
+        Batch::parse(Signal::Traces, req.encode_to_vec().into()).unwrap(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(compressed_bytes(&c), 0.0);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let out = emitted(&sink);
+    assert!(!out.is_empty() && out.values().all(|t| *t == marked));
+    drain(input, &c).await;
+}
