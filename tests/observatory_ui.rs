@@ -374,8 +374,13 @@ struct Tmux {
 
 impl Tmux {
     fn new() -> Tmux {
+        // Tests of one binary run as threads of one process: the pid alone
+        // gave two of them the same server, and one's session clashed with
+        // the other's ("duplicate session: top").
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Tmux {
-            socket: format!("observatory-test-{}", std::process::id()),
+            socket: format!("observatory-test-{}-{n}", std::process::id()),
         }
     }
 
