@@ -236,8 +236,9 @@ pub struct TailSamplingConfig {
     /// as well as in traces. 0 = no cap.
     pub maximum_held_bytes: usize,
     /// Ours: the codec for held requests older than `compress_after`
-    /// (only traces that are kept are inflated again).
-    pub held_compression: HeldCompression,
+    /// (only traces that are kept are inflated again). Unset: `lz4`, or
+    /// `none` when a policy reads span bytes at decision time.
+    pub held_compression: Option<HeldCompression>,
     /// Ours: how long a request is held as received before it is compressed.
     #[serde(with = "crate::duration")]
     pub compress_after: Duration,
@@ -254,7 +255,7 @@ impl Default for TailSamplingConfig {
             decision_cache: DecisionCache::default(),
             maximum_trace_size_bytes: 0,
             maximum_held_bytes: DEFAULT_MAXIMUM_HELD_BYTES,
-            held_compression: HeldCompression::Lz4,
+            held_compression: None,
             compress_after: Duration::from_secs(1),
             policies: Vec::new(),
         }
@@ -262,6 +263,16 @@ impl Default for TailSamplingConfig {
 }
 
 impl TailSamplingConfig {
+    /// The codec held requests get with these policies (their attribute
+    /// tests assigned): `none` when one reads span bytes at decision time.
+    pub fn held_codec(&self, policies: &[super::policy::Policy]) -> HeldCompression {
+        if policies.iter().any(super::policy::Policy::reads_span_bytes) {
+            HeldCompression::None
+        } else {
+            self.held_compression.unwrap_or(HeldCompression::Lz4)
+        }
+    }
+
     /// Traces the held map has room for from the start: what
     /// `expected_new_traces_per_sec` brings in during `decision_wait`, at
     /// most `num_traces` (growing a map of a million entries rehashes it).
@@ -288,8 +299,17 @@ impl Validate for TailSamplingConfig {
                 "must list at least one policy",
             ));
         }
+        let mut policies = Vec::new();
         for (i, p) in self.policies.iter().enumerate() {
-            super::policy::Policy::new(p, &format!("policies.{i}"))?;
+            policies.push(super::policy::Policy::new(p, &format!("policies.{i}"))?);
+        }
+        super::policy::AttrTests::assign(&mut policies);
+        let asked = self.held_compression.unwrap_or(HeldCompression::None);
+        if asked != HeldCompression::None && self.held_codec(&policies) == HeldCompression::None {
+            return Err(ConfigError::new(
+                "held_compression",
+                "cannot apply: a policy reads span bytes when deciding (trace_state, or an attribute test past the 64th), which would inflate every held request again; remove held_compression or set it to none",
+            ));
         }
         Ok(())
     }

@@ -164,23 +164,25 @@ impl HeldRequests {
     /// Compresses a request's bytes; run without the sampler's lock.
     /// `scratch` is reused between calls: only the compressed bytes are
     /// copied out, instead of zeroing and trimming a buffer per request.
-    pub fn compress(codec: HeldCompression, bytes: &[u8], scratch: &mut Vec<u8>) -> Box<[u8]> {
+    /// `None` if it did not compress (no codec, or a codec error).
+    pub fn compress(
+        codec: HeldCompression,
+        bytes: &[u8],
+        scratch: &mut Vec<u8>,
+    ) -> Option<Box<[u8]>> {
         match codec {
             HeldCompression::Lz4 => {
                 let room = lz4_flex::block::get_maximum_output_size(bytes.len());
                 if scratch.len() < room {
                     scratch.resize(room, 0);
                 }
-                match lz4_flex::block::compress_into(bytes, scratch) {
-                    Ok(n) => scratch[..n].into(),
-                    // Cannot happen with the room reserved: keep it as is.
-                    Err(_) => bytes.into(),
-                }
+                let n = lz4_flex::block::compress_into(bytes, scratch).ok()?;
+                Some(scratch[..n].into())
             }
             HeldCompression::Zstd => zstd::bulk::compress(bytes, 1)
-                .map(Vec::into_boxed_slice)
-                .unwrap_or_else(|_| bytes.into()),
-            HeldCompression::None => bytes.into(),
+                .ok()
+                .map(Vec::into_boxed_slice),
+            HeldCompression::None => None,
         }
     }
 
@@ -212,7 +214,8 @@ fn inflate(codec: HeldCompression, packed: &[u8], len: usize) -> Option<Vec<u8>>
     let out = match codec {
         HeldCompression::Lz4 => lz4_flex::block::decompress(packed, len).ok()?,
         HeldCompression::Zstd => zstd::bulk::decompress(packed, len).ok()?,
-        HeldCompression::None => packed.to_vec(),
+        // Nothing is packed without a codec.
+        HeldCompression::None => return None,
     };
     (out.len() == len).then_some(out)
 }

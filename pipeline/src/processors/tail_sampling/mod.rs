@@ -440,20 +440,8 @@ impl Sampler {
             self.not_sampled.insert(id);
             self.metrics.dropped.add(held.spans.len() as u64);
         }
-        // A trace's spans usually share a request: release each run once.
-        let mut run: Option<(u32, u32)> = None;
         for &(slot, _) in &held.spans {
-            match &mut run {
-                Some((s, n)) if *s == slot => *n += 1,
-                _ => {
-                    if let Some((s, n)) = run.replace((slot, 1)) {
-                        self.held.release(s, n);
-                    }
-                }
-            }
-        }
-        if let Some((s, n)) = run {
-            self.held.release(s, n);
+            self.held.release(slot, 1);
         }
     }
 }
@@ -529,10 +517,13 @@ impl Shared {
                 .iter()
                 .map(|t| HeldRequests::compress(codec, &t.req.bytes, scratch))
                 .collect();
+            // A request that did not compress stays as received.
             {
                 let mut s = self.lock();
                 for (t, p) in todo.into_iter().zip(packed) {
-                    s.held.store(t, p);
+                    if let Some(p) = p {
+                        s.held.store(t, p);
+                    }
                 }
             }
             tokio::task::yield_now().await;
@@ -616,13 +607,7 @@ impl ProcessorBuilder for TailSamplingConfig {
             .map(|(i, p)| Policy::new(p, &format!("policies.{i}")).expect("validated"))
             .collect();
         let tests = AttrTests::assign(&mut policies);
-        // Policies that read span bytes at decision time would inflate every
-        // request again: their requests are kept as received.
-        let codec = if policies.iter().any(Policy::reads_span_bytes) {
-            HeldCompression::None
-        } else {
-            self.held_compression
-        };
+        let codec = self.held_codec(&policies);
         let names: Vec<String> = self
             .policies
             .iter()

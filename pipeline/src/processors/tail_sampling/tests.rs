@@ -855,12 +855,23 @@ async fn held_requests_wait_compressed_and_kept_traces_come_out_byte_for_byte() 
 
 #[tokio::test(start_paused = true)]
 async fn policies_that_read_span_bytes_keep_requests_as_received() {
+    const POLICY: &str =
+        "policies:\n  - {name: ts, type: trace_state, trace_state: {key: k, values: [v]}}\n";
+    // Asked for by name, compression that cannot apply is refused.
+    let err = parse_config::<TailSamplingConfig>(
+        serde_yaml::from_str(&format!("held_compression: zstd\n{POLICY}")).unwrap(),
+    )
+    .unwrap_err();
+    assert_eq!(err.path, "held_compression", "{err}");
+    assert!(err.to_string().contains("reads span bytes"), "{err}");
+    // Left unset, it is off.
     let c = ctx();
     let sink = Arc::new(Sink::default());
-    let input = cfg(
-        "decision_wait: 5s\nheld_compression: zstd\ncompress_after: 0s\npolicies:\n  - {name: ts, type: trace_state, trace_state: {key: k, values: [v]}}\n",
-    )
-    .build(Signal::Traces, sink.clone(), &c);
+    let input = cfg(&format!("decision_wait: 5s\ncompress_after: 0s\n{POLICY}")).build(
+        Signal::Traces,
+        sink.clone(),
+        &c,
+    );
     let mut req = Generator::new(GeneratorOptions::default()).traces(20);
     let marked = &mut req.resource_spans[0].scope_spans[0].spans[0];
     marked.trace_state = "k=v".into();
