@@ -419,12 +419,12 @@ fn common_key_value(b: &[u8]) -> bool {
     let [0x12, vlen, v @ ..] = rest else {
         return false;
     };
-    if *vlen as usize != v.len() || !key.is_ascii() {
+    if *vlen as usize != v.len() || !crate::wire::ascii(key) {
         return false;
     }
     match v {
         [] => true,
-        [0x0a, slen, text @ ..] => (*slen as usize) == text.len() && text.is_ascii(),
+        [0x0a, slen, text @ ..] => (*slen as usize) == text.len() && crate::wire::ascii(text),
         [0x10 | 0x18, n @ ..] => whole_short_varint(n),
         [0x21, d @ ..] => d.len() == 8,
         _ => false,
