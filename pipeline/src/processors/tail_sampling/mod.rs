@@ -14,6 +14,7 @@ mod config;
 mod held;
 mod policy;
 
+use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -52,6 +53,9 @@ const PACK_ROUND: usize = 4;
 
 /// Traces decided under one hold of the lock, so receivers wait little.
 const DECISION_ROUND: usize = 2048;
+
+/// Due traces taken out of the map together before any is decided.
+const PROBE_ROUND: usize = 64;
 /// Span slots reserved when a trace is first seen.
 const TYPICAL_TRACE_SPANS: usize = 8;
 
@@ -240,6 +244,8 @@ struct Sampler {
     sampled: Remembered,
     not_sampled: Remembered,
     out: Vec<SpanAt>,
+    /// Reused between rounds by `decide_due`.
+    due: Vec<([u8; 16], Held)>,
     /// Reused between requests by `ingest`.
     groups: Groups,
     metrics: Metrics,
@@ -351,20 +357,44 @@ impl Sampler {
     fn decide_due(&mut self, all: bool, limit: usize) -> bool {
         let now = Instant::now();
         let mut decided = 0;
-        while let Some(&(id, at)) = self.arrivals.front() {
-            if !all && at + self.cfg.decision_wait > now {
-                return false;
+        let mut due = std::mem::take(&mut self.due);
+        let more = loop {
+            // A round of due traces leaves the map in one tight loop, then
+            // each is decided: probes of a map of ~10^5 traces miss the
+            // cache, and with nothing else between them the CPU overlaps
+            // those misses, where deciding between probes serialized them.
+            due.clear();
+            let mut stop = None;
+            while due.len() < PROBE_ROUND {
+                let Some(&(id, at)) = self.arrivals.front() else {
+                    stop = Some(false);
+                    break;
+                };
+                if !all && at + self.cfg.decision_wait > now {
+                    stop = Some(false);
+                    break;
+                }
+                if decided + due.len() == limit {
+                    stop = Some(true);
+                    break;
+                }
+                self.arrivals.pop_front();
+                if let Entry::Occupied(e) = self.traces.entry(id) {
+                    if e.get().first == at {
+                        due.push(e.remove_entry());
+                    }
+                }
             }
-            if decided == limit {
-                return true;
+            decided += due.len();
+            for (id, held) in due.drain(..) {
+                self.decide_held(id, held);
             }
-            self.arrivals.pop_front();
-            if self.traces.get(&id).is_some_and(|h| h.first == at) {
-                self.decide(id);
-                decided += 1;
+            if let Some(more) = stop {
+                break more;
             }
-        }
-        false
+        };
+        self.due = due;
+        more
     }
 
     /// Decides the oldest held trace early; false when none is held.
@@ -379,9 +409,13 @@ impl Sampler {
     }
 
     fn decide(&mut self, id: [u8; 16]) {
-        let Some(held) = self.traces.remove(&id) else {
-            return;
-        };
+        if let Some(held) = self.traces.remove(&id) {
+            self.decide_held(id, held);
+        }
+    }
+
+    /// Decides a trace already taken out of `traces`.
+    fn decide_held(&mut self, id: [u8; 16], held: Held) {
         self.held_bytes -= held.bytes;
         let spans: Vec<_> = held
             .spans
@@ -631,6 +665,7 @@ impl ProcessorBuilder for TailSamplingConfig {
             sampled: Remembered::new(self.decision_cache.sampled_cache_size),
             not_sampled: Remembered::new(self.decision_cache.non_sampled_cache_size),
             out: Vec::new(),
+            due: Vec::new(),
             groups: Groups::default(),
             metrics: Metrics::new(&ctx.metrics, &ctx.id, &names),
             clock: Instant::now(),
