@@ -150,7 +150,7 @@ fn nested<'a>(
 /// `spans` field (tag included) of a validated request, without decoding
 /// any value.
 pub fn for_each_raw_attribute<'a>(field: &'a [u8], f: impl FnMut(&'a [u8], RawValue<'a>)) {
-    for_each_attribute_in(field, 9, f);
+    for_each_attribute_in(field, SPAN_ATTRIBUTES, f);
 }
 
 /// As [`for_each_raw_attribute`] in the same single pass, and says whether
@@ -159,19 +159,26 @@ pub fn for_each_raw_attribute_noting_events<'a>(
     field: &'a [u8],
     f: impl FnMut(&'a [u8], RawValue<'a>),
 ) -> bool {
-    for_each_attribute_in(field, 9, f)
+    for_each_attribute_in(field, SPAN_ATTRIBUTES, f)
 }
 
 /// As [`for_each_raw_attribute`], for a whole `resource` field (tag
 /// included; an empty slice has no attributes).
 pub fn for_each_resource_attribute<'a>(field: &'a [u8], f: impl FnMut(&'a [u8], RawValue<'a>)) {
-    for_each_attribute_in(field, 1, f);
+    for_each_attribute_in(field, RESOURCE_ATTRIBUTES, f);
 }
+
+/// The attributes' field number in a `Span`.
+pub const SPAN_ATTRIBUTES: u32 = 9;
+/// The attributes' field number in a `Resource`.
+pub const RESOURCE_ATTRIBUTES: u32 = 1;
+/// The attributes' field number in an `InstrumentationScope`.
+pub const SCOPE_ATTRIBUTES: u32 = 3;
 
 /// Walks the `KeyValue`s at field `number` of the message in a whole field;
 /// returns whether the message has fields 11 or 13 (a span's events and
 /// links), which callers that care get from the same pass.
-fn for_each_attribute_in<'a>(
+pub fn for_each_attribute_in<'a>(
     field: &'a [u8],
     number: u32,
     mut f: impl FnMut(&'a [u8], RawValue<'a>),

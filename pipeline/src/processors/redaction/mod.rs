@@ -23,7 +23,9 @@ pub use presets::{luhn, preset, Preset, Shape, NAMES as PRESET_NAMES};
 use crate::batch::{Batch, Request, Signal};
 use crate::component::{parse_config, ConfigError, Context, ProcessorBuilder, ProcessorFactory};
 use crate::consumer::{BoxConsumer, ConsumeError, Consumer};
+use crate::inplace::{RESOURCE_ATTRIBUTES, SCOPE_ATTRIBUTES, SPAN_ATTRIBUTES};
 use crate::rewrite::{rewrite_decoded, rewrite_resources, rewrite_scopes, rewrite_spans};
+use crate::scan::Span32;
 use crate::telemetry::Counter;
 use crate::wire::hex;
 
@@ -429,11 +431,17 @@ impl Redactor {
     /// a key to remove or mask, a value to scrub. Spans with events or
     /// links, or with non-scalar values, are decoded to be sure.
     fn span_needs_work(&self, field: &[u8]) -> bool {
+        self.needs_work(field, SPAN_ATTRIBUTES)
+    }
+
+    /// As [`Redactor::span_needs_work`] for any whole field whose message
+    /// holds its attributes at field `number` (a resource, a scope).
+    fn needs_work(&self, field: &[u8], number: u32) -> bool {
         let mut rules = mine(&self.key_rules)
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let mut hit = false;
-        let extras = crate::inplace::for_each_raw_attribute_noting_events(field, |key, value| {
+        let extras = crate::inplace::for_each_attribute_in(field, number, |key, value| {
             if hit {
                 return;
             }
@@ -555,11 +563,27 @@ struct Redaction {
 impl Redaction {
     fn traces(&self, req: &Request) -> Option<Request> {
         let r = &self.r;
-        let resources = rewrite_resources(Signal::Traces, req, |res| {
-            r.attrs(&mut res.attributes, false)
-        });
+        // Resources and scopes are decoded only when the in-place check
+        // finds work in one of them, as spans are.
+        let index = req.index.as_ref()?;
+        let part = |range: Span32| &req.bytes[range.0 as usize..range.1 as usize];
+        let resources = index
+            .resources
+            .iter()
+            .any(|e| r.needs_work(part(e.resource), RESOURCE_ATTRIBUTES))
+            .then(|| {
+                rewrite_resources(Signal::Traces, req, |res| {
+                    r.attrs(&mut res.attributes, false)
+                })
+            })
+            .flatten();
         let base = resources.as_ref().unwrap_or(req);
-        let scopes = rewrite_scopes(base, |scope| r.attrs(&mut scope.attributes, false));
+        let scopes = index
+            .scopes
+            .iter()
+            .any(|e| r.needs_work(part(e.scope), SCOPE_ATTRIBUTES))
+            .then(|| rewrite_scopes(base, |scope| r.attrs(&mut scope.attributes, false)))
+            .flatten();
         let base = scopes.as_ref().unwrap_or(base);
         // Only spans where some rule fires are decoded; the check reads
         // the attributes in place.

@@ -533,3 +533,63 @@ fn key_rules_keep_two_keys_of_one_pair_and_run_the_rules_once_each() {
     assert_eq!(get(&mut rules, same[1], KeyRule::Value), KeyRule::Value);
     assert_eq!(runs.get(), 3);
 }
+
+#[tokio::test]
+async fn trace_resources_are_redacted_and_requests_with_nothing_to_redact_keep_their_bytes() {
+    let yaml = "allow_all_keys: true\nblocked_key_patterns: [\"(?i)secret\"]\nblocked_value_presets: [email]\nhash_function: none\n";
+    let text = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    };
+    let mut g = Generator::new(GeneratorOptions::default());
+    // A clean request (the generator's spans carry no email and no
+    // blocked key) passes as the very bytes that came in.
+    let clean = Batch::parse(Signal::Traces, g.traces(3).encode_to_vec().into()).unwrap();
+    let sent = clean.requests[0].bytes.clone();
+    let Rig { p, sink, .. } = Rig::new(factory(), "redaction", yaml, Signal::Traces);
+    p.consume(clean).await.unwrap();
+    let out = sink.batches.lock().unwrap()[0].requests[0].bytes.clone();
+    assert_eq!(
+        out.as_ptr(),
+        sent.as_ptr(),
+        "an untouched request is not copied"
+    );
+
+    // One resource with a blocked key, another with an address in a value.
+    let mut traces = g.traces(3);
+    for (i, leak) in [
+        (0, text("deploy.secret", "hunter2")),
+        (2, text("owner", "oncall ops@example.com")),
+    ] {
+        let resource = traces.resource_spans[i].resource.as_mut().unwrap();
+        resource.attributes.push(leak);
+    }
+    let Rig { p, sink, .. } = Rig::new(factory(), "redaction", yaml, Signal::Traces);
+    p.consume(Batch::parse(Signal::Traces, traces.encode_to_vec().into()).unwrap())
+        .await
+        .unwrap();
+    let b = sink.batches.lock().unwrap()[0].clone();
+    let out = b.decode_traces().unwrap();
+    let json = serde_json::to_string(&out).unwrap();
+    assert!(
+        !json.contains("hunter2") && !json.contains("ops@example.com"),
+        "{json}"
+    );
+    assert!(json.contains("oncall ****"), "{json}");
+    // Spans are as sent, and the index still matches the bytes.
+    let spans =
+        |r: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest| {
+            r.resource_spans
+                .iter()
+                .flat_map(|rs| rs.scope_spans.iter().flat_map(|s| s.spans.clone()))
+                .collect::<Vec<_>>()
+        };
+    assert_eq!(spans(&out), spans(&traces));
+    let req = &b.requests[0];
+    let mut scanned = crate::scan::SpanIndex::default();
+    crate::scan::scan_traces(&req.bytes, &mut scanned).unwrap();
+    assert_eq!(req.index.as_deref(), Some(&scanned));
+}
