@@ -15,7 +15,7 @@ CONCURRENCY=${CONCURRENCY:-4}
 BATCH=${BATCH:-512}
 RATE=${RATE:-0}
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop grpc-tls-batch-nop grpc-mtls-batch-nop lb-self-network lb-self-local full-chain-ui-open fleet-full-chain fleet-no-affinity full-chain-spread llm-gateway-example unreachable-otlp http-batch-nop grpc-batch-otlp grpc-batch-otlp-zstd grpc-batch-otlp-none grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb grpc-batch-timescaledb-llm grpc-batch-parquet)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(grpc-batch-nop grpc-tls-batch-nop grpc-mtls-batch-nop lb-self-network lb-self-local full-chain-ui-open full-chain-held-none fleet-full-chain fleet-no-affinity full-chain-spread llm-gateway-example unreachable-otlp http-batch-nop grpc-batch-otlp grpc-batch-otlp-zstd grpc-batch-otlp-none grpc-batch-otlp-wal grpc-batch-otlp-wal-fsync full-chain grpc-batch-loki grpc-batch-timescaledb grpc-batch-timescaledb-llm grpc-batch-parquet)
 
 cargo build --release -q -p observatory -p benches
 BIN=${OBSERVATORY_BIN:-target/release/observatory}
@@ -122,6 +122,8 @@ for s in "${SCENARIOS[@]}"; do
   [ "$s" = llm-gateway-example ] && cfgs=(--config examples/llm-gateway.yaml --config "$cfg")
   # The full chain with the live page on and open in a browser.
   [ "$s" = full-chain-ui-open ] && cfgs=(--config benches/configs/full-chain.yaml --config "$cfg")
+  # The full chain with held requests kept as received.
+  [ "$s" = full-chain-held-none ] && cfgs=(--config benches/configs/full-chain.yaml --config "$cfg")
   down=""
   if [[ "$s" == grpc-batch-otlp* ]]; then
     "$BIN" --config benches/configs/downstream-nop.yaml 2>"$TMP/down.log" &
@@ -158,7 +160,7 @@ for s in "${SCENARIOS[@]}"; do
   if [[ "$s" == full-chain* || "$s" == llm-gateway-example ]] && [ "$RATE" = 0 ]; then rate=150000; fi
   # The tail sampler must see new traces, as in real traffic, not the
   # loadgen pool's few thousand over and over.
-  if [ "$s" = full-chain ] || [ "$s" = full-chain-ui-open ] || [ "$s" = llm-gateway-example ]; then extra+=(--unique-traces); fi
+  if [ "$s" = full-chain ] || [ "$s" = full-chain-ui-open ] || [ "$s" = full-chain-held-none ] || [ "$s" = llm-gateway-example ]; then extra+=(--unique-traces); fi
   browser=""
   if [ "$s" = full-chain-ui-open ]; then
     # Debian's chromium, headless, with the page open (its event stream
