@@ -15,7 +15,8 @@ use crate::batch::{metric_points, Request, Signal};
 use crate::scan::{ResourceEntry, ScopeEntry, Span32, SpanEntry, SpanIndex};
 use crate::wire::{len_header_size, put_len_header};
 
-fn slice(buf: &[u8], r: Span32) -> &[u8] {
+/// The bytes of `buf` that `r` covers.
+pub(crate) fn slice(buf: &[u8], r: Span32) -> &[u8] {
     &buf[r.0 as usize..r.1 as usize]
 }
 

@@ -25,7 +25,6 @@ use crate::component::{parse_config, ConfigError, Context, ProcessorBuilder, Pro
 use crate::consumer::{BoxConsumer, ConsumeError, Consumer};
 use crate::inplace::{RESOURCE_ATTRIBUTES, SCOPE_ATTRIBUTES, SPAN_ATTRIBUTES};
 use crate::rewrite::{rewrite_decoded, rewrite_resources, rewrite_scopes, rewrite_spans};
-use crate::scan::Span32;
 use crate::telemetry::Counter;
 use crate::wire::hex;
 
@@ -566,7 +565,7 @@ impl Redaction {
         // Resources and scopes are decoded only when the in-place check
         // finds work in one of them, as spans are.
         let index = req.index.as_ref()?;
-        let part = |range: Span32| &req.bytes[range.0 as usize..range.1 as usize];
+        let part = |range| crate::split::slice(&req.bytes, range);
         let resources = index
             .resources
             .iter()

@@ -56,6 +56,7 @@ const DECISION_ROUND: usize = 2048;
 
 /// Due traces taken out of the map together before any is decided.
 const PROBE_ROUND: usize = 64;
+
 /// Span slots reserved when a trace is first seen.
 const TYPICAL_TRACE_SPANS: usize = 8;
 
@@ -244,8 +245,6 @@ struct Sampler {
     sampled: Remembered,
     not_sampled: Remembered,
     out: Vec<SpanAt>,
-    /// Reused between rounds by `decide_due`.
-    due: Vec<([u8; 16], Held)>,
     /// Reused between requests by `ingest`.
     groups: Groups,
     metrics: Metrics,
@@ -357,25 +356,24 @@ impl Sampler {
     fn decide_due(&mut self, all: bool, limit: usize) -> bool {
         let now = Instant::now();
         let mut decided = 0;
-        let mut due = std::mem::take(&mut self.due);
-        let more = loop {
+        let mut due = Vec::with_capacity(PROBE_ROUND);
+        loop {
             // A round of due traces leaves the map in one tight loop, then
             // each is decided: probes of a map of ~10^5 traces miss the
             // cache, and with nothing else between them the CPU overlaps
             // those misses, where deciding between probes serialized them.
-            due.clear();
-            let mut stop = None;
+            let mut more = None;
             while due.len() < PROBE_ROUND {
                 let Some(&(id, at)) = self.arrivals.front() else {
-                    stop = Some(false);
+                    more = Some(false);
                     break;
                 };
                 if !all && at + self.cfg.decision_wait > now {
-                    stop = Some(false);
+                    more = Some(false);
                     break;
                 }
                 if decided + due.len() == limit {
-                    stop = Some(true);
+                    more = Some(true);
                     break;
                 }
                 self.arrivals.pop_front();
@@ -389,12 +387,10 @@ impl Sampler {
             for (id, held) in due.drain(..) {
                 self.decide_held(id, held);
             }
-            if let Some(more) = stop {
-                break more;
+            if let Some(more) = more {
+                return more;
             }
-        };
-        self.due = due;
-        more
+        }
     }
 
     /// Decides the oldest held trace early; false when none is held.
@@ -665,7 +661,6 @@ impl ProcessorBuilder for TailSamplingConfig {
             sampled: Remembered::new(self.decision_cache.sampled_cache_size),
             not_sampled: Remembered::new(self.decision_cache.non_sampled_cache_size),
             out: Vec::new(),
-            due: Vec::new(),
             groups: Groups::default(),
             metrics: Metrics::new(&ctx.metrics, &ctx.id, &names),
             clock: Instant::now(),
