@@ -104,6 +104,13 @@ fn nested<'a>(
     string: &mut impl FnMut(&'a [u8]) -> bool,
     key: &mut impl FnMut(&'a [u8]) -> bool,
 ) -> bool {
+    // Nearly every value is one short string: read that layout directly,
+    // as `key_value` does, and anything else field by field.
+    if let [0x0a, len, s @ ..] = &buf[range.0..range.1] {
+        if *len < 0x80 && s.len() == usize::from(*len) {
+            return string(s);
+        }
+    }
     // The scan bounded the nesting depth, so recursion is bounded too.
     let mut r = Reader::new(buf, range.0, range.1, "AnyValue");
     while let Ok(Some(f)) = r.next_field() {

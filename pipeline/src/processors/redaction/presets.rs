@@ -42,22 +42,31 @@ pub struct Shape {
     pub non_ascii: bool,
     /// Any `b` or `B` (as "bearer" starts).
     pub b: bool,
+    /// Any ASCII whitespace (a bearer token follows some).
+    pub space: bool,
+    /// Any `k` (as in "sk-").
+    pub k: bool,
+    /// Any `K` (as in "AKIA").
+    pub upper_k: bool,
 }
 
 /// Byte classes for [`Shape::of`], one bit each.
-const DIGIT: u8 = 1;
-const DOT: u8 = 2;
-const AT: u8 = 4;
-const DASH: u8 = 8;
-const EQ: u8 = 16;
-const QUERY: u8 = 32;
-const NON_ASCII: u8 = 64;
-const LETTER_B: u8 = 128;
+const DIGIT: u16 = 1;
+const DOT: u16 = 2;
+const AT: u16 = 4;
+const DASH: u16 = 8;
+const EQ: u16 = 16;
+const QUERY: u16 = 32;
+const NON_ASCII: u16 = 64;
+const LETTER_B: u16 = 128;
+const SPACE: u16 = 256;
+const LOWER_K: u16 = 512;
+const UPPER_K: u16 = 1024;
 
 /// The class bits of every byte value: a table lookup per byte instead of
 /// a chain of compares keeps the scan branch-free.
-static CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
+static CLASS: [u16; 256] = {
+    let mut t = [0u16; 256];
     let mut b = 0;
     while b < 256 {
         t[b] = match b as u8 {
@@ -69,6 +78,10 @@ static CLASS: [u8; 256] = {
             b'?' | b'&' => QUERY,
             0x80..=0xff => NON_ASCII,
             b'b' | b'B' => LETTER_B,
+            // What the regex crate's ASCII `\s` matches.
+            b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ' => SPACE,
+            b'k' => LOWER_K,
+            b'K' => UPPER_K,
             _ => 0,
         };
         b += 1;
@@ -79,7 +92,7 @@ static CLASS: [u8; 256] = {
 impl Shape {
     /// Scans a value once.
     pub fn of(bytes: &[u8]) -> Shape {
-        let (mut digits, mut dots, mut dashes, mut seen) = (0u32, 0u32, 0u32, 0u8);
+        let (mut digits, mut dots, mut dashes, mut seen) = (0u32, 0u32, 0u32, 0u16);
         for &b in bytes {
             let c = CLASS[b as usize];
             digits += u32::from(c & DIGIT);
@@ -96,6 +109,9 @@ impl Shape {
             query: seen & QUERY != 0,
             non_ascii: seen & NON_ASCII != 0,
             b: seen & LETTER_B != 0,
+            space: seen & SPACE != 0,
+            k: seen & LOWER_K != 0,
+            upper_k: seen & UPPER_K != 0,
         }
     }
 }
@@ -168,12 +184,14 @@ fn ipv4_hint(s: &Shape, _: &[u8]) -> bool {
 
 fn bearer_hint(s: &Shape, b: &[u8]) -> bool {
     // "bearer", a space, at least 8 token characters.
-    s.non_ascii || (b.len() >= 15 && s.b && contains_ignore_case(b, b"bearer"))
+    s.non_ascii || (b.len() >= 15 && s.b && s.space && contains_ignore_case(b, b"bearer"))
 }
 
 fn api_key_hint(s: &Shape, b: &[u8]) -> bool {
     s.non_ascii
-        || (b.len() >= 19 && ((s.dashes > 0 && contains(b, b"sk-")) || contains(b, b"AKIA")))
+        || (b.len() >= 19
+            && ((s.k && s.dashes > 0 && contains(b, b"sk-"))
+                || (s.upper_k && contains(b, b"AKIA"))))
 }
 
 fn url_secret_hint(s: &Shape, _: &[u8]) -> bool {
