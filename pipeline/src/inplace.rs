@@ -195,16 +195,57 @@ pub fn for_each_attribute_in<'a>(
         return false;
     };
     let mut extras = false;
-    let mut r = Reader::new(field, msg.body.0, msg.body.1, "message");
-    while let Ok(Some(a)) = r.next_field() {
-        if a.number != number || a.wire != LEN {
-            extras |= a.number == 11 || a.number == 13;
+    let (mut at, end) = msg.body;
+    while at < end {
+        // Nearly every field of a span has a one-byte tag and, when it has
+        // a length or a varint, a one-byte one: those are stepped over (or
+        // handed to `f`) here; anything else takes the reader's full path.
+        if let Some(next) = short_field(field, at, end) {
+            let tag = field[at];
+            if u32::from(tag >> 3) == number && tag & 7 == LEN {
+                let (key, range) = key_value(field, (at + 2, next));
+                f(key, RawValue { buf: field, range });
+            } else {
+                extras |= matches!(tag >> 3, 11 | 13);
+            }
+            at = next;
             continue;
         }
-        let (key, range) = key_value(field, a.body);
-        f(key, RawValue { buf: field, range });
+        let mut r = Reader::new(field, at, end, "message");
+        let Ok(Some(a)) = r.next_field() else {
+            break;
+        };
+        if a.number == number && a.wire == LEN {
+            let (key, range) = key_value(field, a.body);
+            f(key, RawValue { buf: field, range });
+        } else {
+            extras |= a.number == 11 || a.number == 13;
+        }
+        at = a.body.1;
     }
     extras
+}
+
+/// Where the field at `at` ends, if its tag is one byte (a valid field
+/// number) and its length or varint value, if any, is one byte too, and it
+/// ends by `end`. `None` leaves the field to [`Reader::next_field`].
+#[inline(always)]
+fn short_field(buf: &[u8], at: usize, end: usize) -> Option<usize> {
+    let tag = *buf.get(at)?;
+    if !(8..0x80).contains(&tag) {
+        return None;
+    }
+    let next = match tag & 7 {
+        LEN => {
+            let len = *buf.get(at + 1)?;
+            (len < 0x80).then_some(at + 2 + usize::from(len))?
+        }
+        VARINT => (*buf.get(at + 1)? < 0x80).then_some(at + 2)?,
+        FIXED64 => at + 9,
+        FIXED32 => at + 5,
+        _ => return None,
+    };
+    (next <= end).then_some(next)
 }
 
 /// The key and the value's range of the `KeyValue` at `body`.
@@ -413,6 +454,97 @@ mod tests {
                     ..Default::default()
                 });
             assert_eq!(back, expect);
+        }
+    }
+
+    #[test]
+    fn the_attribute_walk_steps_over_long_and_multi_byte_fields_as_a_decoder_does() {
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+        use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+        use opentelemetry_proto::tonic::trace::v1::Span;
+        let kv = |k: &str, v: Value| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        };
+        let long = "x".repeat(300);
+        let base = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: long.clone(),
+            kind: 2,
+            start_time_unix_nano: 1,
+            end_time_unix_nano: u64::MAX,
+            attributes: vec![
+                kv("short", Value::StringValue("v".into())),
+                kv(&long, Value::IntValue(-1)),
+                kv("long.value", Value::StringValue(long.clone())),
+                kv("d", Value::DoubleValue(0.5)),
+            ],
+            dropped_attributes_count: 300,
+            flags: 0x301,
+            ..Default::default()
+        };
+        let with_event = Span {
+            events: vec![Event {
+                name: "e".into(),
+                ..Default::default()
+            }],
+            ..base.clone()
+        };
+        let with_link = Span {
+            links: vec![Link {
+                trace_id: vec![3; 16],
+                ..Default::default()
+            }],
+            ..base.clone()
+        };
+        for (span, extras) in [(base, false), (with_event, true), (with_link, true)] {
+            let field = ScopeSpans {
+                spans: vec![span.clone()],
+                ..Default::default()
+            }
+            .encode_to_vec();
+            // The span's own field inside the ScopeSpans bytes.
+            let mut r = Reader::new(&field, 0, field.len(), "ScopeSpans");
+            let f = r.next_field().unwrap().unwrap();
+            let whole = &field[f.start..f.body.1];
+            let mut keys = Vec::new();
+            let seen = for_each_raw_attribute_noting_events(whole, |k, v| {
+                keys.push((String::from_utf8(k.to_vec()).unwrap(), v.get()))
+            });
+            let want: Vec<_> = span
+                .attributes
+                .iter()
+                .map(|a| {
+                    let v = match a.value.as_ref().and_then(|v| v.value.as_ref()) {
+                        Some(Value::StringValue(s)) => AttrValue::Str(s),
+                        Some(Value::IntValue(i)) => AttrValue::Int(*i),
+                        Some(Value::DoubleValue(d)) => AttrValue::Double(*d),
+                        _ => AttrValue::Other,
+                    };
+                    (a.key.clone(), v)
+                })
+                .collect();
+            assert_eq!(keys, want);
+            assert_eq!(seen, extras);
+            // The span's message cut short anywhere (its field header says
+            // the cut length): the walk stops without a panic and reports
+            // only attributes that lie whole before the cut, in order.
+            let body = &field[f.body.0..f.body.1];
+            for cut in 0..body.len() {
+                let mut cut_field = vec![whole[0]];
+                put_varint(&mut cut_field, cut as u64);
+                cut_field.extend_from_slice(&body[..cut]);
+                let mut got = Vec::new();
+                for_each_raw_attribute(&cut_field, |k, v| {
+                    got.push((String::from_utf8(k.to_vec()).unwrap(), v.get()))
+                });
+                assert!(
+                    got.len() <= want.len() && got[..] == want[..got.len()],
+                    "cut at {cut}: {got:?}"
+                );
+            }
         }
     }
 
