@@ -61,7 +61,8 @@ pub struct Generator {
     now_ns: u64,
 }
 
-fn kv(key: &str, value: Value) -> KeyValue {
+/// An attribute with `value` under `key`.
+pub(crate) fn kv(key: &str, value: Value) -> KeyValue {
     KeyValue {
         key: key.to_string(),
         value: Some(AnyValue { value: Some(value) }),

@@ -459,14 +459,9 @@ mod tests {
 
     #[test]
     fn the_attribute_walk_steps_over_long_and_multi_byte_fields_as_a_decoder_does() {
-        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+        use crate::generate::kv;
         use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
         use opentelemetry_proto::tonic::trace::v1::Span;
-        let kv = |k: &str, v: Value| KeyValue {
-            key: k.into(),
-            value: Some(AnyValue { value: Some(v) }),
-            ..Default::default()
-        };
         let long = "x".repeat(300);
         let base = Span {
             trace_id: vec![1; 16],
