@@ -198,54 +198,52 @@ pub fn for_each_attribute_in<'a>(
     let (mut at, end) = msg.body;
     while at < end {
         // Nearly every field of a span has a one-byte tag and, when it has
-        // a length or a varint, a one-byte one: those are stepped over (or
-        // handed to `f`) here; anything else takes the reader's full path.
-        if let Some(next) = short_field(field, at, end) {
-            let tag = field[at];
-            if u32::from(tag >> 3) == number && tag & 7 == LEN {
-                let (key, range) = key_value(field, (at + 2, next));
-                f(key, RawValue { buf: field, range });
-            } else {
-                extras |= matches!(tag >> 3, 11 | 13);
+        // a length or a varint, a one-byte one: those are read here, and
+        // anything else takes the reader's full path.
+        let (n, wire, body) = match short_field(field, at, end) {
+            Some(short) => short,
+            None => {
+                let mut r = Reader::new(field, at, end, "message");
+                let Ok(Some(a)) = r.next_field() else {
+                    break;
+                };
+                (a.number, a.wire, a.body)
             }
-            at = next;
-            continue;
-        }
-        let mut r = Reader::new(field, at, end, "message");
-        let Ok(Some(a)) = r.next_field() else {
-            break;
         };
-        if a.number == number && a.wire == LEN {
-            let (key, range) = key_value(field, a.body);
+        if n == number && wire == LEN {
+            let (key, range) = key_value(field, body);
             f(key, RawValue { buf: field, range });
         } else {
-            extras |= a.number == 11 || a.number == 13;
+            extras |= n == 11 || n == 13;
         }
-        at = a.body.1;
+        // Every wire type's body ends where its field does.
+        at = body.1;
     }
     extras
 }
 
-/// Where the field at `at` ends, if its tag is one byte (a valid field
-/// number) and its length or varint value, if any, is one byte too, and it
-/// ends by `end`. `None` leaves the field to [`Reader::next_field`].
+/// The field at `at` as (number, wire type, body), if its tag is one byte
+/// (a valid field number), its length or varint value, if any, is one
+/// byte too, and it ends by `end`. `None` leaves the field to
+/// [`Reader::next_field`], whose `Field::body` this matches.
 #[inline(always)]
-fn short_field(buf: &[u8], at: usize, end: usize) -> Option<usize> {
+fn short_field(buf: &[u8], at: usize, end: usize) -> Option<(u32, u8, (usize, usize))> {
     let tag = *buf.get(at)?;
     if !(8..0x80).contains(&tag) {
         return None;
     }
-    let next = match tag & 7 {
+    let wire = tag & 7;
+    let (start, next) = match wire {
         LEN => {
             let len = *buf.get(at + 1)?;
-            (len < 0x80).then_some(at + 2 + usize::from(len))?
+            (len < 0x80).then_some((at + 2, at + 2 + usize::from(len)))?
         }
-        VARINT => (*buf.get(at + 1)? < 0x80).then_some(at + 2)?,
-        FIXED64 => at + 9,
-        FIXED32 => at + 5,
+        VARINT => (*buf.get(at + 1)? < 0x80).then_some((at + 1, at + 2))?,
+        FIXED64 => (at + 1, at + 9),
+        FIXED32 => (at + 1, at + 5),
         _ => return None,
     };
-    (next <= end).then_some(next)
+    (next <= end).then_some((u32::from(tag >> 3), wire, (start, next)))
 }
 
 /// The key and the value's range of the `KeyValue` at `body`.
