@@ -289,9 +289,9 @@ fn scope(buf: &[u8], f: &Field, n: &mut u64) -> Result<(), WireError> {
     Ok(())
 }
 
-fn copy_id<const N: usize>(buf: &[u8], f: &Field, out: &mut [u8; N]) {
-    if f.body.1 - f.body.0 == N {
-        out.copy_from_slice(&buf[f.body.0..f.body.1]);
+fn copy_id<const N: usize>(buf: &[u8], body: (usize, usize), out: &mut [u8; N]) {
+    if body.1 - body.0 == N {
+        out.copy_from_slice(&buf[body.0..body.1]);
     } else {
         *out = [0; N];
     }
@@ -304,40 +304,65 @@ fn span(buf: &[u8], f: &Field, n: &mut u64) -> Result<SpanEntry, WireError> {
         ..SpanEntry::default()
     };
     let mut r = Reader::new(buf, f.body.0, f.body.1, "Span");
-    while let Some(f) = r.next_field()? {
-        match f.number {
-            1 => {
-                r.expect_id(&f, 16)?;
-                copy_id(buf, &f, &mut e.trace_id);
+    // Keys are (number << 3 | wire type): one arm per known field with its
+    // own wire type, so each field costs one dispatch. A known number with
+    // another wire type falls to the last arm and is refused there.
+    while let Some(key) = r.next_key()? {
+        match key {
+            0x0a => {
+                let body = r.len_body()?;
+                r.check_id(r.field_start(), body, 16)?;
+                copy_id(buf, body, &mut e.trace_id);
             }
-            2 => {
-                r.expect_id(&f, 8)?;
-                copy_id(buf, &f, &mut e.span_id);
+            0x12 => {
+                let body = r.len_body()?;
+                r.check_id(r.field_start(), body, 8)?;
+                copy_id(buf, body, &mut e.span_id);
             }
-            3 | 5 => r.expect_str(&f)?,
-            4 => {
-                r.expect_id(&f, 8)?;
-                copy_id(buf, &f, &mut e.parent_span_id);
+            0x22 => {
+                let body = r.len_body()?;
+                r.check_id(r.field_start(), body, 8)?;
+                copy_id(buf, body, &mut e.parent_span_id);
             }
-            6 | 10 | 12 | 14 => r.expect(&f, VARINT)?,
-            7 => {
-                r.expect(&f, FIXED64)?;
-                e.start_time_unix_nano = f.value;
+            // trace_state, name
+            0x1a | 0x2a => {
+                let body = r.len_body()?;
+                r.check_str(body)?;
             }
-            8 => {
-                r.expect(&f, FIXED64)?;
-                e.end_time_unix_nano = f.value;
+            // kind, dropped attribute / event / link counts
+            0x30 | 0x50 | 0x60 | 0x70 => {
+                r.varint_value()?;
             }
-            9 => key_value(buf, &r, &f, SPAN_KV_DEPTH, n)?,
-            11 => event(buf, &r, &f, n)?,
-            13 => link(buf, &r, &f, n)?,
-            15 => {
-                r.expect(&f, LEN)?;
+            0x39 => e.start_time_unix_nano = r.fixed64()?,
+            0x41 => e.end_time_unix_nano = r.fixed64()?,
+            0x4a => {
+                let start = r.field_start();
+                let body = r.len_body()?;
+                key_value_at(buf, start, body, SPAN_KV_DEPTH, n)?;
+            }
+            0x5a => {
+                let f = r.finish(key)?;
+                event(buf, &r, &f, n)?;
+            }
+            0x6a => {
+                let f = r.finish(key)?;
+                link(buf, &r, &f, n)?;
+            }
+            0x7a => {
+                let f = r.finish(key)?;
                 *n += 1;
                 e.status_code = status(buf, &f)?;
             }
-            16 => r.expect(&f, FIXED32)?,
-            _ => {}
+            // flags (field 16, fixed32)
+            0x85 => {
+                r.fixed32()?;
+            }
+            _ => {
+                let f = r.finish(key)?;
+                if f.number <= 16 {
+                    return Err(r.wrong_wire(&f));
+                }
+            }
         }
     }
     Ok(e)
@@ -433,10 +458,10 @@ fn common_key_value(b: &[u8]) -> bool {
 
 /// Refuses a message that would sit deeper than prost decodes.
 #[inline]
-fn check_depth(f: &Field, depth: u32, message: &'static str) -> Result<(), WireError> {
+fn check_depth(start: usize, depth: u32, message: &'static str) -> Result<(), WireError> {
     if depth > MAX_DEPTH {
         return Err(WireError {
-            offset: f.start,
+            offset: start,
             what: "messages nested more than 100 deep",
             message,
         });
@@ -455,20 +480,39 @@ fn key_value(
     n: &mut u64,
 ) -> Result<(), WireError> {
     parent.expect(f, LEN)?;
-    if depth < MAX_DEPTH && common_key_value(&buf[f.body.0..f.body.1]) {
+    key_value_at(buf, f.start, f.body, depth, n)
+}
+
+/// As [`key_value`] for a LEN field whose tag is at `start` and payload at
+/// `body`.
+#[inline(always)]
+fn key_value_at(
+    buf: &[u8],
+    start: usize,
+    body: (usize, usize),
+    depth: u32,
+    n: &mut u64,
+) -> Result<(), WireError> {
+    if depth < MAX_DEPTH && common_key_value(&buf[body.0..body.1]) {
         // The KeyValue and its AnyValue.
         *n += 2;
         return Ok(());
     }
-    key_value_general(buf, f, depth, n)
+    key_value_general(buf, start, body, depth, n)
 }
 
 /// Validates any `KeyValue`, field by field.
 #[inline(never)]
-fn key_value_general(buf: &[u8], f: &Field, depth: u32, n: &mut u64) -> Result<(), WireError> {
-    check_depth(f, depth, "KeyValue")?;
+fn key_value_general(
+    buf: &[u8],
+    start: usize,
+    body: (usize, usize),
+    depth: u32,
+    n: &mut u64,
+) -> Result<(), WireError> {
+    check_depth(start, depth, "KeyValue")?;
     *n += 1;
-    let mut r = Reader::new(buf, f.body.0, f.body.1, "KeyValue");
+    let mut r = Reader::new(buf, body.0, body.1, "KeyValue");
     while let Some(f) = r.next_field()? {
         match f.number {
             1 => r.expect_str(&f)?,
@@ -490,7 +534,7 @@ fn any_value(
     n: &mut u64,
 ) -> Result<(), WireError> {
     parent.expect(f, LEN)?;
-    check_depth(f, depth, "AnyValue")?;
+    check_depth(f.start, depth, "AnyValue")?;
     *n += 1;
     let mut r = Reader::new(buf, f.body.0, f.body.1, "AnyValue");
     while let Some(f) = r.next_field()? {
@@ -500,7 +544,7 @@ fn any_value(
             4 => r.expect(&f, FIXED64)?,
             5 => {
                 r.expect(&f, LEN)?;
-                check_depth(&f, depth + 1, "ArrayValue")?;
+                check_depth(f.start, depth + 1, "ArrayValue")?;
                 *n += 1;
                 let mut a = Reader::new(buf, f.body.0, f.body.1, "ArrayValue");
                 while let Some(v) = a.next_field()? {
@@ -511,7 +555,7 @@ fn any_value(
             }
             6 => {
                 r.expect(&f, LEN)?;
-                check_depth(&f, depth + 1, "KeyValueList")?;
+                check_depth(f.start, depth + 1, "KeyValueList")?;
                 *n += 1;
                 let mut a = Reader::new(buf, f.body.0, f.body.1, "KeyValueList");
                 while let Some(v) = a.next_field()? {
@@ -797,5 +841,56 @@ mod tests {
             );
             assert_eq!(scan_traces(&b, &mut idx).is_ok(), ok, "scan {resource:x?}");
         }
+    }
+
+    #[test]
+    fn every_span_field_in_every_wire_type_gets_the_same_verdict_as_prost() {
+        // The span loop dispatches on the whole key; a key written for the
+        // wrong number or wire type would accept what prost refuses, or
+        // refuse what it takes.
+        use crate::wire::put_varint;
+        let mut idx = SpanIndex::default();
+        let mut seen = [0usize; 2];
+        for number in 1u64..=18 {
+            for wire in [VARINT, FIXED64, LEN, FIXED32] {
+                let mut span = Vec::new();
+                put_varint(&mut span, (number << 3) | u64::from(wire));
+                match wire {
+                    VARINT => span.push(1),
+                    FIXED64 => span.extend_from_slice(&7u64.to_le_bytes()),
+                    FIXED32 => span.extend_from_slice(&7u32.to_le_bytes()),
+                    // An id of the size its field takes, else a payload that
+                    // is valid UTF-8 and an empty message at once.
+                    _ => match number {
+                        1 => span.extend_from_slice(&[16; 17]),
+                        2 | 4 => span.extend_from_slice(&[8; 9]),
+                        _ => span.push(0),
+                    },
+                }
+                let mut req = vec![0x0a, span.len() as u8 + 4, 0x12, span.len() as u8 + 2];
+                req.extend_from_slice(&[0x12, span.len() as u8]);
+                req.extend_from_slice(&span);
+                let theirs = ExportTraceServiceRequest::decode(req.as_slice());
+                let ours = scan_traces(&req, &mut idx);
+                assert_eq!(
+                    ours.is_ok(),
+                    theirs.is_ok(),
+                    "field {number} wire {wire}: {ours:?}"
+                );
+                seen[usize::from(ours.is_ok())] += 1;
+                if let Ok(req) = theirs {
+                    let s = &req.resource_spans[0].scope_spans[0].spans[0];
+                    let e = &idx.spans[0];
+                    assert_eq!(e.start_time_unix_nano, s.start_time_unix_nano);
+                    assert_eq!(e.end_time_unix_nano, s.end_time_unix_nano);
+                    assert_eq!(e.trace_id.to_vec(), s.trace_id.clone().max(vec![0; 16]));
+                    assert_eq!(e.span_id.to_vec(), s.span_id.clone().max(vec![0; 8]));
+                    let parent = s.parent_span_id.clone().max(vec![0; 8]);
+                    assert_eq!(e.parent_span_id.to_vec(), parent);
+                }
+            }
+        }
+        // 16 known fields take one wire type each; 2 unknown take all four.
+        assert_eq!(seen, [16 * 3, 16 + 2 * 4], "[refused, accepted]");
     }
 }

@@ -43,6 +43,8 @@ pub struct Reader<'a> {
     /// is the only bounds check the hot path needs.
     buf: &'a [u8],
     pos: usize,
+    /// Offset of the current field's tag, for errors.
+    start: usize,
     /// Message name used in errors.
     pub message: &'static str,
 }
@@ -76,6 +78,7 @@ impl<'a> Reader<'a> {
         Reader {
             buf: &buf[..end],
             pos: start,
+            start,
             message,
         }
     }
@@ -124,57 +127,109 @@ impl<'a> Reader<'a> {
     /// Reads the next field, or `None` at the end of the message.
     #[inline(always)]
     pub fn next_field(&mut self) -> Result<Option<Field>, WireError> {
+        match self.next_key()? {
+            Some(key) => self.finish(key).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads the next field's key (number and wire type), or `None` at the
+    /// end of the message. The caller reads the value with the reader its
+    /// key names ([`Reader::len_body`], [`Reader::fixed64`], …) or with
+    /// [`Reader::finish`]: matching on the key dispatches once per field
+    /// where the number and then the wire type took two jumps.
+    #[inline(always)]
+    pub fn next_key(&mut self) -> Result<Option<u64>, WireError> {
         if self.pos >= self.buf.len() {
             return Ok(None);
         }
-        let start = self.pos;
+        self.start = self.pos;
         let key = self.varint()?;
-        let number = (key >> 3) as u32;
-        let wire = (key & 7) as u8;
-        if number == 0 || key >> 3 > u64::from(u32::MAX >> 3) {
-            return Err(self.err(start, "invalid field number"));
+        if key >> 3 == 0 || key >> 3 > u64::from(u32::MAX >> 3) {
+            return Err(self.err(self.start, "invalid field number"));
         }
+        Ok(Some(key))
+    }
+
+    /// Reads the value of the field whose key [`Reader::next_key`] returned.
+    #[inline(always)]
+    pub fn finish(&mut self, key: u64) -> Result<Field, WireError> {
         let vstart = self.pos;
-        let left = self.buf.len() - self.pos;
+        let wire = (key & 7) as u8;
         let (body, value) = match wire {
             VARINT => {
-                let v = self.varint()?;
+                let v = self.varint_value()?;
                 ((vstart, self.pos), v)
             }
             FIXED64 => {
-                if left < 8 {
-                    return Err(self.err(start, "truncated fixed64"));
-                }
-                let v = u64::from_le_bytes(self.buf[self.pos..self.pos + 8].try_into().unwrap());
-                self.pos += 8;
+                let v = self.fixed64()?;
                 ((vstart, self.pos), v)
             }
             FIXED32 => {
-                if left < 4 {
-                    return Err(self.err(start, "truncated fixed32"));
-                }
-                let v = u32::from_le_bytes(self.buf[self.pos..self.pos + 4].try_into().unwrap());
-                self.pos += 4;
+                let v = self.fixed32()?;
                 ((vstart, self.pos), u64::from(v))
             }
             LEN => {
-                let len = self.varint()?;
-                if len > (self.buf.len() - self.pos) as u64 {
-                    return Err(self.err(start, "length exceeds message"));
-                }
-                let b = (self.pos, self.pos + len as usize);
-                self.pos = b.1;
-                (b, len)
+                let b = self.len_body()?;
+                (b, (b.1 - b.0) as u64)
             }
-            _ => return Err(self.err(start, "unsupported wire type")),
+            _ => return Err(self.err(self.start, "unsupported wire type")),
         };
-        Ok(Some(Field {
-            number,
+        Ok(Field {
+            number: (key >> 3) as u32,
             wire,
-            start,
+            start: self.start,
             body,
             value,
-        }))
+        })
+    }
+
+    /// Reads a VARINT field's value.
+    #[inline(always)]
+    pub fn varint_value(&mut self) -> Result<u64, WireError> {
+        self.varint()
+    }
+
+    /// Reads a FIXED64 field's value.
+    #[inline(always)]
+    pub fn fixed64(&mut self) -> Result<u64, WireError> {
+        match self.buf.get(self.pos..self.pos + 8) {
+            Some(b) => {
+                self.pos += 8;
+                Ok(u64::from_le_bytes(b.try_into().unwrap()))
+            }
+            None => Err(self.err(self.start, "truncated fixed64")),
+        }
+    }
+
+    /// Reads a FIXED32 field's value.
+    #[inline(always)]
+    pub fn fixed32(&mut self) -> Result<u32, WireError> {
+        match self.buf.get(self.pos..self.pos + 4) {
+            Some(b) => {
+                self.pos += 4;
+                Ok(u32::from_le_bytes(b.try_into().unwrap()))
+            }
+            None => Err(self.err(self.start, "truncated fixed32")),
+        }
+    }
+
+    /// Reads a LEN field's length and returns its payload's range.
+    #[inline(always)]
+    pub fn len_body(&mut self) -> Result<(usize, usize), WireError> {
+        let len = self.varint()?;
+        if len > (self.buf.len() - self.pos) as u64 {
+            return Err(self.err(self.start, "length exceeds message"));
+        }
+        let b = (self.pos, self.pos + len as usize);
+        self.pos = b.1;
+        Ok(b)
+    }
+
+    /// Offset of the tag of the field being read.
+    #[inline(always)]
+    pub fn field_start(&self) -> usize {
+        self.start
     }
 
     /// Fails unless `field` has wire type `wire`.
@@ -183,19 +238,31 @@ impl<'a> Reader<'a> {
         if field.wire == wire {
             Ok(())
         } else {
-            Err(self.err(field.start, "wrong wire type for known field"))
+            Err(self.wrong_wire(field))
         }
+    }
+
+    /// The error for a known field read with another wire type.
+    #[cold]
+    pub fn wrong_wire(&self, field: &Field) -> WireError {
+        self.err(field.start, "wrong wire type for known field")
     }
 
     /// Fails unless the LEN field's payload is valid UTF-8.
     #[inline(always)]
     pub fn expect_str(&self, field: &Field) -> Result<(), WireError> {
         self.expect(field, LEN)?;
-        let s = &self.buf[field.body.0..field.body.1];
+        self.check_str(field.body)
+    }
+
+    /// Fails unless the payload at `body` is valid UTF-8.
+    #[inline(always)]
+    pub fn check_str(&self, body: (usize, usize)) -> Result<(), WireError> {
+        let s = &self.buf[body.0..body.1];
         // Attribute keys and most values are ASCII; the word-at-a-time
         // check is far cheaper than full validation on short strings.
         if !ascii(s) && std::str::from_utf8(s).is_err() {
-            return Err(self.err(field.body.0, "string is not valid UTF-8"));
+            return Err(self.err(body.0, "string is not valid UTF-8"));
         }
         Ok(())
     }
@@ -205,10 +272,17 @@ impl<'a> Reader<'a> {
     #[inline(always)]
     pub fn expect_id(&self, field: &Field, n: usize) -> Result<(), WireError> {
         self.expect(field, LEN)?;
-        let len = field.body.1 - field.body.0;
+        self.check_id(field.start, field.body, n)
+    }
+
+    /// As [`Reader::expect_id`] for the payload at `body` of the field whose
+    /// tag is at `start`.
+    #[inline(always)]
+    pub fn check_id(&self, start: usize, body: (usize, usize), n: usize) -> Result<(), WireError> {
+        let len = body.1 - body.0;
         if len != 0 && len != n {
             return Err(self.err(
-                field.start,
+                start,
                 if n == 16 {
                     "trace id must be 16 bytes"
                 } else {
