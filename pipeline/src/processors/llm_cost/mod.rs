@@ -190,6 +190,45 @@ struct LlmCost {
     spend: Arc<Spend>,
 }
 
+/// Price positions looked up in one batch. A batch names a handful of
+/// models: comparing against them costs less than the shared memo's lock
+/// and hash, which took a tenth of pricing (`llm_cost/price_512_spans`).
+#[derive(Default)]
+struct Recent(Vec<Answer>);
+
+/// A (model, provider) pair and where its price is.
+type Answer = (Box<[u8]>, Option<Box<[u8]>>, Option<Position>);
+
+/// Distinct (provider, model) pairs a batch remembers; others go to the memo.
+const RECENT: usize = 8;
+
+impl Recent {
+    /// The position for the pair, from this batch's earlier answers or `find`.
+    fn position(
+        &mut self,
+        model: &[u8],
+        provider: Option<&[u8]>,
+        find: impl FnOnce() -> Option<Position>,
+    ) -> Option<Position> {
+        let same = |a: &[u8], b: &[u8]| crate::inplace::same_bytes(a, b);
+        let hit = self.0.iter().find(|(m, p, _)| {
+            same(m, model)
+                && match (p, provider) {
+                    (Some(p), Some(q)) => same(p, q),
+                    (p, q) => p.is_none() && q.is_none(),
+                }
+        });
+        if let Some(&(_, _, at)) = hit {
+            return at;
+        }
+        let at = find();
+        if self.0.len() < RECENT {
+            self.0.push((model.into(), provider.map(Into::into), at));
+        }
+        at
+    }
+}
+
 /// What pricing needs from a span's attributes, read in place.
 #[derive(Default)]
 struct Usage<'a> {
@@ -227,8 +266,8 @@ impl LlmCost {
     /// The price for a model, counting (and logging once) unknown ones.
     /// Names are bytes as they lie in the span: only a name not seen
     /// before is checked as UTF-8 and matched against the book.
-    fn lookup(&self, model: &[u8], provider: Option<&[u8]>) -> Option<&Price> {
-        let at = self.memoized_position(model, provider);
+    fn lookup(&self, model: &[u8], provider: Option<&[u8]>, recent: &mut Recent) -> Option<&Price> {
+        let at = recent.position(model, provider, || self.memoized_position(model, provider));
         if at.is_none() {
             self.unknown.add(1);
             let model = String::from_utf8_lossy(model);
@@ -285,7 +324,12 @@ impl LlmCost {
     #[cfg(test)]
     fn price_field(&self, field: &[u8]) -> Option<Vec<u8>> {
         let mut tally = Tally::default();
-        let out = self.price_field_from(field, &Origin::default(), &mut tally);
+        let out = self.price_field_from(
+            field,
+            &Origin::default(),
+            &mut tally,
+            &mut Recent::default(),
+        );
         self.spend.flush(&mut tally, 0);
         out
     }
@@ -297,6 +341,7 @@ impl LlmCost {
         field: &[u8],
         origin: &Origin,
         tally: &mut Tally,
+        recent: &mut Recent,
     ) -> Option<Vec<u8>> {
         self.usage.find(field)?;
         let mut u = Usage::default();
@@ -321,9 +366,9 @@ impl LlmCost {
         if u.has_cost {
             // Replacing a value inside the span means a decode; still only
             // attributes change, so the span's index entry holds.
-            return crate::rewrite::edit_span(field, |s| self.price_from(s, origin, tally));
+            return crate::rewrite::edit_span(field, |s| self.price_from(s, origin, tally, recent));
         }
-        let price = self.lookup(model, u.provider.map(|p| p.1))?;
+        let price = self.lookup(model, u.provider.map(|p| p.1), recent)?;
         let (input, output) = (u.input.map_or(0.0, |x| x.1), u.output.map_or(0.0, |x| x.1));
         let usd = cost(price, input, output, u.cached.map_or(0.0, |x| x.1));
         self.priced.add(1);
@@ -341,14 +386,20 @@ impl LlmCost {
     #[cfg(test)]
     fn price(&self, span: &mut Span) -> bool {
         let mut tally = Tally::default();
-        let changed = self.price_from(span, &Origin::default(), &mut tally);
+        let changed = self.price_from(span, &Origin::default(), &mut tally, &mut Recent::default());
         self.spend.flush(&mut tally, 0);
         changed
     }
 
     /// [`LlmCost::price`], counting the call in `tally` as coming from
     /// `origin`.
-    fn price_from(&self, span: &mut Span, origin: &Origin, tally: &mut Tally) -> bool {
+    fn price_from(
+        &self,
+        span: &mut Span,
+        origin: &Origin,
+        tally: &mut Tally,
+        recent: &mut Recent,
+    ) -> bool {
         let input = number(attr(span, &INPUT));
         let output = number(attr(span, &OUTPUT));
         if input.is_none() && output.is_none() {
@@ -358,8 +409,11 @@ impl LlmCost {
             return false;
         };
         let provider = text(attr(span, &PROVIDER)).map(str::to_string);
-        let Some(price) = self.lookup(model.as_bytes(), provider.as_deref().map(str::as_bytes))
-        else {
+        let Some(price) = self.lookup(
+            model.as_bytes(),
+            provider.as_deref().map(str::as_bytes),
+            recent,
+        ) else {
             return false;
         };
         let (input, output) = (input.unwrap_or(0.0), output.unwrap_or(0.0));
@@ -444,6 +498,7 @@ impl Consumer for LlmCost {
         // not even read attribute by attribute.
         let minute = spend::now_minute();
         let mut tally = Tally::default();
+        let mut recent = Recent::default();
         rewrite_batch(&mut batch, |req| {
             let mut sources = Sources::new(req);
             replace_spans(req, Reach::AttributesOnly, |entry, field| {
@@ -457,7 +512,7 @@ impl Consumer for LlmCost {
                         / 1e9,
                     minute,
                 };
-                self.price_field_from(field, &origin, &mut tally)
+                self.price_field_from(field, &origin, &mut tally, &mut recent)
             })
         });
         self.spend.flush(&mut tally, minute);
