@@ -336,9 +336,8 @@ fn span(buf: &[u8], f: &Field, n: &mut u64) -> Result<SpanEntry, WireError> {
             0x39 => e.start_time_unix_nano = r.fixed64()?,
             0x41 => e.end_time_unix_nano = r.fixed64()?,
             0x4a => {
-                let start = r.field_start();
-                let body = r.len_body()?;
-                key_value_at(buf, start, body, SPAN_KV_DEPTH, n)?;
+                let f = r.finish(key)?;
+                key_value(buf, &r, &f, SPAN_KV_DEPTH, n)?;
             }
             0x5a => {
                 let f = r.finish(key)?;
@@ -458,10 +457,10 @@ fn common_key_value(b: &[u8]) -> bool {
 
 /// Refuses a message that would sit deeper than prost decodes.
 #[inline]
-fn check_depth(start: usize, depth: u32, message: &'static str) -> Result<(), WireError> {
+fn check_depth(f: &Field, depth: u32, message: &'static str) -> Result<(), WireError> {
     if depth > MAX_DEPTH {
         return Err(WireError {
-            offset: start,
+            offset: f.start,
             what: "messages nested more than 100 deep",
             message,
         });
@@ -480,39 +479,20 @@ fn key_value(
     n: &mut u64,
 ) -> Result<(), WireError> {
     parent.expect(f, LEN)?;
-    key_value_at(buf, f.start, f.body, depth, n)
-}
-
-/// As [`key_value`] for a LEN field whose tag is at `start` and payload at
-/// `body`.
-#[inline(always)]
-fn key_value_at(
-    buf: &[u8],
-    start: usize,
-    body: (usize, usize),
-    depth: u32,
-    n: &mut u64,
-) -> Result<(), WireError> {
-    if depth < MAX_DEPTH && common_key_value(&buf[body.0..body.1]) {
+    if depth < MAX_DEPTH && common_key_value(&buf[f.body.0..f.body.1]) {
         // The KeyValue and its AnyValue.
         *n += 2;
         return Ok(());
     }
-    key_value_general(buf, start, body, depth, n)
+    key_value_general(buf, f, depth, n)
 }
 
 /// Validates any `KeyValue`, field by field.
 #[inline(never)]
-fn key_value_general(
-    buf: &[u8],
-    start: usize,
-    body: (usize, usize),
-    depth: u32,
-    n: &mut u64,
-) -> Result<(), WireError> {
-    check_depth(start, depth, "KeyValue")?;
+fn key_value_general(buf: &[u8], f: &Field, depth: u32, n: &mut u64) -> Result<(), WireError> {
+    check_depth(f, depth, "KeyValue")?;
     *n += 1;
-    let mut r = Reader::new(buf, body.0, body.1, "KeyValue");
+    let mut r = Reader::new(buf, f.body.0, f.body.1, "KeyValue");
     while let Some(f) = r.next_field()? {
         match f.number {
             1 => r.expect_str(&f)?,
@@ -534,7 +514,7 @@ fn any_value(
     n: &mut u64,
 ) -> Result<(), WireError> {
     parent.expect(f, LEN)?;
-    check_depth(f.start, depth, "AnyValue")?;
+    check_depth(f, depth, "AnyValue")?;
     *n += 1;
     let mut r = Reader::new(buf, f.body.0, f.body.1, "AnyValue");
     while let Some(f) = r.next_field()? {
@@ -544,7 +524,7 @@ fn any_value(
             4 => r.expect(&f, FIXED64)?,
             5 => {
                 r.expect(&f, LEN)?;
-                check_depth(f.start, depth + 1, "ArrayValue")?;
+                check_depth(&f, depth + 1, "ArrayValue")?;
                 *n += 1;
                 let mut a = Reader::new(buf, f.body.0, f.body.1, "ArrayValue");
                 while let Some(v) = a.next_field()? {
@@ -555,7 +535,7 @@ fn any_value(
             }
             6 => {
                 r.expect(&f, LEN)?;
-                check_depth(f.start, depth + 1, "KeyValueList")?;
+                check_depth(&f, depth + 1, "KeyValueList")?;
                 *n += 1;
                 let mut a = Reader::new(buf, f.body.0, f.body.1, "KeyValueList");
                 while let Some(v) = a.next_field()? {

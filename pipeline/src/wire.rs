@@ -193,24 +193,23 @@ impl<'a> Reader<'a> {
     /// Reads a FIXED64 field's value.
     #[inline(always)]
     pub fn fixed64(&mut self) -> Result<u64, WireError> {
-        match self.buf.get(self.pos..self.pos + 8) {
-            Some(b) => {
-                self.pos += 8;
-                Ok(u64::from_le_bytes(b.try_into().unwrap()))
-            }
-            None => Err(self.err(self.start, "truncated fixed64")),
-        }
+        self.fixed("truncated fixed64").map(u64::from_le_bytes)
     }
 
     /// Reads a FIXED32 field's value.
     #[inline(always)]
     pub fn fixed32(&mut self) -> Result<u32, WireError> {
-        match self.buf.get(self.pos..self.pos + 4) {
+        self.fixed("truncated fixed32").map(u32::from_le_bytes)
+    }
+
+    #[inline(always)]
+    fn fixed<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], WireError> {
+        match self.buf.get(self.pos..self.pos + N) {
             Some(b) => {
-                self.pos += 4;
-                Ok(u32::from_le_bytes(b.try_into().unwrap()))
+                self.pos += N;
+                Ok(b.try_into().expect("N bytes"))
             }
-            None => Err(self.err(self.start, "truncated fixed32")),
+            None => Err(self.err(self.start, what)),
         }
     }
 
