@@ -19,7 +19,7 @@
 //! threshold with it, which then stays at 128 KiB: each time the top of the
 //! heap held more than that free, glibc gave it back, and the next buffers
 //! there faulted their pages in again. In the full chain at 150,000 spans/s
-//! that was 34,000–82,000 page faults per 15 s (inflating held requests,
+//! that was 34,000–90,000 page faults per 15 s (inflating held requests,
 //! mostly); a trim threshold of 4 MiB or more brought it to ~3,000, and the
 //! collector's CPU time over those 15 s from 2.9–3.9 s to 2.4–3.1 s, at the
 //! same peak RSS. 8 MiB leaves room over that; it is at most 8 MiB more
@@ -38,8 +38,8 @@ const TRIM_THRESHOLD: i32 = 8 << 20;
 
 /// Limits glibc to one malloc arena and fixes its mmap and trim thresholds,
 /// unless the operator set `MALLOC_ARENA_MAX` / `MALLOC_MMAP_THRESHOLD_` /
-/// `MALLOC_TRIM_THRESHOLD_` themselves, which glibc then honours instead; installs the hooks
-/// `memory_limiter` reads live bytes through.
+/// `MALLOC_TRIM_THRESHOLD_` themselves, which glibc then honours instead;
+/// installs the hooks `memory_limiter` reads live bytes through.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn tune() {
     for (var, param, value) in [

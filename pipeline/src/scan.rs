@@ -289,12 +289,16 @@ fn scope(buf: &[u8], f: &Field, n: &mut u64) -> Result<(), WireError> {
     Ok(())
 }
 
-fn copy_id<const N: usize>(buf: &[u8], body: (usize, usize), out: &mut [u8; N]) {
-    if body.1 - body.0 == N {
-        out.copy_from_slice(&buf[body.0..body.1]);
-    } else {
-        *out = [0; N];
+/// Reads an id field of `N` bytes (or empty, read as zeros) into `out`.
+#[inline(always)]
+fn read_id<const N: usize>(r: &mut Reader, buf: &[u8], out: &mut [u8; N]) -> Result<(), WireError> {
+    let body = r.len_body()?;
+    r.check_id(r.field_start(), body, N)?;
+    match buf.get(body.0..body.1) {
+        Some(id) if id.len() == N => out.copy_from_slice(id),
+        _ => *out = [0; N],
     }
+    Ok(())
 }
 
 fn span(buf: &[u8], f: &Field, n: &mut u64) -> Result<SpanEntry, WireError> {
@@ -309,21 +313,9 @@ fn span(buf: &[u8], f: &Field, n: &mut u64) -> Result<SpanEntry, WireError> {
     // another wire type falls to the last arm and is refused there.
     while let Some(key) = r.next_key()? {
         match key {
-            0x0a => {
-                let body = r.len_body()?;
-                r.check_id(r.field_start(), body, 16)?;
-                copy_id(buf, body, &mut e.trace_id);
-            }
-            0x12 => {
-                let body = r.len_body()?;
-                r.check_id(r.field_start(), body, 8)?;
-                copy_id(buf, body, &mut e.span_id);
-            }
-            0x22 => {
-                let body = r.len_body()?;
-                r.check_id(r.field_start(), body, 8)?;
-                copy_id(buf, body, &mut e.parent_span_id);
-            }
+            0x0a => read_id(&mut r, buf, &mut e.trace_id)?,
+            0x12 => read_id(&mut r, buf, &mut e.span_id)?,
+            0x22 => read_id(&mut r, buf, &mut e.parent_span_id)?,
             // trace_state, name
             0x1a | 0x2a => {
                 let body = r.len_body()?;

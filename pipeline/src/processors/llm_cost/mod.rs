@@ -210,14 +210,10 @@ impl Recent {
         provider: Option<&[u8]>,
         find: impl FnOnce() -> Option<Position>,
     ) -> Option<Position> {
-        let same = |a: &[u8], b: &[u8]| crate::inplace::same_bytes(a, b);
-        let hit = self.0.iter().find(|(m, p, _)| {
-            same(m, model)
-                && match (p, provider) {
-                    (Some(p), Some(q)) => same(p, q),
-                    (p, q) => p.is_none() && q.is_none(),
-                }
-        });
+        let hit = self
+            .0
+            .iter()
+            .find(|(m, p, _)| crate::inplace::same_bytes(m, model) && p.as_deref() == provider);
         if let Some(&(_, _, at)) = hit {
             return at;
         }
