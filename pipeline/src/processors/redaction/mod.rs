@@ -145,7 +145,42 @@ impl RuleCounts {
 /// and a miss only costs running the rules again. Nothing a client sends
 /// can make a lookup cost more than that.
 struct KeyRules {
-    places: Vec<Option<(Box<[u8]>, KeyRule)>>,
+    places: Vec<Option<Place>>,
+}
+
+/// A cached key.
+struct Place {
+    key: Box<[u8]>,
+    rule: KeyRule,
+    /// The last string found in this key's values that no blocked pattern
+    /// may match: most keys repeat a few values (a model, a route, a host),
+    /// and comparing with it costs less than checking the string again.
+    clean: Clean,
+}
+
+/// A string known to need no work, at most [`CLEAN_MAX`] bytes.
+#[derive(Default)]
+struct Clean(Option<Vec<u8>>);
+
+/// Longer strings are rarely repeated, and copying them costs more.
+const CLEAN_MAX: usize = 64;
+
+impl Clean {
+    /// Whether `s` is the string remembered.
+    fn is(&self, s: &[u8]) -> bool {
+        self.0
+            .as_deref()
+            .is_some_and(|c| crate::inplace::same_bytes(c, s))
+    }
+
+    /// Remembers `s` as needing no work.
+    fn remember(&mut self, s: &[u8]) {
+        if s.len() <= CLEAN_MAX {
+            let c = self.0.get_or_insert_with(Vec::new);
+            c.clear();
+            c.extend_from_slice(s);
+        }
+    }
 }
 
 /// Places in a [`KeyRules`] (a power of two), in pairs: a key may sit in
@@ -156,7 +191,9 @@ const KEY_RULES_PLACES: usize = 1024;
 impl Default for KeyRules {
     fn default() -> Self {
         KeyRules {
-            places: vec![None; KEY_RULES_PLACES],
+            places: std::iter::repeat_with(|| None)
+                .take(KEY_RULES_PLACES)
+                .collect(),
         }
     }
 }
@@ -172,20 +209,28 @@ impl KeyRules {
             & (KEY_RULES_PLACES - 2)
     }
 
-    /// The cached rule for `key`, or `compute`'s, remembered.
-    fn get(&mut self, key: &[u8], compute: impl FnOnce() -> KeyRule) -> KeyRule {
+    /// The cached rule for `key`, or `compute`'s, remembered; with the
+    /// key's clean string.
+    fn get(&mut self, key: &[u8], compute: impl FnOnce() -> KeyRule) -> (KeyRule, &mut Clean) {
         let at = self.pair(key);
-        for (k, rule) in self.places[at..at + 2].iter().flatten() {
-            if crate::inplace::same_bytes(k, key) {
-                return *rule;
-            }
-        }
-        // The newest key takes the first place; the one it displaces moves
-        // to the second.
-        let rule = compute();
-        self.places[at + 1] = self.places[at].take();
-        self.places[at] = Some((key.into(), rule));
-        rule
+        let hit = (at..at + 2).find(|&i| {
+            self.places[i]
+                .as_ref()
+                .is_some_and(|p| crate::inplace::same_bytes(&p.key, key))
+        });
+        let i = hit.unwrap_or_else(|| {
+            // The newest key takes the first place; the one it displaces
+            // moves to the second.
+            self.places[at + 1] = self.places[at].take();
+            self.places[at] = Some(Place {
+                key: key.into(),
+                rule: compute(),
+                clean: Clean::default(),
+            });
+            at
+        });
+        let place = self.places[i].as_mut().expect("found or just filled");
+        (place.rule, &mut place.clean)
     }
 }
 
@@ -444,7 +489,7 @@ impl Redactor {
             if hit {
                 return;
             }
-            let rule = rules.get(key, || self.key_rule(key));
+            let (rule, clean) = rules.get(key, || self.key_rule(key));
             hit = match rule {
                 KeyRule::Ignore => false,
                 KeyRule::Work => true,
@@ -453,9 +498,19 @@ impl Redactor {
                 // values, preset checks) on the decoded span. Arrays and
                 // maps are walked in place the same way, with map keys
                 // checked against the blocked key patterns.
-                KeyRule::Value => value.any_nested(&mut |s| self.may_match(s), &mut |k| {
-                    std::str::from_utf8(k).map_or(true, |k| self.key_blocked(k))
-                }),
+                KeyRule::Value => value.any_nested(
+                    &mut |s| {
+                        if clean.is(s) {
+                            return false;
+                        }
+                        let hit = self.may_match(s);
+                        if !hit {
+                            clean.remember(s);
+                        }
+                        hit
+                    },
+                    &mut |k| std::str::from_utf8(k).map_or(true, |k| self.key_blocked(k)),
+                ),
             };
         });
         hit || extras

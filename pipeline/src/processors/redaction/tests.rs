@@ -519,10 +519,12 @@ fn key_rules_keep_two_keys_of_one_pair_and_run_the_rules_once_each() {
     assert_eq!(same.len(), 3);
     let runs = std::cell::Cell::new(0);
     let get = |rules: &mut KeyRules, k: &[u8], rule: KeyRule| {
-        rules.get(k, || {
-            runs.set(runs.get() + 1);
-            rule
-        })
+        rules
+            .get(k, || {
+                runs.set(runs.get() + 1);
+                rule
+            })
+            .0
     };
     for _ in 0..100 {
         assert_eq!(get(&mut rules, same[0], KeyRule::Work), KeyRule::Work);
@@ -592,4 +594,41 @@ async fn trace_resources_are_redacted_and_requests_with_nothing_to_redact_keep_t
     let mut scanned = crate::scan::SpanIndex::default();
     crate::scan::scan_traces(&req.bytes, &mut scanned).unwrap();
     assert_eq!(req.index.as_deref(), Some(&scanned));
+}
+
+#[test]
+fn a_key_whose_last_string_was_clean_still_finds_the_leak_in_its_next() {
+    use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
+    let r = redactor(ALL_PRESETS);
+    // A whole `spans` field holding one span with one string attribute.
+    let field = |v: &str| {
+        ScopeSpans {
+            spans: vec![Span {
+                attributes: vec![KeyValue {
+                    key: "note".into(),
+                    value: Some(AnyValue {
+                        value: Some(Value::StringValue(v.into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    let clean = ["product-docs-v3", "text-embedding-3-small", "rag.pipeline"];
+    for round in 0..3 {
+        for (i, (leak, _)) in LEAKS.iter().enumerate() {
+            let before = clean[i % clean.len()];
+            assert!(!r.span_needs_work(&field(before)), "{before}");
+            assert!(!r.span_needs_work(&field(before)), "{before} again");
+            // Twice: a leak is never remembered as clean.
+            assert!(r.span_needs_work(&field(leak)), "round {round}: {leak}");
+            assert!(
+                r.span_needs_work(&field(leak)),
+                "round {round}: {leak} again"
+            );
+        }
+    }
 }
