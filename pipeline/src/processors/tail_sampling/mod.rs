@@ -13,8 +13,8 @@
 mod config;
 mod held;
 mod policy;
+mod ring;
 
-use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -29,6 +29,7 @@ pub use policy::{
     final_decision, salted_hash, trace_state_has, AttrTests, Policy, SpanRef, Tally, TraceView,
     Verdict,
 };
+use ring::{Held, Traces};
 
 use crate::batch::{Batch, Request, Signal};
 use crate::component::{parse_config, Context, ProcessorBuilder, ProcessorFactory};
@@ -45,8 +46,6 @@ const OUT_SPANS: usize = 1 << 18;
 const OUT_SPANS: usize = 1_000;
 /// A decided span: the request it came in and its position there.
 type SpanAt = (Arc<Request>, u32);
-/// A held span: its request's slot in [`HeldRequests`] and its position.
-type HeldSpan = (u32, u32);
 /// Requests compressed between yields (~1 ms of a core each at 200 KB):
 /// the sampler's task shares its worker with receivers.
 const PACK_ROUND: usize = 4;
@@ -54,11 +53,8 @@ const PACK_ROUND: usize = 4;
 /// Traces decided under one hold of the lock, so receivers wait little.
 const DECISION_ROUND: usize = 2048;
 
-/// Due traces taken out of the map together before any is decided.
+/// Due traces taken out of the ring together before any is decided.
 const PROBE_ROUND: usize = 64;
-
-/// Span slots reserved when a trace is first seen.
-const TYPICAL_TRACE_SPANS: usize = 8;
 
 /// The registry entry.
 pub fn factory() -> ProcessorFactory {
@@ -96,14 +92,6 @@ impl Remembered {
             }
         }
     }
-}
-
-struct Held {
-    spans: Vec<HeldSpan>,
-    first: Instant,
-    bytes: usize,
-    /// Attribute-test bits its spans and their resources passed.
-    hits: u64,
 }
 
 /// The spans of one trace within one request.
@@ -157,15 +145,14 @@ impl Groups {
         g.hits |= hits;
     }
 
-    /// Appends the spans of group `g`, in request order, as `f` makes them.
-    fn push_members<T>(&self, g: usize, to: &mut Vec<T>, f: impl Fn(u32) -> T) {
-        let group = &self.list[g];
-        to.reserve(group.count as usize);
-        let mut at = group.first;
-        while at != u32::MAX {
-            to.push(f(at));
-            at = self.next[at as usize];
-        }
+    /// The spans of group `g`, in request order.
+    fn members(&self, g: usize) -> impl Iterator<Item = u32> + '_ {
+        let mut at = self.list[g].first;
+        std::iter::from_fn(move || {
+            let this = at;
+            at = *self.next.get(this as usize)?;
+            Some(this)
+        })
     }
 }
 
@@ -236,12 +223,11 @@ struct Sampler {
     cfg: TailSamplingConfig,
     policies: Vec<Policy>,
     tests: AttrTests,
-    traces: FastMap<[u8; 16], Held>,
+    traces: Traces,
     /// The requests held spans lie in.
     held: HeldRequests,
     /// Encoded bytes of every held span (counted uncompressed).
     held_bytes: usize,
-    arrivals: VecDeque<([u8; 16], Instant)>,
     sampled: Remembered,
     not_sampled: Remembered,
     out: Vec<SpanAt>,
@@ -299,7 +285,7 @@ impl Sampler {
                 } = groups.list[g];
                 if self.sampled.set.contains(&id) {
                     self.metrics.late_spans.add(count);
-                    groups.push_members(g, &mut self.out, |i| (req.clone(), i));
+                    self.out.extend(groups.members(g).map(|i| (req.clone(), i)));
                     continue;
                 }
                 if self.not_sampled.set.contains(&id) {
@@ -307,20 +293,13 @@ impl Sampler {
                     self.metrics.dropped.add(count);
                     continue;
                 }
-                let held = self.traces.entry(id).or_insert_with(|| {
-                    self.arrivals.push_back((id, now));
-                    Held {
-                        // Most traces have a handful of spans: one
-                        // allocation instead of growing from one.
-                        spans: Vec::with_capacity(TYPICAL_TRACE_SPANS.max(count as usize)),
-                        first: now,
-                        bytes: 0,
-                        hits: 0,
-                    }
-                });
                 let at = *slot.get_or_insert_with(|| self.held.add(req.clone(), now));
                 self.held.retain(at, count as u32);
-                groups.push_members(g, &mut held.spans, |i| (at, i));
+                let held = self.traces.entry(id, now);
+                held.spans.reserve(count as usize);
+                for i in groups.members(g) {
+                    held.spans.push((at, i));
+                }
                 held.bytes += bytes as usize;
                 self.held_bytes += bytes as usize;
                 held.hits |= hits;
@@ -358,17 +337,15 @@ impl Sampler {
         let mut decided = 0;
         let mut due = Vec::with_capacity(PROBE_ROUND);
         loop {
-            // A round of due traces leaves the map in one tight loop, then
-            // each is decided: probes of a map of ~10^5 traces miss the
-            // cache, and with nothing else between them the CPU overlaps
-            // those misses, where deciding between probes serialized them.
+            // A round of due traces leaves the ring together, then each is
+            // decided.
             let mut more = None;
             while due.len() < PROBE_ROUND {
-                let Some(&(id, at)) = self.arrivals.front() else {
+                let Some(first) = self.traces.oldest() else {
                     more = Some(false);
                     break;
                 };
-                if !all && at + self.cfg.decision_wait > now {
+                if !all && first + self.cfg.decision_wait > now {
                     more = Some(false);
                     break;
                 }
@@ -376,16 +353,11 @@ impl Sampler {
                     more = Some(true);
                     break;
                 }
-                self.arrivals.pop_front();
-                if let Entry::Occupied(e) = self.traces.entry(id) {
-                    if e.get().first == at {
-                        due.push(e.remove_entry());
-                    }
-                }
+                due.extend(self.traces.pop_oldest());
             }
             decided += due.len();
-            for (id, held) in due.drain(..) {
-                self.decide_held(id, held);
+            for held in due.drain(..) {
+                self.decide_held(held);
             }
             if let Some(more) = more {
                 return more;
@@ -395,23 +367,24 @@ impl Sampler {
 
     /// Decides the oldest held trace early; false when none is held.
     fn decide_oldest(&mut self) -> bool {
-        while let Some((oldest, at)) = self.arrivals.pop_front() {
-            if self.traces.get(&oldest).is_some_and(|h| h.first == at) {
-                self.decide(oldest);
-                return true;
+        match self.traces.pop_oldest() {
+            Some(held) => {
+                self.decide_held(held);
+                true
             }
+            None => false,
         }
-        false
     }
 
     fn decide(&mut self, id: [u8; 16]) {
         if let Some(held) = self.traces.remove(&id) {
-            self.decide_held(id, held);
+            self.decide_held(held);
         }
     }
 
     /// Decides a trace already taken out of `traces`.
-    fn decide_held(&mut self, id: [u8; 16], held: Held) {
+    fn decide_held(&mut self, held: Held) {
+        let id = held.id;
         self.held_bytes -= held.bytes;
         let spans: Vec<_> = held
             .spans
@@ -454,7 +427,7 @@ impl Sampler {
         if tally.keep() {
             self.metrics.traces_sampled.add(1);
             self.sampled.insert(id);
-            for &(slot, i) in &held.spans {
+            for &(slot, i) in held.spans.iter() {
                 match self.held.plain(slot) {
                     Some(req) => self.out.push((req, i)),
                     None => {
@@ -470,7 +443,7 @@ impl Sampler {
             self.not_sampled.insert(id);
             self.metrics.dropped.add(held.spans.len() as u64);
         }
-        for &(slot, _) in &held.spans {
+        for &(slot, _) in held.spans.iter() {
             self.held.release(slot, 1);
         }
     }
@@ -654,10 +627,9 @@ impl ProcessorBuilder for TailSamplingConfig {
             cfg: self.clone(),
             policies,
             tests,
-            traces: FastMap::with_capacity_and_hasher(self.initial_capacity(), Default::default()),
+            traces: Traces::with_capacity(self.initial_capacity()),
             held: HeldRequests::new(codec),
             held_bytes: 0,
-            arrivals: VecDeque::new(),
             sampled: Remembered::new(self.decision_cache.sampled_cache_size),
             not_sampled: Remembered::new(self.decision_cache.non_sampled_cache_size),
             out: Vec::new(),

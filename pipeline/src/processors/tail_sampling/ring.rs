@@ -1,0 +1,277 @@
+//! The held traces: a ring in arrival order, which decisions take from the
+//! front, and a map from trace id to a position in the ring.
+//!
+//! Among ~10^5 held traces every map probe misses the cache. Deciding a
+//! trace in its turn does not probe the map at all: its entry is left to
+//! go stale (a position before the ring's front, or a slot emptied early)
+//! and stale entries are swept out together, in one pass over the table,
+//! once they are as many as the live ones. A sweep reads the table in
+//! order, which costs far less than one random probe per decision.
+
+use std::collections::hash_map::Entry;
+use std::collections::VecDeque;
+
+use tokio::time::Instant;
+
+use crate::fasthash::FastMap;
+
+/// A held span: its request's slot in `HeldRequests` and its position.
+pub(super) type HeldSpan = (u32, u32);
+
+/// Spans a trace holds before it needs an allocation of its own: most
+/// traces have a handful.
+const INLINE_SPANS: usize = 6;
+
+/// Stale entries tolerated beyond the live ones before a sweep.
+const SWEEP_SLACK: usize = 1024;
+
+/// A trace's held spans, in arrival order; the first few inline.
+#[derive(Default)]
+pub(super) struct HeldSpans {
+    len: u32,
+    inline: [HeldSpan; INLINE_SPANS],
+    more: Vec<HeldSpan>,
+}
+
+impl HeldSpans {
+    pub fn push(&mut self, span: HeldSpan) {
+        match self.inline.get_mut(self.len as usize) {
+            Some(slot) => *slot = span,
+            None => self.more.push(span),
+        }
+        self.len += 1;
+    }
+
+    pub fn reserve(&mut self, n: usize) {
+        let room = INLINE_SPANS.saturating_sub(self.len as usize);
+        if n > room {
+            self.more.reserve(n - room);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &HeldSpan> {
+        let inline = (self.len as usize).min(INLINE_SPANS);
+        self.inline[..inline].iter().chain(&self.more)
+    }
+}
+
+/// One held trace.
+pub(super) struct Held {
+    pub id: [u8; 16],
+    pub spans: HeldSpans,
+    /// When its first span came in.
+    pub first: Instant,
+    /// Encoded bytes of its spans.
+    pub bytes: usize,
+    /// Attribute-test bits its spans and their resources passed.
+    pub hits: u64,
+}
+
+/// The held traces, oldest first.
+#[derive(Default)]
+pub(super) struct Traces {
+    /// Positions in the ring; some stale (see the module's doc).
+    at: FastMap<[u8; 16], u64>,
+    /// `None` where a trace was decided before its turn.
+    ring: VecDeque<Option<Held>>,
+    /// The position of the ring's front.
+    base: u64,
+    /// Traces held.
+    live: usize,
+}
+
+impl Traces {
+    pub fn with_capacity(n: usize) -> Traces {
+        Traces {
+            at: FastMap::with_capacity_and_hasher(n, Default::default()),
+            ring: VecDeque::with_capacity(n),
+            base: 0,
+            live: 0,
+        }
+    }
+
+    /// Traces held.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// The held trace at ring position `at`, if it is still held there.
+    fn slot(&mut self, at: u64) -> Option<&mut Held> {
+        let i = at.checked_sub(self.base)?;
+        self.ring.get_mut(usize::try_from(i).ok()?)?.as_mut()
+    }
+
+    /// The trace `id`, taken in as first seen `now` if it is not held.
+    pub fn entry(&mut self, id: [u8; 16], now: Instant) -> &mut Held {
+        let next = self.base + self.ring.len() as u64;
+        let held = match self.at.entry(id) {
+            Entry::Occupied(mut e) => {
+                let at = *e.get();
+                let i = at.wrapping_sub(self.base) as usize;
+                if at >= self.base && self.ring.get(i).is_some_and(Option::is_some) {
+                    Some(i)
+                } else {
+                    e.insert(next);
+                    None
+                }
+            }
+            Entry::Vacant(e) => {
+                e.insert(next);
+                None
+            }
+        };
+        let i = held.unwrap_or_else(|| {
+            self.ring.push_back(Some(Held {
+                id,
+                spans: HeldSpans::default(),
+                first: now,
+                bytes: 0,
+                hits: 0,
+            }));
+            self.live += 1;
+            self.ring.len() - 1
+        });
+        self.ring[i].as_mut().expect("checked or just pushed")
+    }
+
+    /// When the oldest held trace came in.
+    pub fn oldest(&mut self) -> Option<Instant> {
+        while let Some(front) = self.ring.front() {
+            match front {
+                Some(held) => return Some(held.first),
+                None => {
+                    self.ring.pop_front();
+                    self.base += 1;
+                }
+            }
+        }
+        None
+    }
+
+    /// Takes the oldest held trace out; its map entry goes stale.
+    pub fn pop_oldest(&mut self) -> Option<Held> {
+        self.oldest()?;
+        let held = self.ring.pop_front().flatten()?;
+        self.base += 1;
+        self.live -= 1;
+        self.sweep_if_due();
+        Some(held)
+    }
+
+    /// Takes trace `id` out, ahead of its turn.
+    pub fn remove(&mut self, id: &[u8; 16]) -> Option<Held> {
+        let at = self.at.remove(id)?;
+        let held = self.slot(at).is_some().then(|| {
+            let i = (at - self.base) as usize;
+            self.ring[i].take().expect("checked")
+        })?;
+        self.live -= 1;
+        Some(held)
+    }
+
+    /// Drops the stale entries once they outnumber the live ones.
+    fn sweep_if_due(&mut self) {
+        if self.at.len() < 2 * self.live + SWEEP_SLACK {
+            return;
+        }
+        let (base, ring) = (self.base, &self.ring);
+        self.at.retain(|_, at| {
+            at.checked_sub(base)
+                .and_then(|i| ring.get(i as usize))
+                .is_some_and(Option::is_some)
+        });
+        // After a burst the table would stay large, and every sweep reads
+        // all of it.
+        if self.at.capacity() > 4 * (2 * self.live + SWEEP_SLACK) {
+            self.at.shrink_to(2 * self.live + SWEEP_SLACK);
+        }
+    }
+
+    /// Map entries, stale ones included (for tests).
+    #[cfg(test)]
+    fn entries(&self) -> usize {
+        self.at.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u32) -> [u8; 16] {
+        let mut id = [0; 16];
+        id[..4].copy_from_slice(&n.to_le_bytes());
+        id
+    }
+
+    #[test]
+    fn traces_leave_in_arrival_order_and_early_removals_leave_no_gap() {
+        let now = Instant::now();
+        let mut t = Traces::default();
+        for n in 1..=4 {
+            t.entry(id(n), now).spans.push((0, n));
+        }
+        // A second span of trace 2 joins the same entry.
+        t.entry(id(2), now).spans.push((1, 9));
+        assert_eq!(t.len(), 4);
+        let two = t.remove(&id(2)).expect("held");
+        assert_eq!(
+            two.spans.iter().copied().collect::<Vec<_>>(),
+            [(0, 2), (1, 9)]
+        );
+        assert!(t.remove(&id(2)).is_none());
+        // Trace 2 seen again starts over, behind the others.
+        t.entry(id(2), now).spans.push((2, 0));
+        let order: Vec<u32> = std::iter::from_fn(|| t.pop_oldest())
+            .map(|h| u32::from_le_bytes(h.id[..4].try_into().unwrap()))
+            .collect();
+        assert_eq!(order, [1, 3, 4, 2]);
+        assert_eq!(t.len(), 0);
+        assert!(t.oldest().is_none());
+    }
+
+    #[test]
+    fn a_trace_decided_in_its_turn_starts_over_when_seen_again_and_stale_entries_are_swept() {
+        let now = Instant::now();
+        let mut t = Traces::default();
+        t.entry(id(1), now).spans.push((0, 0));
+        let first = t.pop_oldest().expect("held");
+        assert_eq!(first.spans.len(), 1);
+        // Its entry is stale: a later span starts a new trace, not the old.
+        t.entry(id(1), now).spans.push((5, 5));
+        assert_eq!(t.len(), 1);
+        let again = t.pop_oldest().expect("held again");
+        assert_eq!(again.spans.iter().copied().collect::<Vec<_>>(), [(5, 5)]);
+        // Many traces through, 100 held at a time: the map stays bounded.
+        for n in 0..100_000 {
+            t.entry(id(n), now).spans.push((n, 0));
+            if t.len() > 100 {
+                t.pop_oldest();
+            }
+        }
+        assert_eq!(t.len(), 100);
+        assert!(t.entries() <= 2 * 100 + SWEEP_SLACK, "{}", t.entries());
+        // The 100 held ones are still found, with their own spans.
+        for n in 100_000 - 100..100_000 {
+            let held = t.entry(id(n), now);
+            assert_eq!(held.spans.iter().copied().collect::<Vec<_>>(), [(n, 0)]);
+        }
+        assert_eq!(t.len(), 100);
+    }
+
+    #[test]
+    fn spans_past_the_inline_ones_keep_their_order() {
+        let mut s = HeldSpans::default();
+        s.reserve(3);
+        for i in 0..20 {
+            s.push((i, i * 2));
+        }
+        assert_eq!(s.len(), 20);
+        let want: Vec<_> = (0..20).map(|i| (i, i * 2)).collect();
+        assert_eq!(s.iter().copied().collect::<Vec<_>>(), want);
+    }
+}
