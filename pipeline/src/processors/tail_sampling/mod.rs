@@ -26,8 +26,8 @@ use tokio::time::Instant;
 pub use config::{HeldCompression, PolicyConfig, TailSamplingConfig};
 use held::HeldRequests;
 pub use policy::{
-    final_decision, salted_hash, trace_state_has, AttrTests, Policy, SpanRef, Tally, TraceView,
-    Verdict,
+    final_decision, salted_hash, trace_state_has, AttrTests, Policy, SpanRef, Summary, Tally,
+    TraceView, Verdict,
 };
 use ring::{Held, Traces};
 
@@ -35,6 +35,7 @@ use crate::batch::{Batch, Request, Signal};
 use crate::component::{parse_config, Context, ProcessorBuilder, ProcessorFactory};
 use crate::consumer::{deliver, BoxConsumer, ConsumeError, Consumer};
 use crate::fasthash::{FastMap, FastSet};
+use crate::scan::SpanEntry;
 use crate::split::select_spans;
 use crate::telemetry::{Counter, Registry};
 
@@ -101,6 +102,7 @@ struct Group {
     count: u64,
     bytes: u32,
     hits: u64,
+    summary: Summary,
     first: u32,
     last: u32,
 }
@@ -121,7 +123,9 @@ impl Groups {
         self.next.clear();
     }
 
-    fn add(&mut self, id: [u8; 16], span: u32, bytes: u32, hits: u64) {
+    fn add(&mut self, entry: &SpanEntry, span: u32, hits: u64) {
+        let id = entry.trace_id;
+        let bytes = entry.range.1 - entry.range.0;
         self.next.push(u32::MAX);
         let list = &mut self.list;
         let g = *self.of.entry(id).or_insert_with(|| {
@@ -130,6 +134,7 @@ impl Groups {
                 count: 0,
                 bytes: 0,
                 hits: 0,
+                summary: Summary::default(),
                 first: span,
                 last: span,
             });
@@ -143,6 +148,7 @@ impl Groups {
         g.count += 1;
         g.bytes += bytes;
         g.hits |= hits;
+        g.summary.add(entry);
     }
 
     /// The spans of group `g`, in request order.
@@ -222,6 +228,8 @@ impl Metrics {
 struct Sampler {
     cfg: TailSamplingConfig,
     policies: Vec<Policy>,
+    /// Whether a policy reads span bytes when deciding.
+    reads_spans: bool,
     tests: AttrTests,
     traces: Traces,
     /// The requests held spans lie in.
@@ -273,7 +281,7 @@ impl Sampler {
                     let resource = index.scopes[span.scope as usize].resource as usize;
                     self.tests.span(slice(span.range)) | resource_hits[resource]
                 };
-                groups.add(span.trace_id, i as u32, span.range.1 - span.range.0, hits);
+                groups.add(span, i as u32, hits);
             }
             for g in 0..groups.list.len() {
                 let Group {
@@ -281,6 +289,7 @@ impl Sampler {
                     count,
                     bytes,
                     hits,
+                    summary,
                     ..
                 } = groups.list[g];
                 if self.sampled.set.contains(&id) {
@@ -303,6 +312,7 @@ impl Sampler {
                 held.bytes += bytes as usize;
                 self.held_bytes += bytes as usize;
                 held.hits |= hits;
+                held.summary.merge(&summary);
                 let over = self.cfg.maximum_trace_size_bytes > 0
                     && held.bytes > self.cfg.maximum_trace_size_bytes;
                 if over {
@@ -386,29 +396,34 @@ impl Sampler {
     fn decide_held(&mut self, held: Held) {
         let id = held.id;
         self.held_bytes -= held.bytes;
-        let spans: Vec<_> = held
-            .spans
-            .iter()
-            .map(|&(slot, i)| {
-                let req = self.held.request(slot);
-                let index = req.index.as_ref().expect("traces requests carry an index");
-                let entry = &index.spans[i as usize];
-                let resource =
-                    index.resources[index.scopes[entry.scope as usize].resource as usize].resource;
-                // Compressed requests have no bytes here: only policies that
-                // read none (`reads_span_bytes`) run on them.
-                let bytes = &req.bytes[..];
-                let part = |r: crate::scan::Span32| bytes.get(r.0 as usize..r.1 as usize);
-                SpanRef {
-                    entry,
-                    field: part(entry.range).unwrap_or_default(),
-                    resource: part(resource).unwrap_or_default(),
-                }
-            })
-            .collect();
+        // Without a policy that reads span bytes (and then nothing is
+        // compressed), the summary folded at intake is all policies need.
+        let spans: Vec<_> = if !self.reads_spans {
+            Vec::new()
+        } else {
+            held.spans
+                .iter()
+                .map(|&(slot, i)| {
+                    let req = self.held.request(slot);
+                    let index = req.index.as_ref().expect("traces requests carry an index");
+                    let entry = &index.spans[i as usize];
+                    let resource = index.resources
+                        [index.scopes[entry.scope as usize].resource as usize]
+                        .resource;
+                    let bytes = &req.bytes[..];
+                    let part = |r: crate::scan::Span32| bytes.get(r.0 as usize..r.1 as usize);
+                    SpanRef {
+                        entry,
+                        field: part(entry.range).unwrap_or_default(),
+                        resource: part(resource).unwrap_or_default(),
+                    }
+                })
+                .collect()
+        };
         let view = TraceView {
             trace_id: id,
             spans,
+            summary: held.summary,
             second: self.clock.elapsed().as_secs(),
             hits: Some(held.hits),
         };
@@ -625,6 +640,7 @@ impl ProcessorBuilder for TailSamplingConfig {
             .collect();
         let sampler = Sampler {
             cfg: self.clone(),
+            reads_spans: policies.iter().any(Policy::reads_span_bytes),
             policies,
             tests,
             traces: Traces::with_capacity(self.initial_capacity()),

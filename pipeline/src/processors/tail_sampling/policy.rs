@@ -221,12 +221,72 @@ pub struct SpanRef<'a> {
     pub resource: &'a [u8],
 }
 
+/// What the index tells of a trace's spans, folded as they come in: the
+/// policies that need no more decide without reading the held requests
+/// again, whose index entries are long out of the cache by then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Spans.
+    pub spans: u64,
+    /// The earliest start, Unix nanoseconds (`u64::MAX` with no span).
+    pub start: u64,
+    /// The latest end, Unix nanoseconds.
+    pub end: u64,
+    /// One bit per status code seen (codes past 63 share bit 63).
+    pub statuses: u64,
+}
+
+impl Default for Summary {
+    fn default() -> Self {
+        Summary {
+            spans: 0,
+            start: u64::MAX,
+            end: 0,
+            statuses: 0,
+        }
+    }
+}
+
+fn status_bit(code: u8) -> u64 {
+    1 << code.min(63)
+}
+
+impl Summary {
+    /// Counts one span in.
+    pub fn add(&mut self, e: &SpanEntry) {
+        self.spans += 1;
+        self.start = self.start.min(e.start_time_unix_nano);
+        self.end = self.end.max(e.end_time_unix_nano);
+        self.statuses |= status_bit(e.status_code);
+    }
+
+    /// Counts another summary's spans in.
+    pub fn merge(&mut self, o: &Summary) {
+        self.spans += o.spans;
+        self.start = self.start.min(o.start);
+        self.end = self.end.max(o.end);
+        self.statuses |= o.statuses;
+    }
+
+    /// The summary of `spans`.
+    pub fn of(spans: &[SpanRef]) -> Summary {
+        let mut s = Summary::default();
+        for r in spans {
+            s.add(r.entry);
+        }
+        s
+    }
+}
+
 /// A held trace as policies see it.
 pub struct TraceView<'a> {
     /// The trace id.
     pub trace_id: [u8; 16],
-    /// Its spans.
+    /// Its spans' index entries and bytes; empty unless a policy reads
+    /// span bytes ([`Policy::reads_span_bytes`]).
     pub spans: Vec<SpanRef<'a>>,
+    /// Its spans' times, statuses and count.
+    pub summary: Summary,
     /// The current second of the sampler's clock, for rate limits.
     pub second: u64,
     /// Attribute-test bits found in the trace's spans and resources as they
@@ -618,14 +678,14 @@ impl Policy {
         match self {
             Policy::AlwaysSample => Verdict::Sampled,
             Policy::Latency(min, max) => {
-                let start = t.spans.iter().map(|s| s.entry.start_time_unix_nano).min();
-                let end = t.spans.iter().map(|s| s.entry.end_time_unix_nano).max();
-                let d = end.unwrap_or(0).saturating_sub(start.unwrap_or(0));
+                let d = t.summary.end.saturating_sub(t.summary.start);
                 plain(d >= *min && (*max == 0 || d <= *max))
             }
-            Policy::StatusCode(codes) => {
-                plain(t.spans.iter().any(|s| codes.contains(&s.entry.status_code)))
-            }
+            Policy::StatusCode(codes) => plain(
+                codes
+                    .iter()
+                    .any(|&c| t.summary.statuses & status_bit(c) != 0),
+            ),
             Policy::Numeric(key, min, max, invert) => inverted(
                 t.any_attribute(key, |v| v.number().is_some_and(|n| n >= *min && n <= *max)),
                 *invert,
@@ -645,7 +705,8 @@ impl Policy {
                 plain(salted_hash(salt, &t.trace_id) <= *threshold)
             }
             Policy::SpanCount(min, max) => {
-                plain(t.spans.len() >= *min && (*max == 0 || t.spans.len() <= *max))
+                let n = t.summary.spans as usize;
+                plain(n >= *min && (*max == 0 || n <= *max))
             }
             Policy::TraceState(key, values) => plain(
                 t.spans
@@ -654,7 +715,7 @@ impl Policy {
             ),
             Policy::RateLimiting(limit, used) => {
                 let limit = *limit;
-                plain(used.take(t.second, t.spans.len() as u64, |n| n < limit))
+                plain(used.take(t.second, t.summary.spans, |n| n < limit))
             }
             // Both stop at the first sub-policy that does not sample, as
             // otelcol's do.
@@ -667,7 +728,7 @@ impl Policy {
                 }
             }
             Policy::Composite(max_total, shares) => {
-                let n = t.spans.len() as u64;
+                let n = t.summary.spans;
                 for share in shares.iter_mut() {
                     if !share.policy.evaluate(t).samples() {
                         continue;

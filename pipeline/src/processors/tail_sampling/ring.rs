@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 
 use tokio::time::Instant;
 
+use super::policy::Summary;
 use crate::fasthash::FastMap;
 
 /// A held span: its request's slot in `HeldRequests` and its position.
@@ -69,6 +70,8 @@ pub(super) struct Held {
     pub bytes: usize,
     /// Attribute-test bits its spans and their resources passed.
     pub hits: u64,
+    /// Its spans' times, statuses and count.
+    pub summary: Summary,
 }
 
 /// The held traces, oldest first.
@@ -131,6 +134,7 @@ impl Traces {
                 first: now,
                 bytes: 0,
                 hits: 0,
+                summary: Summary::default(),
             }));
             self.live += 1;
             self.ring.len() - 1

@@ -502,11 +502,15 @@ fn views(req: &Request, second: u64) -> Vec<TraceView<'_>> {
     }
     order
         .into_iter()
-        .map(|id| TraceView {
-            trace_id: id,
-            spans: by_id.remove(&id).unwrap(),
-            second,
-            hits: None,
+        .map(|id| {
+            let spans = by_id.remove(&id).unwrap();
+            TraceView {
+                trace_id: id,
+                summary: Summary::of(&spans),
+                spans,
+                second,
+                hits: None,
+            }
         })
         .collect()
 }
