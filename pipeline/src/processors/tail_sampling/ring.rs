@@ -26,6 +26,80 @@ const INLINE_SPANS: usize = 6;
 /// Stale entries tolerated beyond the live ones before a sweep.
 const SWEEP_SLACK: usize = 1024;
 
+/// Ring entries per chunk: ~300 KB, under glibc's mmap threshold.
+const CHUNK: usize = 2048;
+
+/// A queue in fixed-size chunks. A `VecDeque` doubles, and as a ring it
+/// touches all its capacity, so up to twice the live entries stay
+/// resident; chunks come and go with the entries.
+struct Chunked<T> {
+    chunks: VecDeque<Vec<T>>,
+    /// The front's index in the first chunk.
+    head: usize,
+    len: usize,
+}
+
+impl<T> Default for Chunked<T> {
+    fn default() -> Self {
+        Chunked {
+            chunks: VecDeque::new(),
+            head: 0,
+            len: 0,
+        }
+    }
+}
+
+impl<T> Chunked<T> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push_back(&mut self, x: T) {
+        if self.chunks.back().is_none_or(|c| c.len() == CHUNK) {
+            self.chunks.push_back(Vec::with_capacity(CHUNK));
+        }
+        self.chunks.back_mut().expect("pushed above").push(x);
+        self.len += 1;
+    }
+
+    /// The front entry, left in place as `T::default()`.
+    fn pop_front(&mut self) -> Option<T>
+    where
+        T: Default,
+    {
+        if self.len == 0 {
+            return None;
+        }
+        let x = std::mem::take(&mut self.chunks[0][self.head]);
+        self.head += 1;
+        self.len -= 1;
+        if self.head == CHUNK || self.len == 0 {
+            // An emptied chunk goes; an empty queue starts from scratch.
+            if self.head == CHUNK || self.chunks.len() == 1 {
+                self.chunks.pop_front();
+            }
+            self.head = 0;
+        }
+        Some(x)
+    }
+
+    fn get(&self, i: usize) -> Option<&T> {
+        if i >= self.len {
+            return None;
+        }
+        let j = self.head + i;
+        Some(&self.chunks[j / CHUNK][j % CHUNK])
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        if i >= self.len {
+            return None;
+        }
+        let j = self.head + i;
+        Some(&mut self.chunks[j / CHUNK][j % CHUNK])
+    }
+}
+
 /// A trace's held spans, in arrival order; the first few inline.
 #[derive(Default)]
 pub(super) struct HeldSpans {
@@ -80,7 +154,7 @@ pub(super) struct Traces {
     /// Positions in the ring; some stale (see the module's doc).
     at: FastMap<[u8; 16], u64>,
     /// `None` where a trace was decided before its turn.
-    ring: VecDeque<Option<Held>>,
+    ring: Chunked<Option<Held>>,
     /// The position of the ring's front.
     base: u64,
     /// Traces held.
@@ -91,7 +165,7 @@ impl Traces {
     pub fn with_capacity(n: usize) -> Traces {
         Traces {
             at: FastMap::with_capacity_and_hasher(n, Default::default()),
-            ring: VecDeque::with_capacity(n),
+            ring: Chunked::default(),
             base: 0,
             live: 0,
         }
@@ -100,12 +174,6 @@ impl Traces {
     /// Traces held.
     pub fn len(&self) -> usize {
         self.live
-    }
-
-    /// The held trace at ring position `at`, if it is still held there.
-    fn slot(&mut self, at: u64) -> Option<&mut Held> {
-        let i = at.checked_sub(self.base)?;
-        self.ring.get_mut(usize::try_from(i).ok()?)?.as_mut()
     }
 
     /// The trace `id`, taken in as first seen `now` if it is not held.
@@ -139,12 +207,15 @@ impl Traces {
             self.live += 1;
             self.ring.len() - 1
         });
-        self.ring[i].as_mut().expect("checked or just pushed")
+        self.ring
+            .get_mut(i)
+            .and_then(Option::as_mut)
+            .expect("checked or just pushed")
     }
 
     /// When the oldest held trace came in.
     pub fn oldest(&mut self) -> Option<Instant> {
-        while let Some(front) = self.ring.front() {
+        while let Some(front) = self.ring.get(0) {
             match front {
                 Some(held) => return Some(held.first),
                 None => {
@@ -169,10 +240,8 @@ impl Traces {
     /// Takes trace `id` out, ahead of its turn.
     pub fn remove(&mut self, id: &[u8; 16]) -> Option<Held> {
         let at = self.at.remove(id)?;
-        let held = self.slot(at).is_some().then(|| {
-            let i = (at - self.base) as usize;
-            self.ring[i].take().expect("checked")
-        })?;
+        let i = usize::try_from(at.checked_sub(self.base)?).ok()?;
+        let held = self.ring.get_mut(i)?.take()?;
         self.live -= 1;
         Some(held)
     }
@@ -265,6 +334,44 @@ mod tests {
             assert_eq!(held.spans.iter().copied().collect::<Vec<_>>(), [(n, 0)]);
         }
         assert_eq!(t.len(), 100);
+    }
+
+    #[test]
+    fn the_chunked_queue_keeps_order_across_chunks_and_frees_the_ones_it_leaves() {
+        let mut q: Chunked<u32> = Chunked::default();
+        let mut want = std::collections::VecDeque::new();
+        let mut next = 0;
+        // Grow to 3 chunks and a bit, drain below one, grow again, empty.
+        for (push, pop) in [
+            (3 * CHUNK + 5, 2 * CHUNK + 7),
+            (CHUNK, 0),
+            (0, 2 * CHUNK - 2),
+        ] {
+            for _ in 0..push {
+                q.push_back(next);
+                want.push_back(next);
+                next += 1;
+            }
+            for _ in 0..pop {
+                assert_eq!(q.pop_front(), want.pop_front());
+            }
+            assert_eq!(q.len(), want.len());
+            for (i, w) in want.iter().enumerate() {
+                assert_eq!(q.get(i), Some(w), "entry {i}");
+            }
+            assert_eq!(q.get(want.len()), None);
+            // Only the chunks that hold entries stay.
+            assert!(
+                q.chunks.len() <= want.len().div_ceil(CHUNK) + 1,
+                "{}",
+                q.chunks.len()
+            );
+        }
+        assert_eq!(q.len(), 0);
+        assert_eq!(q.pop_front(), None);
+        assert!(q.chunks.len() <= 1);
+        q.push_back(7);
+        assert_eq!(q.get(0), Some(&7));
     }
 
     #[test]
