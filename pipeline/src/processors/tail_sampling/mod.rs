@@ -54,9 +54,6 @@ const PACK_ROUND: usize = 4;
 /// Traces decided under one hold of the lock, so receivers wait little.
 const DECISION_ROUND: usize = 2048;
 
-/// Due traces taken out of the ring together before any is decided.
-const PROBE_ROUND: usize = 64;
-
 /// The registry entry.
 pub fn factory() -> ProcessorFactory {
     ProcessorFactory {
@@ -99,9 +96,9 @@ impl Remembered {
 #[derive(Clone, Copy)]
 struct Group {
     id: [u8; 16],
-    count: u64,
     bytes: u32,
     hits: u64,
+    /// Its spans' count, times and statuses.
     summary: Summary,
     first: u32,
     last: u32,
@@ -131,7 +128,6 @@ impl Groups {
         let g = *self.of.entry(id).or_insert_with(|| {
             list.push(Group {
                 id,
-                count: 0,
                 bytes: 0,
                 hits: 0,
                 summary: Summary::default(),
@@ -141,11 +137,10 @@ impl Groups {
             (list.len() - 1) as u32
         });
         let g = &mut self.list[g as usize];
-        if g.count > 0 {
+        if g.summary.spans > 0 {
             self.next[g.last as usize] = span;
             g.last = span;
         }
-        g.count += 1;
         g.bytes += bytes;
         g.hits |= hits;
         g.summary.add(entry);
@@ -286,12 +281,12 @@ impl Sampler {
             for g in 0..groups.list.len() {
                 let Group {
                     id,
-                    count,
                     bytes,
                     hits,
                     summary,
                     ..
                 } = groups.list[g];
+                let count = summary.spans;
                 if self.sampled.set.contains(&id) {
                     self.metrics.late_spans.add(count);
                     self.out.extend(groups.members(g).map(|i| (req.clone(), i)));
@@ -344,35 +339,23 @@ impl Sampler {
     /// most `limit` of them; returns whether more are due.
     fn decide_due(&mut self, all: bool, limit: usize) -> bool {
         let now = Instant::now();
-        let mut decided = 0;
-        let mut due = Vec::with_capacity(PROBE_ROUND);
-        loop {
-            // A round of due traces leaves the ring together, then each is
-            // decided.
-            let mut more = None;
-            while due.len() < PROBE_ROUND {
-                let Some(first) = self.traces.oldest() else {
-                    more = Some(false);
-                    break;
-                };
-                if !all && first + self.cfg.decision_wait > now {
-                    more = Some(false);
-                    break;
-                }
-                if decided + due.len() == limit {
-                    more = Some(true);
-                    break;
-                }
-                due.extend(self.traces.pop_oldest());
+        // Deciding in its turn probes no map (see `ring`), so traces are
+        // simply taken from the ring's front one by one.
+        for _ in 0..limit {
+            let Some(first) = self.traces.oldest() else {
+                return false;
+            };
+            if !all && first + self.cfg.decision_wait > now {
+                return false;
             }
-            decided += due.len();
-            for held in due.drain(..) {
+            if let Some(held) = self.traces.pop_oldest() {
                 self.decide_held(held);
             }
-            if let Some(more) = more {
-                return more;
-            }
         }
+        // At the limit: more are due if the oldest left is.
+        self.traces
+            .oldest()
+            .is_some_and(|first| all || first + self.cfg.decision_wait <= now)
     }
 
     /// Decides the oldest held trace early; false when none is held.
