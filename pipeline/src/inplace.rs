@@ -377,25 +377,28 @@ pub fn has_events_or_links(field: &[u8]) -> bool {
     false
 }
 
-/// The span field with a double attribute appended (repeated fields append,
-/// so the result decodes to the span plus the attribute).
-pub fn append_double_attribute(field: &[u8], key: &str, value: f64) -> Option<Vec<u8>> {
+/// Appends to `out` the span field with a double attribute appended
+/// (repeated fields append, so the result decodes to the span plus the
+/// attribute); false, with nothing written, if `field` is not one field.
+pub fn append_double_attribute(field: &[u8], key: &str, value: f64, out: &mut Vec<u8>) -> bool {
     let mut outer = Reader::new(field, 0, field.len(), "ScopeSpans");
-    let span = outer.next_field().ok()??;
+    let Ok(Some(span)) = outer.next_field() else {
+        return false;
+    };
     let body = &field[span.body.0..span.body.1];
     // KeyValue { key = 1; value = 2: AnyValue { double_value = 4 } }
     let kv_len = 1 + varint_len(key.len() as u64) + key.len() + 2 + 9;
     let attr_len = 1 + varint_len(kv_len as u64) + kv_len;
-    let mut out = Vec::with_capacity(field.len() + attr_len + 4);
-    put_len_header(&mut out, 2, body.len() + attr_len);
+    out.reserve(field.len() + attr_len + 4);
+    put_len_header(out, 2, body.len() + attr_len);
     out.extend_from_slice(body);
-    put_len_header(&mut out, 9, kv_len);
-    put_len_header(&mut out, 1, key.len());
+    put_len_header(out, 9, kv_len);
+    put_len_header(out, 1, key.len());
     out.extend_from_slice(key.as_bytes());
-    put_len_header(&mut out, 2, 9);
-    put_varint(&mut out, (4 << 3) | u64::from(FIXED64));
+    put_len_header(out, 2, 9);
+    put_varint(out, (4 << 3) | u64::from(FIXED64));
     out.extend_from_slice(&value.to_bits().to_le_bytes());
-    Some(out)
+    true
 }
 
 #[cfg(test)]
@@ -439,8 +442,16 @@ mod tests {
                 .collect();
             assert_eq!(seen, want);
 
-            let out = append_double_attribute(&field, "gen_ai.usage.cost", 0.125).unwrap();
-            let back = ScopeSpans::decode(out.as_slice()).unwrap().spans.remove(0);
+            // Appends after what the buffer already holds.
+            let mut out = b"before".to_vec();
+            assert!(append_double_attribute(
+                &field,
+                "gen_ai.usage.cost",
+                0.125,
+                &mut out
+            ));
+            assert_eq!(&out[..6], b"before");
+            let back = ScopeSpans::decode(&out[6..]).unwrap().spans.remove(0);
             let mut expect = span.clone();
             expect
                 .attributes

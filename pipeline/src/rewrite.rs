@@ -154,54 +154,65 @@ pub enum Reach {
 }
 
 /// Offers each span's index entry and whole field (tag included) to `f`;
-/// where `f` returns new field bytes they replace the span. Returns the
-/// rewritten request, or `None` when `f` replaced nothing. The rest are
-/// copied as they are.
+/// where `f` appends new field bytes to the buffer it is given and returns
+/// true, they replace the span (all replacements share that one buffer).
+/// Returns the rewritten request, or `None` when `f` replaced nothing. The
+/// rest are copied as they are.
 pub fn replace_spans(
     req: &Request,
     reach: Reach,
-    mut f: impl FnMut(&SpanEntry, &[u8]) -> Option<Vec<u8>>,
+    mut f: impl FnMut(&SpanEntry, &[u8], &mut Vec<u8>) -> bool,
 ) -> Option<Request> {
     let index = req.index.as_ref()?;
-    let mut spans: Vec<Option<(Vec<u8>, SpanEntry)>> = Vec::new();
+    let mut repl = Replacements::default();
     for (i, entry) in index.spans.iter().enumerate() {
         let field = &req.bytes[entry.range.0 as usize..entry.range.1 as usize];
-        let Some(out) = f(entry, field) else { continue };
+        let at = repl.span_bytes.len();
+        if !f(entry, field, &mut repl.span_bytes) {
+            repl.span_bytes.truncate(at);
+            continue;
+        }
+        let out = &repl.span_bytes[at..];
         let entry = match reach {
             Reach::AttributesOnly => entry.clone(),
-            Reach::Anything => span_entry(&out).ok()?,
+            Reach::Anything => span_entry(out).ok()?,
         };
-        if spans.is_empty() {
-            spans.resize(index.spans.len(), None);
+        let range = (
+            u32::try_from(at).ok()?,
+            u32::try_from(repl.span_bytes.len()).ok()?,
+        );
+        if repl.spans.is_empty() {
+            repl.spans.resize(index.spans.len(), None);
         }
-        spans[i] = Some((out, entry));
+        repl.spans[i] = Some((range, entry));
     }
-    if spans.is_empty() {
+    if repl.spans.is_empty() {
         return None;
     }
-    let repl = Replacements {
-        spans,
-        ..Default::default()
-    };
     Some(traces_request(
         reframe(&req.bytes, index, 0..index.spans.len(), &repl),
         req,
     ))
 }
 
-/// Decodes the span in a whole `spans` field, lets `f` change it, and
-/// returns the re-encoded field when `f` says it changed.
-pub fn edit_span(field: &[u8], f: impl FnOnce(&mut Span) -> bool) -> Option<Vec<u8>> {
+/// Decodes the span in a whole `spans` field and lets `f` change it; when
+/// `f` says it changed, appends the re-encoded field to `out`. Returns
+/// whether it did.
+pub fn edit_span(field: &[u8], out: &mut Vec<u8>, f: impl FnOnce(&mut Span) -> bool) -> bool {
     let mut r = Reader::new(field, 0, field.len(), "ScopeSpans");
-    let body = r.next_field().ok()??.body;
-    let mut span = Span::decode(&field[body.0..body.1]).ok()?;
+    let Some(body) = r.next_field().ok().flatten().map(|s| s.body) else {
+        return false;
+    };
+    let Ok(mut span) = Span::decode(&field[body.0..body.1]) else {
+        return false;
+    };
     if !f(&mut span) {
-        return None;
+        return false;
     }
-    let mut out = Vec::with_capacity(span.encoded_len() + 4);
-    put_len_header(&mut out, 2, span.encoded_len());
-    span.encode_raw(&mut out);
-    Some(out)
+    out.reserve(span.encoded_len() + 4);
+    put_len_header(out, 2, span.encoded_len());
+    span.encode_raw(out);
+    true
 }
 
 /// Applies `f` to the spans whose encoded field passes `wants` (a cheap
@@ -212,12 +223,8 @@ pub fn rewrite_spans(
     mut wants: impl FnMut(&[u8]) -> bool,
     mut f: impl FnMut(&mut Span) -> bool,
 ) -> Option<Request> {
-    replace_spans(req, Reach::Anything, |_, field| {
-        if wants(field) {
-            edit_span(field, &mut f)
-        } else {
-            None
-        }
+    replace_spans(req, Reach::Anything, |_, field, out| {
+        wants(field) && edit_span(field, out, &mut f)
     })
 }
 

@@ -48,8 +48,12 @@ pub fn encode_span_range(
 pub struct Replacements {
     /// Per resource: its new `resource` field.
     pub resources: Vec<Option<Vec<u8>>>,
-    /// Per span: its new `spans` field and its index entry.
-    pub spans: Vec<Option<(Vec<u8>, SpanEntry)>>,
+    /// Per span: where its new `spans` field lies in `span_bytes`, and its
+    /// index entry.
+    pub spans: Vec<Option<(Span32, SpanEntry)>>,
+    /// The new span fields one after another: one buffer for all of them,
+    /// not an allocation per span.
+    pub span_bytes: Vec<u8>,
     /// Per scope: its new `scope` field.
     pub scopes: Vec<Option<Vec<u8>>>,
 }
@@ -63,8 +67,9 @@ impl Replacements {
         self.scopes.get(i).and_then(|r| r.as_deref())
     }
 
-    fn span(&self, i: usize) -> Option<&(Vec<u8>, SpanEntry)> {
-        self.spans.get(i).and_then(|s| s.as_ref())
+    fn span(&self, i: usize) -> Option<(&[u8], &SpanEntry)> {
+        let (range, entry) = self.spans.get(i)?.as_ref()?;
+        Some((slice(&self.span_bytes, *range), entry))
     }
 }
 

@@ -133,14 +133,14 @@ impl Attributes {
             .collect();
         let cfg = &self.cfg;
         let client = req.client.as_deref();
-        replace_spans(req, Reach::AttributesOnly, |entry, field| {
+        replace_spans(req, Reach::AttributesOnly, |entry, field, out| {
             let scope_i = entry.scope as usize;
             let resource = &resources[index.scopes[scope_i].resource as usize].attributes;
             let scope = scopes[scope_i].as_ref();
             if cfg.ruled_out(resource, scope) {
-                return None;
+                return false;
             }
-            edit_span(field, |span| {
+            edit_span(field, out, |span| {
                 let subject = Subject {
                     resource,
                     scope,

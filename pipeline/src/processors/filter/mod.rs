@@ -295,12 +295,12 @@ impl Filter {
             let mut failed = None;
             let mut events = 0;
             // Event removal leaves ids, times and status as they were.
-            let edited = replace_spans(base, Reach::AttributesOnly, |entry, field| {
+            let edited = replace_spans(base, Reach::AttributesOnly, |entry, field, buf| {
                 if failed.is_some() || !has_events_or_links(field) {
-                    return None;
+                    return false;
                 }
                 let around = parts.around(entry.scope);
-                edit_span(field, |span| {
+                edit_span(field, buf, |span| {
                     let before = span.events.len();
                     span.events.retain(|event| {
                         match c.any(&c.spanevent, &EventView { event, around }) {

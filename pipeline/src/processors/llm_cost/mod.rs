@@ -320,25 +320,29 @@ impl LlmCost {
     #[cfg(test)]
     fn price_field(&self, field: &[u8]) -> Option<Vec<u8>> {
         let mut tally = Tally::default();
-        let out = self.price_field_from(
+        let mut out = Vec::new();
+        let priced = self.price_field_from(
             field,
             &Origin::default(),
             &mut tally,
             &mut Recent::default(),
+            &mut out,
         );
         self.spend.flush(&mut tally, 0);
-        out
+        priced.map(|()| out)
     }
 
     /// [`LlmCost::price_field`], counting the call in `tally` as coming
-    /// from `origin`.
+    /// from `origin` and appending the new field to `out` (`Some` when it
+    /// did).
     fn price_field_from(
         &self,
         field: &[u8],
         origin: &Origin,
         tally: &mut Tally,
         recent: &mut Recent,
-    ) -> Option<Vec<u8>> {
+        out: &mut Vec<u8>,
+    ) -> Option<()> {
         self.usage.find(field)?;
         let mut u = Usage::default();
         let cost_key = self.cost_attribute.as_bytes();
@@ -362,7 +366,10 @@ impl LlmCost {
         if u.has_cost {
             // Replacing a value inside the span means a decode; still only
             // attributes change, so the span's index entry holds.
-            return crate::rewrite::edit_span(field, |s| self.price_from(s, origin, tally, recent));
+            let edited = crate::rewrite::edit_span(field, out, |s| {
+                self.price_from(s, origin, tally, recent)
+            });
+            return edited.then_some(());
         }
         let price = self.lookup(model, u.provider.map(|p| p.1), recent)?;
         let (input, output) = (u.input.map_or(0.0, |x| x.1), u.output.map_or(0.0, |x| x.1));
@@ -375,7 +382,7 @@ impl LlmCost {
             usd,
         };
         tally.add(&call, origin);
-        crate::inplace::append_double_attribute(field, &self.cost_attribute, usd)
+        crate::inplace::append_double_attribute(field, &self.cost_attribute, usd, out).then_some(())
     }
 
     /// Prices one decoded span; true when it changed.
@@ -497,7 +504,7 @@ impl Consumer for LlmCost {
         let mut recent = Recent::default();
         rewrite_batch(&mut batch, |req| {
             let mut sources = Sources::new(req);
-            replace_spans(req, Reach::AttributesOnly, |entry, field| {
+            replace_spans(req, Reach::AttributesOnly, |entry, field, out| {
                 let origin = Origin {
                     source: sources.of(entry),
                     trace_id: entry.trace_id,
@@ -508,7 +515,8 @@ impl Consumer for LlmCost {
                         / 1e9,
                     minute,
                 };
-                self.price_field_from(field, &origin, &mut tally, &mut recent)
+                self.price_field_from(field, &origin, &mut tally, &mut recent, out)
+                    .is_some()
             })
         });
         self.spend.flush(&mut tally, minute);
