@@ -188,6 +188,19 @@ pub const SCOPE_ATTRIBUTES: u32 = 3;
 pub fn for_each_attribute_in<'a>(
     field: &'a [u8],
     number: u32,
+    f: impl FnMut(&'a [u8], RawValue<'a>),
+) -> bool {
+    for_each_attribute_from(field, number, 0, f)
+}
+
+/// As [`for_each_attribute_in`], passing over unread the `KeyValue`s that
+/// end at or before byte `from` of `field`: a caller that found where the
+/// key it wants first appears knows no attribute ending before that can
+/// be named by it.
+pub fn for_each_attribute_from<'a>(
+    field: &'a [u8],
+    number: u32,
+    from: usize,
     mut f: impl FnMut(&'a [u8], RawValue<'a>),
 ) -> bool {
     let mut outer = Reader::new(field, 0, field.len(), "field");
@@ -211,6 +224,10 @@ pub fn for_each_attribute_in<'a>(
             }
         };
         if n == number && wire == LEN {
+            if body.1 <= from {
+                at = body.1;
+                continue;
+            }
             let (key, range) = key_value(field, body);
             f(key, RawValue { buf: field, range });
         } else {

@@ -10,7 +10,8 @@ use super::config::PolicyConfig;
 use crate::component::ConfigError;
 use crate::fasthash::FastMap;
 use crate::inplace::{
-    for_each_raw_attribute, for_each_resource_attribute, span_scalars, AttrValue,
+    for_each_attribute_from, for_each_raw_attribute, for_each_resource_attribute, same_bytes,
+    span_scalars, AttrValue, RESOURCE_ATTRIBUTES, SPAN_ATTRIBUTES,
 };
 use crate::scan::SpanEntry;
 
@@ -175,18 +176,23 @@ impl AttrTests {
         self.tests.is_empty()
     }
 
-    /// Whether `field` may hold one of the keys (see `keys`).
-    fn may_hold(&self, field: &[u8]) -> bool {
-        self.keys
-            .as_ref()
-            .is_none_or(|keys| keys.iter().any(|k| k.find(field).is_some()))
+    /// Where the first of the keys' bytes lies in `field` (0 when the
+    /// keys are not searched for, see `keys`); `None` when none is there.
+    fn first_key(&self, field: &[u8]) -> Option<usize> {
+        match &self.keys {
+            None => Some(0),
+            Some(keys) => keys.iter().filter_map(|k| k.find(field)).min(),
+        }
     }
 
     /// The bits whose test a span (whole `spans` field) passes.
     pub fn span(&self, field: &[u8]) -> u64 {
         let mut hits = 0;
-        if self.may_hold(field) {
-            for_each_raw_attribute(field, |k, v| hits |= self.hits(k, v));
+        if let Some(from) = self.first_key(field) {
+            // An attribute that ends before the first key's bytes cannot be
+            // named by any key: those (most of a span's, when the key is
+            // one llm_cost appended) are passed over unread.
+            for_each_attribute_from(field, SPAN_ATTRIBUTES, from, |k, v| hits |= self.hits(k, v));
         }
         hits
     }
@@ -194,8 +200,10 @@ impl AttrTests {
     /// The bits whose test a resource (whole `resource` field) passes.
     pub fn resource(&self, field: &[u8]) -> u64 {
         let mut hits = 0;
-        if self.may_hold(field) {
-            for_each_resource_attribute(field, |k, v| hits |= self.hits(k, v));
+        if let Some(from) = self.first_key(field) {
+            for_each_attribute_from(field, RESOURCE_ATTRIBUTES, from, |k, v| {
+                hits |= self.hits(k, v)
+            });
         }
         hits
     }
@@ -203,7 +211,7 @@ impl AttrTests {
     fn hits(&self, key: &[u8], v: crate::inplace::RawValue) -> u64 {
         let mut hits = 0;
         for (bit, (name, test)) in self.tests.iter().enumerate() {
-            if name.as_bytes() == key && test.test(v.get()) {
+            if same_bytes(name.as_bytes(), key) && test.test(v.get()) {
                 hits |= 1 << bit;
             }
         }

@@ -713,6 +713,41 @@ fn attribute_bits_taken_on_arrival_decide_as_walking_the_spans_does() {
     }
 }
 
+#[test]
+fn a_key_whose_bytes_first_appear_inside_an_earlier_value_is_still_found() {
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+    let kv = |key: &str, value: Value| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    };
+    let cost = |usd: f64| kv("gen_ai.usage.cost", Value::DoubleValue(usd));
+    let mention = kv(
+        "note",
+        Value::StringValue("gen_ai.usage.cost came out high".into()),
+    );
+    let mut p = vec![policy(
+        "{name: e, type: numeric_attribute, numeric_attribute: {key: gen_ai.usage.cost, min_value: 1}}",
+    )];
+    let tests = AttrTests::assign(&mut p);
+    // (attributes, whether the expensive test passes)
+    let cases = [
+        (vec![mention.clone(), cost(2.0)], true),
+        (vec![cost(2.0), mention.clone()], true),
+        (vec![mention.clone(), cost(0.5)], false),
+        (vec![mention.clone()], false),
+        (vec![kv("model", Value::StringValue("x".into())), cost(3.0)], true),
+    ];
+    for (attributes, want) in cases {
+        let mut req = Generator::new(GeneratorOptions::default()).spans(1);
+        req.resource_spans[0].scope_spans[0].spans[0].attributes = attributes.clone();
+        let req = request(&req);
+        let entry = &req.index.as_ref().unwrap().spans[0];
+        let field = &req.bytes[entry.range.0 as usize..entry.range.1 as usize];
+        assert_eq!(tests.span(field) == 1, want, "{attributes:?}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn sampled_spans_keep_the_context_of_the_request_that_brought_them() {
     let c = ctx();
