@@ -183,6 +183,14 @@ pub fn replace_spans(
         );
         if repl.spans.is_empty() {
             repl.spans.resize(index.spans.len(), None);
+            // Room for the rest of the request, so that the buffer is not
+            // grown (and copied) several times over: the replacements
+            // after this one are copies of later spans, a little changed.
+            let rest = req
+                .bytes
+                .len()
+                .saturating_sub(index.spans[i].range.1 as usize);
+            repl.span_bytes.reserve(rest);
         }
         repl.spans[i] = Some((range, entry));
     }
