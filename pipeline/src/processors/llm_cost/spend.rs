@@ -53,8 +53,11 @@ pub struct Call<'a> {
 }
 
 struct Row {
-    /// The model label, shared by the traces that name it.
-    model: Arc<str>,
+    /// The row's number: what a trace's costliest model is kept as (a
+    /// plain copy, where a shared name would be an atomic count per trace).
+    id: u32,
+    /// The model label.
+    model: String,
     calls: Counter,
     input: Counter,
     output: Counter,
@@ -62,11 +65,12 @@ struct Row {
     seconds: FloatCounter,
 }
 
-/// A trace's cost so far in one minute, and its costliest call's model.
-#[derive(Clone)]
+/// A trace's cost so far in one minute, and its costliest call's row
+/// (whose model names the trace).
+#[derive(Clone, Copy)]
 struct TraceCost {
     usd: f64,
-    model: Arc<str>,
+    row: u32,
     costliest: f64,
 }
 
@@ -95,13 +99,13 @@ fn current_minute(minutes: &mut VecDeque<Minute>, minute: u64) -> &mut Minute {
 
 impl Minute {
     /// Adds a trace's calls of one batch.
-    fn add(&mut self, t: &TraceSum, model: &Arc<str>) {
+    fn add(&mut self, t: &TraceSum, row: u32) {
         match self.traces.get_mut(&t.id) {
             Some(c) => {
                 c.usd += t.usd;
                 if t.costliest > c.costliest {
                     c.costliest = t.costliest;
-                    c.model = model.clone();
+                    c.row = row;
                 }
             }
             None => {
@@ -112,7 +116,7 @@ impl Minute {
                     t.id,
                     TraceCost {
                         usd: t.usd,
-                        model: model.clone(),
+                        row,
                         costliest: t.costliest,
                     },
                 );
@@ -257,7 +261,7 @@ impl Spend {
         spend
     }
 
-    fn row(&self, model: &str, source: &str) -> Row {
+    fn row(&self, id: u32, model: &str, source: &str) -> Row {
         let labels = [
             ("processor", self.id.as_str()),
             ("model", model),
@@ -278,6 +282,7 @@ impl Spend {
             )
         };
         Row {
+            id,
             model: model.into(),
             calls: c(
                 "calls",
@@ -314,11 +319,13 @@ impl Spend {
             return r.clone();
         }
         let other = rows.len() >= MAX_PAIRS || key.len() > KEY_BYTES;
+        // Rows are never removed, so their count numbers the next one.
+        let id = rows.len() as u32;
         let (k, row) = if other {
-            (OTHER.as_bytes(), self.row(OTHER, OTHER))
+            (OTHER.as_bytes(), self.row(id, OTHER, OTHER))
         } else {
             let (model, source) = (&key[..model_len], &key[model_len + 1..]);
-            (key, self.row(&text(model), &text(source)))
+            (key, self.row(id, &text(model), &text(source)))
         };
         rows.entry(k.into())
             .or_insert_with(|| Arc::new(row))
@@ -351,7 +358,7 @@ impl Spend {
             let mut minutes = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
             let now = current_minute(&mut minutes, minute);
             for t in &tally.traces {
-                now.add(t, &rows[t.pair].model);
+                now.add(t, rows[t.pair].id);
             }
         }
         tally.pairs.clear();
@@ -370,21 +377,27 @@ impl Spend {
                         s.usd += t.usd;
                         if t.costliest > s.costliest {
                             s.costliest = t.costliest;
-                            s.model = t.model.clone();
+                            s.row = t.row;
                         }
                     })
-                    .or_insert_with(|| t.clone());
+                    .or_insert(*t);
             }
         }
         drop(minutes);
-        let mut rows: Vec<([u8; 16], TraceCost)> = sum.into_iter().collect();
-        rows.sort_by(|a, b| b.1.usd.total_cmp(&a.1.usd).then(a.0.cmp(&b.0)));
-        rows.truncate(TOP_ROWS);
-        rows.into_iter()
+        let mut top: Vec<([u8; 16], TraceCost)> = sum.into_iter().collect();
+        top.sort_by(|a, b| b.1.usd.total_cmp(&a.1.usd).then(a.0.cmp(&b.0)));
+        top.truncate(TOP_ROWS);
+        let rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        // Row ids number the rows in the order made, none removed.
+        let mut models = vec![""; rows.len()];
+        for r in rows.values() {
+            models[r.id as usize] = &r.model;
+        }
+        top.into_iter()
             .map(|(id, t)| {
                 serde_json::json!({
                     "trace_id": hex(&id),
-                    "model": &*t.model,
+                    "model": models[t.row as usize],
                     "cost_usd": t.usd,
                 })
             })
