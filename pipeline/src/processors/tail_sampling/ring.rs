@@ -176,6 +176,15 @@ impl Traces {
         self.live
     }
 
+    /// Looks each of `ids` up, for the cache misses alone: the lookups do
+    /// not wait on one another, so a request's misses overlap here where
+    /// [`Traces::entry`] would take them one at a time. Returns how many
+    /// are in the map, which the caller passes to `black_box` so the
+    /// lookups are not optimised away.
+    pub fn warm(&self, ids: impl Iterator<Item = [u8; 16]>) -> usize {
+        ids.filter(|id| self.at.contains_key(id)).count()
+    }
+
     /// The trace `id`, taken in as first seen `now` if it is not held.
     pub fn entry(&mut self, id: [u8; 16], now: Instant) -> &mut Held {
         let next = self.base + self.ring.len() as u64;
@@ -305,6 +314,17 @@ mod tests {
         assert_eq!(order, [1, 3, 4, 2]);
         assert_eq!(t.len(), 0);
         assert!(t.oldest().is_none());
+    }
+
+    #[test]
+    fn warming_counts_the_ids_the_map_holds() {
+        let now = Instant::now();
+        let mut t = Traces::default();
+        for n in [1, 3, 5] {
+            t.entry(id(n), now);
+        }
+        assert_eq!(t.warm((1..=6).map(id)), 3);
+        assert_eq!(t.warm(std::iter::empty()), 0);
     }
 
     #[test]

@@ -736,7 +736,10 @@ fn a_key_whose_bytes_first_appear_inside_an_earlier_value_is_still_found() {
         (vec![cost(2.0), mention.clone()], true),
         (vec![mention.clone(), cost(0.5)], false),
         (vec![mention.clone()], false),
-        (vec![kv("model", Value::StringValue("x".into())), cost(3.0)], true),
+        (
+            vec![kv("model", Value::StringValue("x".into())), cost(3.0)],
+            true,
+        ),
     ];
     for (attributes, want) in cases {
         let mut req = Generator::new(GeneratorOptions::default()).spans(1);
