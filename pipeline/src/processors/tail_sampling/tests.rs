@@ -715,12 +715,8 @@ fn attribute_bits_taken_on_arrival_decide_as_walking_the_spans_does() {
 
 #[test]
 fn a_key_whose_bytes_first_appear_inside_an_earlier_value_is_still_found() {
-    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
-    let kv = |key: &str, value: Value| KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    };
+    use crate::generate::kv;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
     let cost = |usd: f64| kv("gen_ai.usage.cost", Value::DoubleValue(usd));
     let mention = kv(
         "note",
