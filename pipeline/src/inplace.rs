@@ -224,12 +224,10 @@ pub fn for_each_attribute_from<'a>(
             }
         };
         if n == number && wire == LEN {
-            if body.1 <= from {
-                at = body.1;
-                continue;
+            if body.1 > from {
+                let (key, range) = key_value(field, body);
+                f(key, RawValue { buf: field, range });
             }
-            let (key, range) = key_value(field, body);
-            f(key, RawValue { buf: field, range });
         } else {
             extras |= n == 11 || n == 13;
         }

@@ -187,23 +187,23 @@ impl AttrTests {
 
     /// The bits whose test a span (whole `spans` field) passes.
     pub fn span(&self, field: &[u8]) -> u64 {
+        self.bits(field, SPAN_ATTRIBUTES)
+    }
+
+    /// The bits whose test a resource (whole `resource` field) passes.
+    pub fn resource(&self, field: &[u8]) -> u64 {
+        self.bits(field, RESOURCE_ATTRIBUTES)
+    }
+
+    /// The bits whose test the attributes at field `number` of the message
+    /// in `field` pass.
+    fn bits(&self, field: &[u8], number: u32) -> u64 {
         let mut hits = 0;
         if let Some(from) = self.first_key(field) {
             // An attribute that ends before the first key's bytes cannot be
             // named by any key: those (most of a span's, when the key is
             // one llm_cost appended) are passed over unread.
-            for_each_attribute_from(field, SPAN_ATTRIBUTES, from, |k, v| hits |= self.hits(k, v));
-        }
-        hits
-    }
-
-    /// The bits whose test a resource (whole `resource` field) passes.
-    pub fn resource(&self, field: &[u8]) -> u64 {
-        let mut hits = 0;
-        if let Some(from) = self.first_key(field) {
-            for_each_attribute_from(field, RESOURCE_ATTRIBUTES, from, |k, v| {
-                hits |= self.hits(k, v)
-            });
+            for_each_attribute_from(field, number, from, |k, v| hits |= self.hits(k, v));
         }
         hits
     }
