@@ -12,6 +12,7 @@
 
 mod config;
 mod held;
+mod idtable;
 mod policy;
 mod ring;
 

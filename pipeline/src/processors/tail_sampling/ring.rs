@@ -3,18 +3,24 @@
 //!
 //! Among ~10^5 held traces every map probe misses the cache. Deciding a
 //! trace in its turn does not probe the map at all: its entry is left to
-//! go stale (a position before the ring's front, or a slot emptied early)
-//! and stale entries are swept out together, in one pass over the table,
-//! once they are as many as the live ones. A sweep reads the table in
-//! order, which costs far less than one random probe per decision.
+//! go stale (a position before the ring's front) and stale entries are
+//! swept out together, in one pass over the table, once they are as many
+//! as the live ones. A sweep reads the table in order, which costs far
+//! less than one random probe per decision.
+//!
+//! A map entry is 8 bytes ([`IdTable`]): the position and the id's hash,
+//! each cut to 32 bits. The id itself is only in the ring, and a probe that
+//! finds its hash compares the id there. An entry of id and position took
+//! 24 bytes.
 
-use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
+use std::hash::BuildHasher;
 
 use tokio::time::Instant;
 
+use super::idtable::{places_for, short_hash, At, IdTable, Probe};
 use super::policy::Summary;
-use crate::fasthash::FastMap;
+use crate::fasthash::Keyed;
 
 /// A held span: its request's slot in `HeldRequests` and its position.
 pub(super) type HeldSpan = (u32, u32);
@@ -148,11 +154,19 @@ pub(super) struct Held {
     pub summary: Summary,
 }
 
+/// Where in the ring `at` points, if trace `id` is held there; positions
+/// count from `base`, the front's, in 32 bits.
+fn index_of(ring: &Chunked<Option<Held>>, base: u64, at: &At, id: &[u8; 16]) -> Option<usize> {
+    let i = at.pos.wrapping_sub(base as u32) as usize;
+    ring.get(i)?.as_ref().filter(|h| h.id == *id).map(|_| i)
+}
+
 /// The held traces, oldest first.
 #[derive(Default)]
 pub(super) struct Traces {
     /// Positions in the ring; some stale (see the module's doc).
-    at: FastMap<[u8; 16], u64>,
+    at: IdTable,
+    hasher: Keyed,
     /// `None` where a trace was decided before its turn.
     ring: Chunked<Option<Held>>,
     /// The position of the ring's front.
@@ -164,7 +178,8 @@ pub(super) struct Traces {
 impl Traces {
     pub fn with_capacity(n: usize) -> Traces {
         Traces {
-            at: FastMap::with_capacity_and_hasher(n, Default::default()),
+            at: IdTable::with_capacity(n),
+            hasher: Keyed::default(),
             ring: Chunked::default(),
             base: 0,
             live: 0,
@@ -176,28 +191,42 @@ impl Traces {
         self.live
     }
 
-    /// Whether the map has an entry for `id` (live or stale): a lookup
-    /// for its cache miss alone, ahead of [`Traces::entry`].
+    fn hash(&self, id: &[u8; 16]) -> u32 {
+        short_hash(self.hasher.hash_one(id))
+    }
+
+    /// Whether trace `id` is held: a lookup for its cache misses alone
+    /// (the table's and the ring's), ahead of [`Traces::entry`].
     pub fn has_entry(&self, id: &[u8; 16]) -> bool {
-        self.at.contains_key(id)
+        let (ring, base) = (&self.ring, self.base);
+        let hash = self.hash(id);
+        matches!(
+            self.at
+                .probe(hash, |a| index_of(ring, base, a, id).is_some()),
+            Probe::Found(_)
+        )
     }
 
     /// The trace `id`, taken in as first seen `now` if it is not held.
     pub fn entry(&mut self, id: [u8; 16], now: Instant) -> &mut Held {
-        let next = self.base + self.ring.len() as u64;
-        let held = match self.at.entry(id) {
-            Entry::Occupied(mut e) => {
-                let at = *e.get();
-                let i = at.wrapping_sub(self.base) as usize;
-                if at >= self.base && self.ring.get(i).is_some_and(Option::is_some) {
-                    Some(i)
-                } else {
-                    e.insert(next);
-                    None
-                }
-            }
-            Entry::Vacant(e) => {
-                e.insert(next);
+        let hash = self.hash(&id);
+        self.at.reserve_one();
+        let (ring, base) = (&self.ring, self.base);
+        let next = base + ring.len() as u64;
+        let held = match self
+            .at
+            .probe(hash, |a| index_of(ring, base, a, &id).is_some())
+        {
+            Probe::Found(p) => index_of(ring, base, self.at.get(p), &id),
+            Probe::Vacant(p) => {
+                // A stale entry of the same id stays until the next sweep.
+                self.at.put(
+                    p,
+                    At {
+                        pos: next as u32,
+                        hash,
+                    },
+                );
                 None
             }
         };
@@ -245,8 +274,16 @@ impl Traces {
 
     /// Takes trace `id` out, ahead of its turn.
     pub fn remove(&mut self, id: &[u8; 16]) -> Option<Held> {
-        let at = self.at.remove(id)?;
-        let i = usize::try_from(at.checked_sub(self.base)?).ok()?;
+        let hash = self.hash(id);
+        let (ring, base) = (&self.ring, self.base);
+        let Probe::Found(p) = self
+            .at
+            .probe(hash, |a| index_of(ring, base, a, id).is_some())
+        else {
+            return None;
+        };
+        let i = index_of(ring, base, self.at.get(p), id)?;
+        self.at.remove(p);
         let held = self.ring.get_mut(i)?.take()?;
         self.live -= 1;
         Some(held)
@@ -258,16 +295,14 @@ impl Traces {
             return;
         }
         let (base, ring) = (self.base, &self.ring);
-        self.at.retain(|_, at| {
-            at.checked_sub(base)
-                .and_then(|i| ring.get(i as usize))
+        // Only a live trace's own entry points at a held slot: early
+        // removal takes the entry out with the trace. After a burst the
+        // table would stay large, and every sweep reads all of it.
+        let room = places_for(2 * self.live + SWEEP_SLACK);
+        self.at.sweep(room, |a| {
+            ring.get(a.pos.wrapping_sub(base as u32) as usize)
                 .is_some_and(Option::is_some)
         });
-        // After a burst the table would stay large, and every sweep reads
-        // all of it.
-        if self.at.capacity() > 4 * (2 * self.live + SWEEP_SLACK) {
-            self.at.shrink_to(2 * self.live + SWEEP_SLACK);
-        }
     }
 
     /// Map entries, stale ones included (for tests).
@@ -351,6 +386,29 @@ mod tests {
             assert_eq!(held.spans.iter().copied().collect::<Vec<_>>(), [(n, 0)]);
         }
         assert_eq!(t.len(), 100);
+    }
+
+    #[test]
+    fn a_trace_held_again_after_its_turn_is_found_past_its_stale_entry() {
+        let now = Instant::now();
+        let mut t = Traces::default();
+        t.entry(id(7), now).spans.push((0, 0));
+        t.entry(id(8), now).spans.push((0, 1));
+        assert_eq!(t.pop_oldest().map(|h| h.id), Some(id(7)));
+        // Trace 7's entry is stale; seen again, it gets a second one.
+        t.entry(id(7), now).spans.push((1, 0));
+        t.entry(id(7), now).spans.push((2, 0));
+        assert_eq!(t.entries(), 3);
+        assert!(t.has_entry(&id(7)));
+        let again = t.remove(&id(7)).expect("held again");
+        assert_eq!(
+            again.spans.iter().copied().collect::<Vec<_>>(),
+            [(1, 0), (2, 0)]
+        );
+        assert!(!t.has_entry(&id(7)));
+        assert!(t.remove(&id(7)).is_none());
+        assert_eq!(t.pop_oldest().map(|h| h.id), Some(id(8)));
+        assert!(t.pop_oldest().is_none());
     }
 
     #[test]
