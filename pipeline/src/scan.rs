@@ -5,6 +5,8 @@
 //! Nothing is allocated per field; the only allocations are the index vectors,
 //! which callers may reuse.
 
+use std::cell::Cell;
+
 use crate::wire::{Field, Reader, WireError, FIXED32, FIXED64, LEN, VARINT};
 
 /// Byte range `[start, end)` inside a request.
@@ -147,6 +149,34 @@ pub fn scan_traces_within(
             message: "ExportTraceServiceRequest",
         });
     }
+    if index.spans.capacity() > 0 {
+        return request(buf, index, max_decoded);
+    }
+    // How many spans a request holds is known only once it is read: pushed
+    // into a new Vec, 512 spans grew it eight times, each a malloc, a copy
+    // and a free. This thread's scratch keeps its room, and the index gets
+    // an exact copy.
+    index.spans = SCRATCH.take();
+    let read = request(buf, index, max_decoded);
+    let mut scratch = std::mem::take(&mut index.spans);
+    index.spans = scratch.as_slice().to_vec();
+    if scratch.capacity() <= SCRATCH_MAX {
+        scratch.clear();
+        SCRATCH.set(scratch);
+    }
+    read
+}
+
+thread_local! {
+    /// Span entries of this thread's last scan, emptied.
+    static SCRATCH: Cell<Vec<SpanEntry>> = const { Cell::new(Vec::new()) };
+}
+
+/// A larger scratch is not kept: one huge request must not pin its size
+/// for the thread's life (64 bytes an entry: 4 MiB).
+const SCRATCH_MAX: usize = 1 << 16;
+
+fn request(buf: &[u8], index: &mut SpanIndex, max_decoded: u64) -> Result<(), WireError> {
     let mut r = Reader::new(buf, 0, buf.len(), "ExportTraceServiceRequest");
     while let Some(f) = r.next_field()? {
         if f.number == 1 {
@@ -635,6 +665,34 @@ mod tests {
             refused > 300 && accepted > 300,
             "{refused} refused, {accepted} accepted"
         );
+    }
+
+    #[test]
+    fn a_new_index_holds_exactly_its_spans_whatever_this_thread_scanned_before() {
+        let big = Generator::new(GeneratorOptions::default())
+            .spans(600)
+            .encode_to_vec();
+        let small = sample().encode_to_vec();
+        // What a scan into an index that already has room finds.
+        let mut reused = SpanIndex::default();
+        reused.spans.reserve(1);
+        scan_traces(&small, &mut reused).unwrap();
+        for bytes in [&big, &small, &small] {
+            let mut fresh = SpanIndex::default();
+            scan_traces(bytes, &mut fresh).unwrap();
+            assert_eq!(fresh.spans.capacity(), fresh.spans.len());
+            if bytes == &small {
+                assert_eq!(fresh, reused);
+            } else {
+                assert_eq!(fresh.spans.len(), 600);
+            }
+        }
+        // A refused request leaves the next scan's index its own.
+        let mut bad = SpanIndex::default();
+        assert!(scan_traces(&big[..big.len() - 1], &mut bad).is_err());
+        let mut fresh = SpanIndex::default();
+        scan_traces(&small, &mut fresh).unwrap();
+        assert_eq!(fresh, reused);
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod config;
 mod pricing;
 mod spend;
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
@@ -500,7 +501,7 @@ impl Consumer for LlmCost {
         // Every usage attribute key contains "usage."; spans without it are
         // not even read attribute by attribute.
         let minute = spend::now_minute();
-        let mut tally = Tally::default();
+        let mut tally = TALLY.take().unwrap_or_default();
         let mut recent = Recent::default();
         rewrite_batch(&mut batch, |req| {
             let mut sources = Sources::new(req);
@@ -519,9 +520,17 @@ impl Consumer for LlmCost {
                     .is_some()
             })
         });
+        // Flushing empties it for the next batch.
         self.spend.flush(&mut tally, minute);
+        TALLY.set(Some(tally));
         self.next.consume(batch).await
     }
+}
+
+thread_local! {
+    /// This thread's tally between batches, empty. A batch lists ~100
+    /// traces a request; a new list for each grew six times over.
+    static TALLY: Cell<Option<Tally>> = const { Cell::new(None) };
 }
 
 impl ProcessorBuilder for LlmCostConfig {
