@@ -157,9 +157,9 @@ pub enum Reach {
 thread_local! {
     /// This thread's span replacements from its last request, emptied.
     /// Their buffer holds about a request: taken new for each request, it
-    /// was one large malloc and free per request and processor, and in
-    /// the full chain glibc spent ~1 % of the collector finding room for
-    /// them among the held requests' freed buffers.
+    /// was one large malloc and free per request and processor, each
+    /// paying glibc's sorting of the buffers the hold frees (see
+    /// `docs/architecture.md`).
     static SPARE: Cell<Option<Replacements>> = const { Cell::new(None) };
 }
 
