@@ -86,11 +86,6 @@ impl IdTable {
         }
     }
 
-    /// The entry in place `i`.
-    pub fn get(&self, i: usize) -> &At {
-        &self.places[i]
-    }
-
     /// Room for one more entry; call before the [`IdTable::probe`] whose
     /// vacant place [`IdTable::put`] fills.
     pub fn reserve_one(&mut self) {
@@ -213,21 +208,15 @@ mod tests {
 
     #[test]
     fn growing_and_sweeping_keep_what_they_should_and_no_more_room_than_asked() {
+        let hash = |p: u32| short_hash(u64::from(p).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let mut t = IdTable::default();
         for p in 0..10_000 {
-            assert!(take_in(
-                &mut t,
-                at(
-                    p,
-                    short_hash(u64::from(p).wrapping_mul(0x9e37_79b9_7f4a_7c15))
-                )
-            ));
+            assert!(take_in(&mut t, at(p, hash(p))));
         }
         assert_eq!(t.len(), 10_000);
         assert!(2 * t.used <= t.places.len());
         // Keep every tenth; the table stays its size within four times
         // the room asked for, and shrinks past that.
-        let hash = |p: u32| short_hash(u64::from(p).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let size = t.places.len();
         t.sweep(size / 2, |a| a.pos % 10 == 0);
         assert_eq!((t.len(), t.places.len()), (1_000, size));

@@ -195,38 +195,36 @@ impl Traces {
         short_hash(self.hasher.hash_one(id))
     }
 
+    /// Where trace `id` (of kept hash `hash`) is: its table place and ring
+    /// index if held, else the table place a new entry goes in.
+    fn find(&self, hash: u32, id: &[u8; 16]) -> Result<(usize, usize), usize> {
+        let (ring, base) = (&self.ring, self.base);
+        let mut held = None;
+        match self.at.probe(hash, |a| {
+            held = index_of(ring, base, a, id);
+            held.is_some()
+        }) {
+            Probe::Found(place) => Ok((place, held.expect("confirmed by the probe"))),
+            Probe::Vacant(place) => Err(place),
+        }
+    }
+
     /// Whether trace `id` is held: a lookup for its cache misses alone
     /// (the table's and the ring's), ahead of [`Traces::entry`].
     pub fn has_entry(&self, id: &[u8; 16]) -> bool {
-        let (ring, base) = (&self.ring, self.base);
-        let hash = self.hash(id);
-        matches!(
-            self.at
-                .probe(hash, |a| index_of(ring, base, a, id).is_some()),
-            Probe::Found(_)
-        )
+        self.find(self.hash(id), id).is_ok()
     }
 
     /// The trace `id`, taken in as first seen `now` if it is not held.
     pub fn entry(&mut self, id: [u8; 16], now: Instant) -> &mut Held {
         let hash = self.hash(&id);
         self.at.reserve_one();
-        let (ring, base) = (&self.ring, self.base);
-        let next = base + ring.len() as u64;
-        let held = match self
-            .at
-            .probe(hash, |a| index_of(ring, base, a, &id).is_some())
-        {
-            Probe::Found(p) => index_of(ring, base, self.at.get(p), &id),
-            Probe::Vacant(p) => {
+        let held = match self.find(hash, &id) {
+            Ok((_, i)) => Some(i),
+            Err(place) => {
                 // A stale entry of the same id stays until the next sweep.
-                self.at.put(
-                    p,
-                    At {
-                        pos: next as u32,
-                        hash,
-                    },
-                );
+                let pos = (self.base + self.ring.len() as u64) as u32;
+                self.at.put(place, At { pos, hash });
                 None
             }
         };
@@ -274,16 +272,8 @@ impl Traces {
 
     /// Takes trace `id` out, ahead of its turn.
     pub fn remove(&mut self, id: &[u8; 16]) -> Option<Held> {
-        let hash = self.hash(id);
-        let (ring, base) = (&self.ring, self.base);
-        let Probe::Found(p) = self
-            .at
-            .probe(hash, |a| index_of(ring, base, a, id).is_some())
-        else {
-            return None;
-        };
-        let i = index_of(ring, base, self.at.get(p), id)?;
-        self.at.remove(p);
+        let (place, i) = self.find(self.hash(id), id).ok()?;
+        self.at.remove(place);
         let held = self.ring.get_mut(i)?.take()?;
         self.live -= 1;
         Some(held)
