@@ -211,26 +211,38 @@ impl KeyRules {
 
     /// The cached rule for `key`, or `compute`'s, remembered; with the
     /// key's clean string.
+    #[inline]
     fn get(&mut self, key: &[u8], compute: impl FnOnce() -> KeyRule) -> (KeyRule, &mut Clean) {
         let at = self.pair(key);
-        let hit = (at..at + 2).find(|&i| {
-            self.places[i]
-                .as_ref()
+        let same = |p: &Option<Place>| {
+            p.as_ref()
                 .is_some_and(|p| crate::inplace::same_bytes(&p.key, key))
-        });
-        let i = hit.unwrap_or_else(|| {
-            // The newest key takes the first place; the one it displaces
-            // moves to the second.
-            self.places[at + 1] = self.places[at].take();
-            self.places[at] = Some(Place {
-                key: key.into(),
-                rule: compute(),
-                clean: Clean::default(),
-            });
+        };
+        let i = if same(&self.places[at]) {
             at
-        });
+        } else if same(&self.places[at + 1]) {
+            at + 1
+        } else {
+            self.fill(at, key, compute())
+        };
         let place = self.places[i].as_mut().expect("found or just filled");
         (place.rule, &mut place.clean)
+    }
+
+    /// Puts a key not cached in the first place of its pair, and returns
+    /// that place. Out of line: nearly every lookup hits, and the hit path
+    /// stays small enough to inline into the attribute walk.
+    #[cold]
+    #[inline(never)]
+    fn fill(&mut self, at: usize, key: &[u8], rule: KeyRule) -> usize {
+        // The one it displaces moves to the second place.
+        self.places[at + 1] = self.places[at].take();
+        self.places[at] = Some(Place {
+            key: key.into(),
+            rule,
+            clean: Clean::default(),
+        });
+        at
     }
 }
 
