@@ -79,12 +79,19 @@ impl<'a> RawValue<'a> {
     /// members, map values, at any depth) with `string`, and every map key
     /// with `key`, without decoding; stops at the first call that returns
     /// true and returns true then.
+    #[inline]
     pub fn any_nested(
         &self,
         string: &mut impl FnMut(&'a [u8]) -> bool,
         key: &mut impl FnMut(&'a [u8]) -> bool,
     ) -> bool {
-        nested(self.buf, self.range, string, key)
+        // The common layouts here, inlined into the caller's walk; the rest
+        // (arrays, maps) in the recursive reader.
+        let value = &self.buf[self.range.0..self.range.1];
+        if let Some(s) = short_string(value) {
+            return string(s);
+        }
+        !one_scalar(value) && nested(self.buf, self.range, string, key)
     }
 
     /// `Some(bytes)` for a string value, `None` for any other kind.
@@ -104,14 +111,12 @@ fn nested<'a>(
     string: &mut impl FnMut(&'a [u8]) -> bool,
     key: &mut impl FnMut(&'a [u8]) -> bool,
 ) -> bool {
-    // Nearly every value is one short string: read that layout directly,
-    // as `key_value` does, and anything else field by field.
-    if let [0x0a, len, s @ ..] = &buf[range.0..range.1] {
-        if *len < 0x80 && s.len() == usize::from(*len) {
-            return string(s);
-        }
+    // Array members are mostly one short string or number too.
+    let value = &buf[range.0..range.1];
+    if let Some(s) = short_string(value) {
+        return string(s);
     }
-    if one_scalar(&buf[range.0..range.1]) {
+    if one_scalar(value) {
         return false;
     }
     // The scan bounded the nesting depth, so recursion is bounded too.
@@ -156,9 +161,21 @@ fn nested<'a>(
     false
 }
 
+/// The string of an encoded `AnyValue` that is one string field with a
+/// one-byte length, as nearly every value is (the layout `key_value` also
+/// reads directly); `None` for anything else.
+#[inline(always)]
+fn short_string(value: &[u8]) -> Option<&[u8]> {
+    match value {
+        [0x0a, len, s @ ..] if *len < 0x80 && s.len() == usize::from(*len) => Some(s),
+        _ => None,
+    }
+}
+
 /// Whether an encoded `AnyValue` is one bool, int or double field and
 /// nothing else. A third of span attributes are numbers, and the reader's
 /// general path cost more per number than the whole string check.
+#[inline(always)]
 fn one_scalar(value: &[u8]) -> bool {
     match value {
         // bool_value = 2, int_value = 3: one varint, its last byte below 0x80.
