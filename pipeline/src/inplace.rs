@@ -690,5 +690,15 @@ mod tests {
                 assert_eq!(same_bytes(a, b), a == b, "{a:?} {b:?}");
             }
         }
+        // Every length class, with one byte changed at each place.
+        for n in 0..48 {
+            let a: Vec<u8> = (0..n as u8).map(|i| b'a' + i % 26).collect();
+            assert!(same_bytes(&a, &a.clone()), "length {n}");
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x20;
+                assert!(!same_bytes(&a, &b), "length {n}, byte {at}");
+            }
+        }
     }
 }
