@@ -240,6 +240,7 @@ struct Usage<'a> {
 /// Keeps the value whose key comes earliest in `keys` (the newest convention).
 /// The value is only computed for keys in `keys`: most attributes are not
 /// usage attributes and are never parsed.
+#[inline(always)]
 fn prefer<T>(
     slot: &mut Option<(usize, T)>,
     keys: &[&str],
