@@ -85,13 +85,7 @@ impl<'a> RawValue<'a> {
         string: &mut impl FnMut(&'a [u8]) -> bool,
         key: &mut impl FnMut(&'a [u8]) -> bool,
     ) -> bool {
-        // The common layouts here, inlined into the caller's walk; the rest
-        // (arrays, maps) in the recursive reader.
-        let value = &self.buf[self.range.0..self.range.1];
-        if let Some(s) = short_string(value) {
-            return string(s);
-        }
-        !one_scalar(value) && nested(self.buf, self.range, string, key)
+        strings_in(self.buf, self.range, string, key)
     }
 
     /// `Some(bytes)` for a string value, `None` for any other kind.
@@ -105,20 +99,29 @@ impl<'a> RawValue<'a> {
     }
 }
 
+/// [`RawValue::any_nested`] of the value at `range`. The common layouts
+/// (one short string, one number) are read here, inlined into the caller's
+/// walk; the rest (arrays, maps) in the recursive reader.
+#[inline(always)]
+fn strings_in<'a>(
+    buf: &'a [u8],
+    range: (usize, usize),
+    string: &mut impl FnMut(&'a [u8]) -> bool,
+    key: &mut impl FnMut(&'a [u8]) -> bool,
+) -> bool {
+    let value = &buf[range.0..range.1];
+    if let Some(s) = short_string(value) {
+        return string(s);
+    }
+    !one_scalar(value) && nested(buf, range, string, key)
+}
+
 fn nested<'a>(
     buf: &'a [u8],
     range: (usize, usize),
     string: &mut impl FnMut(&'a [u8]) -> bool,
     key: &mut impl FnMut(&'a [u8]) -> bool,
 ) -> bool {
-    // Array members are mostly one short string or number too.
-    let value = &buf[range.0..range.1];
-    if let Some(s) = short_string(value) {
-        return string(s);
-    }
-    if one_scalar(value) {
-        return false;
-    }
     // The scan bounded the nesting depth, so recursion is bounded too.
     let mut r = Reader::new(buf, range.0, range.1, "AnyValue");
     while let Ok(Some(f)) = r.next_field() {
@@ -129,7 +132,7 @@ fn nested<'a>(
                 let mut a = Reader::new(buf, f.body.0, f.body.1, "ArrayValue");
                 let mut hit = false;
                 while let (false, Ok(Some(v))) = (hit, a.next_field()) {
-                    hit = v.number == 1 && v.wire == LEN && nested(buf, v.body, string, key);
+                    hit = v.number == 1 && v.wire == LEN && strings_in(buf, v.body, string, key);
                 }
                 hit
             }
@@ -145,7 +148,7 @@ fn nested<'a>(
                     while let (false, Ok(Some(x))) = (hit, e.next_field()) {
                         hit = match (x.number, x.wire) {
                             (1, LEN) => key(&buf[x.body.0..x.body.1]),
-                            (2, LEN) => nested(buf, x.body, string, key),
+                            (2, LEN) => strings_in(buf, x.body, string, key),
                             _ => false,
                         };
                     }
@@ -556,6 +559,28 @@ mod tests {
             bytes.extend(encoded(Value::StringValue("secret".into())));
             assert_eq!(walk(&bytes), (true, vec![b"secret".to_vec()]));
         }
+        // Members of an array and values of a map take the same paths: the
+        // numbers hold nothing, the strings among them are all read.
+        use crate::generate::kv;
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValueList};
+        let any = |v: Value| AnyValue { value: Some(v) };
+        let array = encoded(Value::ArrayValue(ArrayValue {
+            values: vec![
+                any(Value::IntValue(-1)),
+                any(Value::StringValue("plain".into())),
+                any(Value::DoubleValue(0.5)),
+                any(Value::KvlistValue(KeyValueList {
+                    values: vec![
+                        kv("n", Value::BoolValue(true)),
+                        kv("s", Value::StringValue("secret".into())),
+                    ],
+                })),
+            ],
+        }));
+        assert_eq!(
+            walk(&array),
+            (true, vec![b"plain".to_vec(), b"secret".to_vec()])
+        );
     }
 
     #[test]
